@@ -1,0 +1,382 @@
+//! Hugging Face checkpoint folders: `config.json` + `model.safetensors` (or a sharded index).
+//!
+//! This is the only place that knows the file layout: GPT-2's Conv1D weights are stored as
+//! (in × out) and transposed here, its causal-mask buffers are skipped, tied heads are neither
+//! read nor written, and a bias-free GPT-2 is written with zero biases so `GPT2LMHeadModel`
+//! loads it with no missing keys. Files are memory-mapped and copied tensor by tensor.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use serde::Serialize;
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+use crate::config::{Gpt2Config, ModelConfig};
+use crate::error::{Error, Result};
+use crate::lm::{CausalLm, DType};
+
+/// The weights file of an unsharded checkpoint.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The index of a sharded checkpoint.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+/// The configuration file.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// How to load a checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Where the weights go.
+    pub device: Device,
+    /// The format the weights are converted to.
+    pub dtype: DType,
+    /// Fail on any missing, unexpected or mis-shaped key (otherwise they are reported and skipped).
+    pub strict: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { device: Device::Cpu, dtype: DType::F32, strict: true }
+    }
+}
+
+/// A key whose shape differs from what the config implies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    /// The checkpoint key.
+    pub name: String,
+    /// Shape implied by the config, in file layout.
+    pub expected: Vec<i64>,
+    /// Shape in the file.
+    pub actual: Vec<i64>,
+}
+
+/// What loading did with every key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LoadReport {
+    /// Keys copied into the model.
+    pub applied: Vec<String>,
+    /// Model parameters absent from the checkpoint (left at their initialisation).
+    pub missing: Vec<String>,
+    /// Checkpoint keys the model has no place for.
+    pub unexpected: Vec<String>,
+    /// Keys present on both sides with different shapes (skipped).
+    pub mismatched: Vec<Mismatch>,
+    /// Keys skipped by plan, with the reason (mask buffers, tied heads, zero biases).
+    pub ignored: Vec<(String, String)>,
+}
+
+impl LoadReport {
+    /// Whether every parameter was loaded and nothing unplanned was found.
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty()
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        write!(f, "applied {}, ignored {}", self.applied.len(), self.ignored.len())?;
+        write!(f, "; missing: {}; unexpected: {}", list(&self.missing), list(&self.unexpected))?;
+        let mis: Vec<String> = self
+            .mismatched
+            .iter()
+            .map(|m| format!("{} (expected {:?}, found {:?})", m.name, m.expected, m.actual))
+            .collect();
+        write!(f, "; mis-shaped: {}", list(&mis))
+    }
+}
+
+/// Whether a GPT-2 parameter is stored transposed (Conv1D) in Hugging Face files.
+fn is_conv1d(name: &str) -> bool {
+    name.ends_with("attn.c_attn.weight")
+        || name.ends_with("attn.c_proj.weight")
+        || name.ends_with("mlp.c_fc.weight")
+        || name.ends_with("mlp.c_proj.weight")
+}
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    match dtype {
+        Dtype::F32 => Some(Kind::Float),
+        Dtype::F16 => Some(Kind::Half),
+        Dtype::BF16 => Some(Kind::BFloat16),
+        Dtype::F64 => Some(Kind::Double),
+        _ => None,
+    }
+}
+
+fn dtype_of(kind: Kind) -> Option<Dtype> {
+    match kind {
+        Kind::Float => Some(Dtype::F32),
+        Kind::Half => Some(Dtype::F16),
+        Kind::BFloat16 => Some(Dtype::BF16),
+        Kind::Double => Some(Dtype::F64),
+        _ => None,
+    }
+}
+
+/// The safetensors files of a checkpoint folder: the single file, or every shard of the index.
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join(WEIGHTS_FILE);
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join(INDEX_FILE);
+    if !index.exists() {
+        return Err(Error::io(
+            &single,
+            std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {WEIGHTS_FILE} or {INDEX_FILE} in the checkpoint folder")),
+        ));
+    }
+    let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| Error::Json { path: index.clone(), message: e.to_string() })?;
+    let map = value.get("weight_map").and_then(Value::as_object).ok_or_else(|| Error::Json {
+        path: index.clone(),
+        message: "missing object \"weight_map\"".to_string(),
+    })?;
+    let mut files = BTreeSet::new();
+    for (key, file) in map {
+        let file = file.as_str().ok_or_else(|| Error::Json { path: index.clone(), message: format!("weight_map[{key:?}] is not a string") })?;
+        files.insert(dir.join(file));
+    }
+    Ok(files.into_iter().collect())
+}
+
+/// What to do with one checkpoint key.
+enum Plan {
+    /// Copy into this model parameter, transposing first if set.
+    Load { param: String, transpose: bool },
+    /// Skip, for this reason.
+    Ignore(&'static str),
+    /// A bias of a bias-free GPT-2: must be zero.
+    ZeroBias,
+    /// Not part of the model.
+    Unexpected,
+}
+
+fn plan_key(config: &ModelConfig, params: &HashMap<String, Tensor>, key: &str) -> Plan {
+    match config {
+        ModelConfig::Gpt2(c) => {
+            // GPT2Model files (e.g. OpenAI's) have no "transformer." prefix.
+            let name = if key.starts_with("transformer.") || key == "lm_head.weight" { key.to_string() } else { format!("transformer.{key}") };
+            if name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") {
+                return Plan::Ignore("causal-mask buffer");
+            }
+            if name == "lm_head.weight" && c.tie_word_embeddings {
+                return Plan::Ignore("tied to transformer.wte.weight");
+            }
+            if params.contains_key(&name) {
+                return Plan::Load { transpose: is_conv1d(&name), param: name };
+            }
+            if !c.bias && name.ends_with(".bias") && gpt2_bias_names(c).contains(&name) {
+                return Plan::ZeroBias;
+            }
+            Plan::Unexpected
+        }
+        ModelConfig::Llama(c) => {
+            if key.ends_with(".rotary_emb.inv_freq") {
+                return Plan::Ignore("rotary buffer");
+            }
+            if key == "lm_head.weight" && c.tie_word_embeddings {
+                return Plan::Ignore("tied to model.embed_tokens.weight");
+            }
+            if params.contains_key(key) {
+                return Plan::Load { param: key.to_string(), transpose: false };
+            }
+            Plan::Unexpected
+        }
+    }
+}
+
+/// The bias keys a GPT-2 of this shape would have with biases on.
+fn gpt2_bias_names(c: &Gpt2Config) -> BTreeSet<String> {
+    Gpt2Config { bias: true, ..c.clone() }
+        .parameter_shapes()
+        .into_iter()
+        .filter(|p| p.name.ends_with(".bias"))
+        .map(|p| p.name)
+        .collect()
+}
+
+fn view_to_tensor(path: &Path, name: &str, view: &TensorView) -> Result<Tensor> {
+    let kind = kind_of(view.dtype()).ok_or_else(|| Error::UnsupportedDtype {
+        path: path.to_path_buf(),
+        name: name.to_string(),
+        dtype: format!("{:?}", view.dtype()),
+    })?;
+    let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+    Ok(Tensor::f_from_data_size(view.data(), &shape, kind)?)
+}
+
+fn map_file(path: &Path) -> Result<memmap2::Mmap> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: the mapping is read-only and lives only while this checkpoint is copied; a file
+    // truncated by another process meanwhile is outside what this loader supports.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))
+}
+
+/// Loads a checkpoint folder: reads `config.json`, builds the model, and copies every tensor.
+///
+/// # Errors
+/// A missing or invalid `config.json`, missing or corrupt weights, an unsupported dtype, a
+/// non-zero bias in a bias-free config, or (in strict mode) any missing, unexpected or mis-shaped
+/// key. Each message names the file and, where there is one, the key.
+pub fn load(dir: &Path, options: &LoadOptions) -> Result<(CausalLm, LoadReport)> {
+    let config = ModelConfig::from_file(&dir.join(CONFIG_FILE))?;
+    let files = weight_files(dir)?;
+    let mut model = CausalLm::new(&config, options.device, options.dtype)?;
+    let report = load_weights(&mut model, &files)?;
+    if options.strict && !report.is_clean() {
+        return Err(Error::StrictLoad { dir: dir.to_path_buf(), summary: report.to_string() });
+    }
+    Ok((model, report))
+}
+
+/// Copies the tensors of `files` into `model`, by Hugging Face key.
+///
+/// # Errors
+/// Corrupt files, unsupported dtypes, or a non-zero bias in a bias-free GPT-2.
+pub fn load_weights(model: &mut CausalLm, files: &[PathBuf]) -> Result<LoadReport> {
+    let params: HashMap<String, Tensor> = model.var_store().variables();
+    let config = model.config().clone();
+    let mut report = LoadReport::default();
+    let mut seen = BTreeSet::new();
+    for path in files {
+        let mmap = map_file(path)?;
+        let st = SafeTensors::deserialize(&mmap).map_err(|e| Error::Safetensors { path: path.clone(), message: e.to_string() })?;
+        let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+        names.sort();
+        for key in names {
+            let view = st.tensor(&key).map_err(|e| Error::Safetensors { path: path.clone(), message: format!("{key}: {e}") })?;
+            let actual: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+            match plan_key(&config, &params, &key) {
+                Plan::Ignore(reason) => report.ignored.push((key, reason.to_string())),
+                Plan::Unexpected => report.unexpected.push(key),
+                Plan::ZeroBias => {
+                    let t = view_to_tensor(path, &key, &view)?;
+                    if t.f_abs()?.f_max()?.double_value(&[]) != 0.0 {
+                        return Err(Error::NonZeroBias { path: path.clone(), name: key });
+                    }
+                    report.ignored.push((key, "zero bias of a bias-free model".to_string()));
+                }
+                Plan::Load { param, transpose } => {
+                    let var = &params[&param];
+                    let mut expected = var.size();
+                    if transpose {
+                        expected.reverse();
+                    }
+                    if expected != actual {
+                        report.mismatched.push(Mismatch { name: key, expected, actual });
+                        continue;
+                    }
+                    let src = view_to_tensor(path, &key, &view)?;
+                    let src = if transpose { src.tr() } else { src };
+                    tch::no_grad(|| var.shallow_clone().f_copy_(&src))?;
+                    seen.insert(param);
+                    report.applied.push(key);
+                }
+            }
+        }
+    }
+    let mut missing: Vec<String> = params.keys().filter(|k| !seen.contains(*k)).cloned().collect();
+    missing.sort();
+    report.missing = missing;
+    Ok(report)
+}
+
+/// One tensor to write: its key, and its bytes in file layout.
+struct Entry {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+fn entry(name: String, t: &Tensor) -> Result<Entry> {
+    let t = t.f_to_device(Device::Cpu)?.f_contiguous()?;
+    let dtype = dtype_of(t.kind()).ok_or_else(|| Error::Unavailable(format!("cannot save tensor {name} of kind {:?}", t.kind())))?;
+    let numel = t.numel();
+    let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+    t.f_copy_data_u8(&mut data, numel)?;
+    let shape = t.size().iter().map(|&d| d as usize).collect();
+    Ok(Entry { name, dtype, shape, data })
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+///
+/// # Errors
+/// An I/O error naming the file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Saves `model` as a Hugging Face checkpoint folder (`config.json` and `model.safetensors`),
+/// loadable by `transformers` with no missing or unexpected keys. Each file is written under a
+/// temporary name and renamed, so an interrupted save never leaves a half file that looks whole.
+///
+/// # Errors
+/// An I/O error naming the file, or a torch error while copying tensors.
+pub fn save(model: &CausalLm, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let params = model.named_parameters();
+    let mut entries = Vec::with_capacity(params.len());
+    for (name, t) in &params {
+        let t = if matches!(model.config(), ModelConfig::Gpt2(_)) && is_conv1d(name) { t.tr() } else { t.shallow_clone() };
+        entries.push(entry(name.clone(), &t)?);
+    }
+    if let ModelConfig::Gpt2(c) = model.config() {
+        if !c.bias {
+            let kind = model.dtype().kind();
+            let shapes: BTreeMap<String, Vec<i64>> = Gpt2Config { bias: true, ..c.clone() }
+                .parameter_shapes()
+                .into_iter()
+                .map(|p| (p.name, p.shape))
+                .collect();
+            for name in gpt2_bias_names(c) {
+                let zeros = Tensor::f_zeros(&shapes[&name], (kind, Device::Cpu))?;
+                entries.push(entry(name, &zeros)?);
+            }
+        }
+    }
+    let views = entries
+        .iter()
+        .map(|e| {
+            TensorView::new(e.dtype, e.shape.clone(), &e.data)
+                .map(|v| (e.name.clone(), v))
+                .map_err(|err| Error::Safetensors { path: dir.join(WEIGHTS_FILE), message: format!("{}: {err}", e.name) })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+    let bytes = safetensors::serialize(views, metadata)
+        .map_err(|e| Error::Safetensors { path: dir.join(WEIGHTS_FILE), message: e.to_string() })?;
+    write_atomic(&dir.join(WEIGHTS_FILE), &bytes)?;
+    write_config(model.config(), model.dtype(), dir)
+}
+
+/// Writes `config.json` for `config` with weights in `dtype`.
+///
+/// # Errors
+/// An I/O error naming the file.
+pub fn write_config(config: &ModelConfig, dtype: DType, dir: &Path) -> Result<()> {
+    let mut value = config.to_value();
+    if let Value::Object(map) = &mut value {
+        map.insert("torch_dtype".into(), Value::from(dtype.hf_name()));
+        map.insert("dtype".into(), Value::from(dtype.hf_name()));
+    }
+    let path = dir.join(CONFIG_FILE);
+    let mut text = serde_json::to_string_pretty(&value).map_err(|e| Error::Json { path: path.clone(), message: e.to_string() })?;
+    text.push('\n');
+    write_atomic(&path, text.as_bytes())
+}

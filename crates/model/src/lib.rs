@@ -1,0 +1,22 @@
+//! GPT-2 and LLaMA on libtorch, with Hugging Face checkpoint folders as the native format.
+//!
+//! [`CausalLm`] is the model the other crates use: built from a [`ModelConfig`] (a mirror of
+//! `config.json`, with presets for every model of the paper), run through a fast fused-attention
+//! path or an explicit path that exposes each layer's attention probabilities, and loaded from or
+//! saved to `config.json` + `model.safetensors` by [`hf`]. This crate must not know about data,
+//! tokenizers or training.
+
+pub mod config;
+pub mod error;
+pub mod gpt2;
+pub mod hf;
+pub mod layers;
+pub mod llama;
+pub mod lm;
+
+pub use config::{Gpt2Config, LlamaConfig, ModelConfig, ParamShape, Preset};
+pub use error::{Error, Result};
+pub use hf::{LoadOptions, LoadReport};
+pub use layers::AttentionVisitor;
+pub use lm::{check_device, CausalLm, DType};
+pub use tch;

@@ -1,0 +1,205 @@
+//! [`CausalLm`]: a model of either family together with the var store that owns its weights.
+//!
+//! This is the type the other crates use: build from a config, run with checked inputs, read and
+//! replace parameters by their Hugging Face names. It must not know about files; see [`crate::hf`].
+
+use std::collections::BTreeMap;
+
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::gpt2::Gpt2;
+use crate::layers::AttentionVisitor;
+use crate::llama::Llama;
+
+/// Floating-point formats for weights and compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    /// 32-bit float.
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// IEEE half.
+    F16,
+}
+
+impl DType {
+    /// The matching torch kind.
+    pub fn kind(self) -> Kind {
+        match self {
+            DType::F32 => Kind::Float,
+            DType::Bf16 => Kind::BFloat16,
+            DType::F16 => Kind::Half,
+        }
+    }
+
+    /// The name `transformers` uses in `config.json`.
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::Bf16 => "bfloat16",
+            DType::F16 => "float16",
+        }
+    }
+
+    /// The format of a torch kind, if it is one of ours.
+    pub fn from_kind(kind: Kind) -> Option<Self> {
+        match kind {
+            Kind::Float => Some(DType::F32),
+            Kind::BFloat16 => Some(DType::Bf16),
+            Kind::Half => Some(DType::F16),
+            _ => None,
+        }
+    }
+}
+
+/// Checks that `device` can be used, with a clear message when CUDA is asked for but absent.
+///
+/// # Errors
+/// [`Error::Unavailable`] for a CUDA device on a machine (or build) without CUDA.
+pub fn check_device(device: Device) -> Result<()> {
+    if let Device::Cuda(i) = device {
+        let n = tch::Cuda::device_count();
+        if !tch::Cuda::is_available() || i as i64 >= n {
+            return Err(Error::Unavailable(format!(
+                "CUDA device {i} requested but {n} CUDA device(s) are available to libtorch (is libtorch_cuda.so linked and a GPU present?)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+enum Arch {
+    Gpt2(Gpt2),
+    Llama(Llama),
+}
+
+/// A causal language model and its weights.
+#[derive(Debug)]
+pub struct CausalLm {
+    config: ModelConfig,
+    vs: VarStore,
+    arch: Arch,
+}
+
+impl CausalLm {
+    /// Builds a freshly initialised model (the family's own initialisation, from torch's global RNG:
+    /// call `tch::manual_seed` first for reproducible weights).
+    ///
+    /// # Errors
+    /// An invalid config, an unavailable device, or a torch error while allocating.
+    pub fn new(config: &ModelConfig, device: Device, dtype: DType) -> Result<Self> {
+        config.validate()?;
+        check_device(device)?;
+        let mut vs = VarStore::new(device);
+        // Creating the variables directly in the target kind avoids an f32 copy of a large model.
+        vs.set_kind(dtype.kind());
+        let root = vs.root();
+        let arch = match config {
+            ModelConfig::Gpt2(c) => Arch::Gpt2(Gpt2::new(&root, c)?),
+            ModelConfig::Llama(c) => Arch::Llama(Llama::new(&root, c)?),
+        };
+        Ok(CausalLm { config: config.clone(), vs, arch })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The var store holding every parameter under its Hugging Face name.
+    pub fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+
+    /// Mutable access to the var store (device moves, freezing).
+    pub fn var_store_mut(&mut self) -> &mut VarStore {
+        &mut self.vs
+    }
+
+    /// The device of the weights.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The floating-point format of the weights.
+    pub fn dtype(&self) -> DType {
+        let kind = self.vs.variables().values().next().map(Tensor::kind).unwrap_or(Kind::Float);
+        DType::from_kind(kind).unwrap_or(DType::F32)
+    }
+
+    /// Casts every weight to `dtype` in place.
+    pub fn set_dtype(&mut self, dtype: DType) {
+        self.vs.set_kind(dtype.kind());
+    }
+
+    /// Every parameter by Hugging Face name (tied weights appear once, under the embedding's name).
+    pub fn named_parameters(&self) -> BTreeMap<String, Tensor> {
+        self.vs.variables().into_iter().collect()
+    }
+
+    /// Total number of parameter elements.
+    pub fn num_parameters(&self) -> i64 {
+        self.vs.variables().values().map(|t| t.numel() as i64).sum()
+    }
+
+    /// Checks that `idx` is a `(B, T)` integer tensor with `T` within the context and ids within the vocabulary.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`], [`Error::SequenceTooLong`] or [`Error::TokenOutOfRange`].
+    pub fn check_input(&self, idx: &Tensor) -> Result<()> {
+        let shape = idx.size();
+        if shape.len() != 2 || !matches!(idx.kind(), Kind::Int64 | Kind::Int) || shape[1] == 0 {
+            return Err(Error::BadInput { shape, kind: format!("{:?}", idx.kind()) });
+        }
+        let max = self.config.context_length();
+        if shape[1] > max {
+            return Err(Error::SequenceTooLong { len: shape[1], max });
+        }
+        let vocab_size = self.config.vocab_size();
+        let (lo, hi) = (idx.f_min()?.int64_value(&[]), idx.f_max()?.int64_value(&[]));
+        for id in [lo, hi] {
+            if id < 0 || id >= vocab_size {
+                return Err(Error::TokenOutOfRange { id, vocab_size });
+            }
+        }
+        Ok(())
+    }
+
+    /// Logits `(B, T, V)` through the fast attention path.
+    ///
+    /// # Errors
+    /// An invalid input (see [`CausalLm::check_input`]).
+    pub fn forward(&self, idx: &Tensor) -> Result<Tensor> {
+        self.check_input(idx)?;
+        Ok(self.forward_unchecked(idx))
+    }
+
+    /// Logits `(B, T, V)` through the fast path, for inputs the caller has already validated
+    /// (the training loop's hot path: no host synchronisation).
+    pub fn forward_unchecked(&self, idx: &Tensor) -> Tensor {
+        let idx = idx.to_device(self.device());
+        match &self.arch {
+            Arch::Gpt2(m) => m.logits(&idx, None),
+            Arch::Llama(m) => m.logits(&idx, None),
+        }
+    }
+
+    /// Logits `(B, T, V)` through the explicit attention path; `visitor(l, probs)` receives each
+    /// layer's post-softmax attention `(B, nh, T, T)` in f32 as it is computed, so at most one
+    /// layer's matrices are alive at a time.
+    ///
+    /// # Errors
+    /// An invalid input (see [`CausalLm::check_input`]).
+    pub fn forward_with_attention(&self, idx: &Tensor, visitor: AttentionVisitor) -> Result<Tensor> {
+        self.check_input(idx)?;
+        let idx = idx.to_device(self.device());
+        Ok(match &self.arch {
+            Arch::Gpt2(m) => m.logits(&idx, Some(visitor)),
+            Arch::Llama(m) => m.logits(&idx, Some(visitor)),
+        })
+    }
+}
