@@ -77,8 +77,7 @@ fn torch_dir(venv: &Path) -> Option<PathBuf> {
     let mut lines = out.lines();
     let version = lines.next()?;
     let dir = PathBuf::from(lines.next()?);
-    (version.split('+').next() == Some(TORCH_VERSION) && dir.join("lib").join("libtorch.so").exists())
-        .then_some(dir)
+    (version.split('+').next() == Some(TORCH_VERSION) && dir.join("lib").join("libtorch.so").exists()).then_some(dir)
 }
 
 /// Installs `torch==2.11.0` into `<cache>/torch-2.11.0` (once) and links it as `<repo>/.libtorch`.
@@ -116,14 +115,22 @@ fn install_torch(cache: &Path, venv: &Path) -> Result<PathBuf> {
     if partial.exists() {
         std::fs::remove_dir_all(&partial).with_context(|| format!("removing {}", partial.display()))?;
     }
-    eprintln!("xtask: creating a virtual environment for torch=={TORCH_VERSION} in {} (about 4.6 GB, a few minutes)", venv.display());
-    run(Command::new(python).args(["-m", "venv"]).arg(&partial), "python3 -m venv")?;
+    eprintln!(
+        "xtask: creating a virtual environment for torch=={TORCH_VERSION} in {} (about 4.6 GB, a few minutes)",
+        venv.display()
+    );
+    run(
+        Command::new(python).args(["-m", "venv"]).arg(&partial),
+        "python3 -m venv",
+    )?;
     let pip = partial.join("bin").join("python");
     if output_of(&pip, &["-m", "pip", "--version"]).is_none() {
         bail!("the new virtual environment has no pip: install pip for {python} (Debian: apt-get install python3-pip python3-venv)");
     }
     run(
-        Command::new(&pip).args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input"]).arg(format!("torch=={TORCH_VERSION}")),
+        Command::new(&pip)
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input"])
+            .arg(format!("torch=={TORCH_VERSION}")),
         "pip install torch",
     )?;
     if venv.exists() {
@@ -140,7 +147,10 @@ fn test() -> Result<()> {
     let root = workspace_root();
     let steps: [(&str, &[&str]); 3] = [
         ("cargo fmt --check", &["fmt", "--all", "--", "--check"]),
-        ("cargo clippy", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        (
+            "cargo clippy",
+            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        ),
         ("cargo test", &["test", "--workspace"]),
     ];
     for (what, args) in steps {

@@ -160,7 +160,10 @@ pub struct ParamShape {
 
 impl ParamShape {
     fn new(name: String, shape: &[i64]) -> Self {
-        ParamShape { name, shape: shape.to_vec() }
+        ParamShape {
+            name,
+            shape: shape.to_vec(),
+        }
     }
 
     /// Number of elements.
@@ -226,12 +229,19 @@ impl Gpt2Config {
     }
     /// A 2-layer, 64-wide model with a 256-token vocabulary and 64-token context, for CPU tests.
     pub fn tiny() -> Self {
-        Gpt2Config { vocab_size: 256, n_positions: 64, ..Self::paper(2, 4, 64) }
+        Gpt2Config {
+            vocab_size: 256,
+            n_positions: 64,
+            ..Self::paper(2, 4, 64)
+        }
     }
 
     /// The same config with another depth (the paper's inherited variants).
     pub fn with_layers(&self, n_layer: i64) -> Self {
-        Gpt2Config { n_layer, ..self.clone() }
+        Gpt2Config {
+            n_layer,
+            ..self.clone()
+        }
     }
 
     /// MLP width.
@@ -272,10 +282,16 @@ impl Gpt2Config {
             check_positive(&mut p, "n_inner", inner);
         }
         if self.n_head > 0 && self.n_embd > 0 && self.n_embd % self.n_head != 0 {
-            p.push(format!("n_embd {} is not divisible by n_head {}", self.n_embd, self.n_head));
+            p.push(format!(
+                "n_embd {} is not divisible by n_head {}",
+                self.n_embd, self.n_head
+            ));
         }
         check_eps(&mut p, "layer_norm_epsilon", self.layer_norm_epsilon);
-        if !matches!(self.activation_function.as_str(), "gelu_new" | "gelu_pytorch_tanh" | "gelu") {
+        if !matches!(
+            self.activation_function.as_str(),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu"
+        ) {
             p.push(format!(
                 "activation_function {:?} is not supported (gelu_new, gelu_pytorch_tanh, gelu)",
                 self.activation_function
@@ -285,7 +301,10 @@ impl Gpt2Config {
             p.push("reorder_and_upcast_attn = true is not supported".to_string());
         }
         if !(self.initializer_range.is_finite() && self.initializer_range >= 0.0) {
-            p.push(format!("initializer_range must be >= 0, got {}", self.initializer_range));
+            p.push(format!(
+                "initializer_range must be >= 0, got {}",
+                self.initializer_range
+            ));
         }
         finish("GPT-2", p)
     }
@@ -362,7 +381,10 @@ impl LlamaConfig {
 
     /// The same config with another depth.
     pub fn with_layers(&self, num_hidden_layers: i64) -> Self {
-        LlamaConfig { num_hidden_layers, ..self.clone() }
+        LlamaConfig {
+            num_hidden_layers,
+            ..self.clone()
+        }
     }
 
     /// Key/value heads.
@@ -382,7 +404,12 @@ impl LlamaConfig {
     /// The RoPE base, from `rope_theta` or `rope_parameters.rope_theta` (default 10000).
     pub fn rope_theta(&self) -> f64 {
         self.rope_theta_field
-            .or_else(|| self.rope_parameters.as_ref().and_then(|p| p.get("rope_theta")).and_then(Value::as_f64))
+            .or_else(|| {
+                self.rope_parameters
+                    .as_ref()
+                    .and_then(|p| p.get("rope_theta"))
+                    .and_then(Value::as_f64)
+            })
             .unwrap_or(10000.0)
     }
 
@@ -401,13 +428,18 @@ impl LlamaConfig {
         check_positive(&mut p, "max_position_embeddings", self.max_position_embeddings);
         let (nh, nkv) = (self.num_attention_heads, self.kv_heads());
         if nh > 0 && nkv > 0 && nh % nkv != 0 {
-            p.push(format!("num_key_value_heads {nkv} does not divide num_attention_heads {nh}"));
+            p.push(format!(
+                "num_key_value_heads {nkv} does not divide num_attention_heads {nh}"
+            ));
         }
         match self.head_dim {
             Some(h) => check_positive(&mut p, "head_dim", h),
             None => {
                 if nh > 0 && self.hidden_size > 0 && self.hidden_size % nh != 0 {
-                    p.push(format!("hidden_size {} is not divisible by num_attention_heads {nh}", self.hidden_size));
+                    p.push(format!(
+                        "hidden_size {} is not divisible by num_attention_heads {nh}",
+                        self.hidden_size
+                    ));
                 }
             }
         }
@@ -422,7 +454,10 @@ impl LlamaConfig {
         if !(theta.is_finite() && theta > 0.0) {
             p.push(format!("rope_theta must be positive, got {theta}"));
         }
-        for (field, value) in [("rope_parameters", &self.rope_parameters), ("rope_scaling", &self.rope_scaling)] {
+        for (field, value) in [
+            ("rope_parameters", &self.rope_parameters),
+            ("rope_scaling", &self.rope_scaling),
+        ] {
             if let Some(v) = value {
                 let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(Value::as_str);
                 if !(v.is_null() || kind.is_none() || kind == Some("default")) {
@@ -441,7 +476,10 @@ impl LlamaConfig {
     /// Every parameter with its shape, in construction order.
     pub fn parameter_shapes(&self) -> Vec<ParamShape> {
         let (d, v, im) = (self.hidden_size, self.vocab_size, self.intermediate_size);
-        let (q, kv) = (self.num_attention_heads * self.head_dim(), self.kv_heads() * self.head_dim());
+        let (q, kv) = (
+            self.num_attention_heads * self.head_dim(),
+            self.kv_heads() * self.head_dim(),
+        );
         let mut out = vec![ParamShape::new("model.embed_tokens.weight".into(), &[v, d])];
         let lin = |out: &mut Vec<ParamShape>, prefix: String, o: i64, i: i64, bias: bool| {
             out.push(ParamShape::new(format!("{prefix}.weight"), &[o, i]));
@@ -485,8 +523,10 @@ impl ModelConfig {
     /// `model_type`, or an invalid configuration; each message names the file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let value: Value =
-            serde_json::from_str(&text).map_err(|e| Error::Json { path: path.to_path_buf(), message: e.to_string() })?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| Error::Json {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         Self::from_value(value, path)
     }
 
@@ -495,7 +535,10 @@ impl ModelConfig {
     /// # Errors
     /// As [`ModelConfig::from_file`].
     pub fn from_value(mut value: Value, path: &Path) -> Result<Self> {
-        let json_err = |e: serde_json::Error| Error::Json { path: path.to_path_buf(), message: e.to_string() };
+        let json_err = |e: serde_json::Error| Error::Json {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
         let model_type = value.get("model_type").and_then(Value::as_str).map(str::to_string);
         let config = match model_type.as_deref() {
             Some("gpt2") => {
@@ -506,11 +549,17 @@ impl ModelConfig {
                 strip_generated(&mut value);
                 ModelConfig::Llama(serde_json::from_value(value).map_err(json_err)?)
             }
-            _ => return Err(Error::UnknownArchitecture { path: path.to_path_buf(), model_type }),
+            _ => {
+                return Err(Error::UnknownArchitecture {
+                    path: path.to_path_buf(),
+                    model_type,
+                })
+            }
         };
-        config
-            .validate()
-            .map_err(|e| Error::ConfigFile { path: path.to_path_buf(), source: Box::new(e) })?;
+        config.validate().map_err(|e| Error::ConfigFile {
+            path: path.to_path_buf(),
+            err: Box::new(e),
+        })?;
         Ok(config)
     }
 
@@ -619,11 +668,12 @@ pub fn is_embedding(name: &str) -> bool {
     )
 }
 
-/// Drops keys that we write ourselves so they are not duplicated in `extra`.
+/// Drops keys that we write ourselves (the family and the storage dtype) so they are not kept in `extra`.
 fn strip_generated(value: &mut Value) {
     if let Value::Object(map) = value {
-        map.remove("model_type");
-        map.remove("architectures");
+        for key in ["model_type", "architectures", "dtype", "torch_dtype"] {
+            map.remove(key);
+        }
     }
 }
 

@@ -6,13 +6,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {err}")]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// A JSON file could not be parsed.
     #[error("{path}: invalid JSON: {message}")]
@@ -39,13 +38,12 @@ pub enum Error {
         problems: Vec<String>,
     },
     /// A config file holds a valid model but an invalid field for it.
-    #[error("{path}: {source}")]
+    #[error("{path}: {err}")]
     ConfigFile {
         /// The config file.
         path: PathBuf,
         /// The validation error.
-        #[source]
-        source: Box<Error>,
+        err: Box<Error>,
     },
     /// A safetensors file is truncated or malformed.
     #[error("{path}: invalid safetensors file: {message}")]
@@ -131,6 +129,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// An I/O error for `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            err: source,
+        }
     }
 }

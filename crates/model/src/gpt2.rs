@@ -50,7 +50,11 @@ impl Block {
     fn new(p: &Path, c: &Gpt2Config, layer: i64) -> Result<Self> {
         let (d, std) = (c.n_embd, c.initializer_range);
         let proj_std = std / (2.0 * c.n_layer as f64).sqrt();
-        let mut scale = if c.scale_attn_weights { 1.0 / (c.head_dim() as f64).sqrt() } else { 1.0 };
+        let mut scale = if c.scale_attn_weights {
+            1.0 / (c.head_dim() as f64).sqrt()
+        } else {
+            1.0
+        };
         if c.scale_attn_by_inverse_layer_idx {
             scale /= (layer + 1) as f64;
         }
@@ -75,7 +79,10 @@ impl Block {
     fn forward(&self, x: &Tensor, visit: Option<(usize, AttentionVisitor)>) -> Tensor {
         let x = x + self.attn.forward(&self.ln_1.forward(x), visit);
         let h = self.ln_2.forward(&x);
-        &x + self.mlp.c_proj.forward(&self.mlp.c_fc.forward(&h).gelu(self.mlp.approximate))
+        &x + self
+            .mlp
+            .c_proj
+            .forward(&self.mlp.c_fc.forward(&h).gelu(self.mlp.approximate))
     }
 }
 
@@ -99,7 +106,10 @@ impl Gpt2 {
         config.validate()?;
         let c = config;
         let t = root / "transformer";
-        let init = Init::Randn { mean: 0.0, stdev: c.initializer_range };
+        let init = Init::Randn {
+            mean: 0.0,
+            stdev: c.initializer_range,
+        };
         let wte = (&t / "wte").f_var("weight", &[c.vocab_size, c.n_embd], init)?;
         let wpe = (&t / "wpe").f_var("weight", &[c.n_positions, c.n_embd], init)?;
         let h = (0..c.n_layer)
@@ -111,7 +121,14 @@ impl Gpt2 {
         } else {
             (root / "lm_head").f_var("weight", &[c.vocab_size, c.n_embd], init)?
         };
-        Ok(Gpt2 { config: config.clone(), wte, wpe, h, ln_f, lm_head })
+        Ok(Gpt2 {
+            config: config.clone(),
+            wte,
+            wpe,
+            h,
+            ln_f,
+            lm_head,
+        })
     }
 
     /// The configuration.
@@ -123,7 +140,8 @@ impl Gpt2 {
     pub fn hidden(&self, idx: &Tensor, mut visitor: Option<AttentionVisitor>) -> Tensor {
         let t = idx.size()[1];
         let pos = Tensor::arange(t, (tch::Kind::Int64, idx.device()));
-        let mut x = Tensor::embedding(&self.wte, idx, -1, false, false) + Tensor::embedding(&self.wpe, &pos, -1, false, false); // (B, T, d)
+        let mut x =
+            Tensor::embedding(&self.wte, idx, -1, false, false) + Tensor::embedding(&self.wpe, &pos, -1, false, false); // (B, T, d)
         for (layer, block) in self.h.iter().enumerate() {
             let visit = visitor.as_mut().map(|v| (layer, &mut **v as AttentionVisitor));
             x = block.forward(&x, visit);

@@ -40,7 +40,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { device: Device::Cpu, dtype: DType::F32, strict: true }
+        LoadOptions {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            strict: true,
+        }
     }
 }
 
@@ -81,7 +85,12 @@ impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
         write!(f, "applied {}, ignored {}", self.applied.len(), self.ignored.len())?;
-        write!(f, "; missing: {}; unexpected: {}", list(&self.missing), list(&self.unexpected))?;
+        write!(
+            f,
+            "; missing: {}; unexpected: {}",
+            list(&self.missing),
+            list(&self.unexpected)
+        )?;
         let mis: Vec<String> = self
             .mismatched
             .iter()
@@ -129,18 +138,30 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if !index.exists() {
         return Err(Error::io(
             &single,
-            std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {WEIGHTS_FILE} or {INDEX_FILE} in the checkpoint folder")),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no {WEIGHTS_FILE} or {INDEX_FILE} in the checkpoint folder"),
+            ),
         ));
     }
     let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| Error::Json { path: index.clone(), message: e.to_string() })?;
-    let map = value.get("weight_map").and_then(Value::as_object).ok_or_else(|| Error::Json {
+    let value: Value = serde_json::from_str(&text).map_err(|e| Error::Json {
         path: index.clone(),
-        message: "missing object \"weight_map\"".to_string(),
+        message: e.to_string(),
     })?;
+    let map = value
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::Json {
+            path: index.clone(),
+            message: "missing object \"weight_map\"".to_string(),
+        })?;
     let mut files = BTreeSet::new();
     for (key, file) in map {
-        let file = file.as_str().ok_or_else(|| Error::Json { path: index.clone(), message: format!("weight_map[{key:?}] is not a string") })?;
+        let file = file.as_str().ok_or_else(|| Error::Json {
+            path: index.clone(),
+            message: format!("weight_map[{key:?}] is not a string"),
+        })?;
         files.insert(dir.join(file));
     }
     Ok(files.into_iter().collect())
@@ -162,7 +183,11 @@ fn plan_key(config: &ModelConfig, params: &HashMap<String, Tensor>, key: &str) -
     match config {
         ModelConfig::Gpt2(c) => {
             // GPT2Model files (e.g. OpenAI's) have no "transformer." prefix.
-            let name = if key.starts_with("transformer.") || key == "lm_head.weight" { key.to_string() } else { format!("transformer.{key}") };
+            let name = if key.starts_with("transformer.") || key == "lm_head.weight" {
+                key.to_string()
+            } else {
+                format!("transformer.{key}")
+            };
             if name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") {
                 return Plan::Ignore("causal-mask buffer");
             }
@@ -170,7 +195,10 @@ fn plan_key(config: &ModelConfig, params: &HashMap<String, Tensor>, key: &str) -
                 return Plan::Ignore("tied to transformer.wte.weight");
             }
             if params.contains_key(&name) {
-                return Plan::Load { transpose: is_conv1d(&name), param: name };
+                return Plan::Load {
+                    transpose: is_conv1d(&name),
+                    param: name,
+                };
             }
             if !c.bias && name.ends_with(".bias") && gpt2_bias_names(c).contains(&name) {
                 return Plan::ZeroBias;
@@ -185,7 +213,10 @@ fn plan_key(config: &ModelConfig, params: &HashMap<String, Tensor>, key: &str) -
                 return Plan::Ignore("tied to model.embed_tokens.weight");
             }
             if params.contains_key(key) {
-                return Plan::Load { param: key.to_string(), transpose: false };
+                return Plan::Load {
+                    param: key.to_string(),
+                    transpose: false,
+                };
             }
             Plan::Unexpected
         }
@@ -194,12 +225,15 @@ fn plan_key(config: &ModelConfig, params: &HashMap<String, Tensor>, key: &str) -
 
 /// The bias keys a GPT-2 of this shape would have with biases on.
 fn gpt2_bias_names(c: &Gpt2Config) -> BTreeSet<String> {
-    Gpt2Config { bias: true, ..c.clone() }
-        .parameter_shapes()
-        .into_iter()
-        .filter(|p| p.name.ends_with(".bias"))
-        .map(|p| p.name)
-        .collect()
+    Gpt2Config {
+        bias: true,
+        ..c.clone()
+    }
+    .parameter_shapes()
+    .into_iter()
+    .filter(|p| p.name.ends_with(".bias"))
+    .map(|p| p.name)
+    .collect()
 }
 
 fn view_to_tensor(path: &Path, name: &str, view: &TensorView) -> Result<Tensor> {
@@ -231,7 +265,10 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<(CausalLm, LoadReport)>
     let mut model = CausalLm::new(&config, options.device, options.dtype)?;
     let report = load_weights(&mut model, &files)?;
     if options.strict && !report.is_clean() {
-        return Err(Error::StrictLoad { dir: dir.to_path_buf(), summary: report.to_string() });
+        return Err(Error::StrictLoad {
+            dir: dir.to_path_buf(),
+            summary: report.to_string(),
+        });
     }
     Ok((model, report))
 }
@@ -247,11 +284,17 @@ pub fn load_weights(model: &mut CausalLm, files: &[PathBuf]) -> Result<LoadRepor
     let mut seen = BTreeSet::new();
     for path in files {
         let mmap = map_file(path)?;
-        let st = SafeTensors::deserialize(&mmap).map_err(|e| Error::Safetensors { path: path.clone(), message: e.to_string() })?;
+        let st = SafeTensors::deserialize(&mmap).map_err(|e| Error::Safetensors {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
         names.sort();
         for key in names {
-            let view = st.tensor(&key).map_err(|e| Error::Safetensors { path: path.clone(), message: format!("{key}: {e}") })?;
+            let view = st.tensor(&key).map_err(|e| Error::Safetensors {
+                path: path.clone(),
+                message: format!("{key}: {e}"),
+            })?;
             let actual: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             match plan_key(&config, &params, &key) {
                 Plan::Ignore(reason) => report.ignored.push((key, reason.to_string())),
@@ -259,7 +302,10 @@ pub fn load_weights(model: &mut CausalLm, files: &[PathBuf]) -> Result<LoadRepor
                 Plan::ZeroBias => {
                     let t = view_to_tensor(path, &key, &view)?;
                     if t.f_abs()?.f_max()?.double_value(&[]) != 0.0 {
-                        return Err(Error::NonZeroBias { path: path.clone(), name: key });
+                        return Err(Error::NonZeroBias {
+                            path: path.clone(),
+                            name: key,
+                        });
                     }
                     report.ignored.push((key, "zero bias of a bias-free model".to_string()));
                 }
@@ -270,7 +316,11 @@ pub fn load_weights(model: &mut CausalLm, files: &[PathBuf]) -> Result<LoadRepor
                         expected.reverse();
                     }
                     if expected != actual {
-                        report.mismatched.push(Mismatch { name: key, expected, actual });
+                        report.mismatched.push(Mismatch {
+                            name: key,
+                            expected,
+                            actual,
+                        });
                         continue;
                     }
                     let src = view_to_tensor(path, &key, &view)?;
@@ -298,12 +348,18 @@ struct Entry {
 
 fn entry(name: String, t: &Tensor) -> Result<Entry> {
     let t = t.f_to_device(Device::Cpu)?.f_contiguous()?;
-    let dtype = dtype_of(t.kind()).ok_or_else(|| Error::Unavailable(format!("cannot save tensor {name} of kind {:?}", t.kind())))?;
+    let dtype = dtype_of(t.kind())
+        .ok_or_else(|| Error::Unavailable(format!("cannot save tensor {name} of kind {:?}", t.kind())))?;
     let numel = t.numel();
     let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
     t.f_copy_data_u8(&mut data, numel)?;
     let shape = t.size().iter().map(|&d| d as usize).collect();
-    Ok(Entry { name, dtype, shape, data })
+    Ok(Entry {
+        name,
+        dtype,
+        shape,
+        data,
+    })
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
@@ -333,17 +389,24 @@ pub fn save(model: &CausalLm, dir: &Path) -> Result<()> {
     let params = model.named_parameters();
     let mut entries = Vec::with_capacity(params.len());
     for (name, t) in &params {
-        let t = if matches!(model.config(), ModelConfig::Gpt2(_)) && is_conv1d(name) { t.tr() } else { t.shallow_clone() };
+        let t = if matches!(model.config(), ModelConfig::Gpt2(_)) && is_conv1d(name) {
+            t.tr()
+        } else {
+            t.shallow_clone()
+        };
         entries.push(entry(name.clone(), &t)?);
     }
     if let ModelConfig::Gpt2(c) = model.config() {
         if !c.bias {
             let kind = model.dtype().kind();
-            let shapes: BTreeMap<String, Vec<i64>> = Gpt2Config { bias: true, ..c.clone() }
-                .parameter_shapes()
-                .into_iter()
-                .map(|p| (p.name, p.shape))
-                .collect();
+            let shapes: BTreeMap<String, Vec<i64>> = Gpt2Config {
+                bias: true,
+                ..c.clone()
+            }
+            .parameter_shapes()
+            .into_iter()
+            .map(|p| (p.name, p.shape))
+            .collect();
             for name in gpt2_bias_names(c) {
                 let zeros = Tensor::f_zeros(&shapes[&name], (kind, Device::Cpu))?;
                 entries.push(entry(name, &zeros)?);
@@ -355,12 +418,17 @@ pub fn save(model: &CausalLm, dir: &Path) -> Result<()> {
         .map(|e| {
             TensorView::new(e.dtype, e.shape.clone(), &e.data)
                 .map(|v| (e.name.clone(), v))
-                .map_err(|err| Error::Safetensors { path: dir.join(WEIGHTS_FILE), message: format!("{}: {err}", e.name) })
+                .map_err(|err| Error::Safetensors {
+                    path: dir.join(WEIGHTS_FILE),
+                    message: format!("{}: {err}", e.name),
+                })
         })
         .collect::<Result<Vec<_>>>()?;
     let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    let bytes = safetensors::serialize(views, metadata)
-        .map_err(|e| Error::Safetensors { path: dir.join(WEIGHTS_FILE), message: e.to_string() })?;
+    let bytes = safetensors::serialize(views, metadata).map_err(|e| Error::Safetensors {
+        path: dir.join(WEIGHTS_FILE),
+        message: e.to_string(),
+    })?;
     write_atomic(&dir.join(WEIGHTS_FILE), &bytes)?;
     write_config(model.config(), model.dtype(), dir)
 }
@@ -376,7 +444,10 @@ pub fn write_config(config: &ModelConfig, dtype: DType, dir: &Path) -> Result<()
         map.insert("dtype".into(), Value::from(dtype.hf_name()));
     }
     let path = dir.join(CONFIG_FILE);
-    let mut text = serde_json::to_string_pretty(&value).map_err(|e| Error::Json { path: path.clone(), message: e.to_string() })?;
+    let mut text = serde_json::to_string_pretty(&value).map_err(|e| Error::Json {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     text.push('\n');
     write_atomic(&path, text.as_bytes())
 }

@@ -27,7 +27,11 @@ impl Linear {
     /// A torch error while allocating.
     pub fn new(path: &Path, out_dim: i64, in_dim: i64, bias: bool, std: f64) -> Result<Self> {
         let weight = path.f_var("weight", &[out_dim, in_dim], Init::Randn { mean: 0.0, stdev: std })?;
-        let bias = if bias { Some(path.f_var("bias", &[out_dim], Init::Const(0.0))?) } else { None };
+        let bias = if bias {
+            Some(path.f_var("bias", &[out_dim], Init::Const(0.0))?)
+        } else {
+            None
+        };
         Ok(Linear { weight, bias })
     }
 
@@ -55,7 +59,11 @@ impl LayerNorm {
     /// A torch error while allocating.
     pub fn new(path: &Path, dim: i64, bias: bool, eps: f64) -> Result<Self> {
         let weight = path.f_var("weight", &[dim], Init::Const(1.0))?;
-        let bias = if bias { Some(path.f_var("bias", &[dim], Init::Const(0.0))?) } else { None };
+        let bias = if bias {
+            Some(path.f_var("bias", &[dim], Init::Const(0.0))?)
+        } else {
+            None
+        };
         Ok(LayerNorm { weight, bias, eps, dim })
     }
 
@@ -98,14 +106,23 @@ impl RmsNorm {
 /// `q` is `(B, nh, T, hs)`; `k` and `v` are `(B, nkv, T, hs)` with `nkv` dividing `nh`.
 /// With no visitor the fused `scaled_dot_product_attention` runs; with one, the explicit
 /// softmax path runs and the visitor sees the f32 probabilities. Both give the same output.
-pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, visit: Option<(usize, AttentionVisitor)>) -> Tensor {
+pub fn causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    visit: Option<(usize, AttentionVisitor)>,
+) -> Tensor {
     let (nh, nkv) = (q.size()[1], k.size()[1]);
     let Some((layer, visitor)) = visit else {
         return Tensor::scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, true, scale, nh != nkv);
     };
     let (k, v) = if nh != nkv {
         let rep = nh / nkv;
-        (k.repeat_interleave_self_int(rep, 1, None), v.repeat_interleave_self_int(rep, 1, None))
+        (
+            k.repeat_interleave_self_int(rep, 1, None),
+            v.repeat_interleave_self_int(rep, 1, None),
+        )
     } else {
         (k.shallow_clone(), v.shallow_clone())
     };

@@ -92,7 +92,8 @@ impl Attention {
         let rope = |z: &Tensor| z * cos + rotate_half(z) * sin;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let y = causal_attention(&rope(&q), &rope(&k), &v, scale, visit); // (B, nh, T, hd)
-        self.o_proj.forward(&y.transpose(1, 2).contiguous().view([b, t, self.n_head * self.head_dim]))
+        self.o_proj
+            .forward(&y.transpose(1, 2).contiguous().view([b, t, self.n_head * self.head_dim]))
     }
 }
 
@@ -105,7 +106,10 @@ impl Llama {
         config.validate()?;
         let c = config;
         let m = root / "model";
-        let init = Init::Randn { mean: 0.0, stdev: c.initializer_range };
+        let init = Init::Randn {
+            mean: 0.0,
+            stdev: c.initializer_range,
+        };
         let embed_tokens = (&m / "embed_tokens").f_var("weight", &[c.vocab_size, c.hidden_size], init)?;
         let layers = (0..c.num_hidden_layers)
             .map(|i| Layer::new(&(&m / "layers" / i), c))
@@ -116,7 +120,13 @@ impl Llama {
         } else {
             (root / "lm_head").f_var("weight", &[c.vocab_size, c.hidden_size], init)?
         };
-        Ok(Llama { config: config.clone(), embed_tokens, layers, norm, lm_head })
+        Ok(Llama {
+            config: config.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+        })
     }
 
     /// The configuration.
@@ -128,7 +138,11 @@ impl Llama {
     fn rope_tables(&self, t: i64, device: tch::Device, kind: Kind) -> (Tensor, Tensor) {
         let hd = self.config.head_dim();
         let exponents = Tensor::arange_start_step(0, hd, 2, (Kind::Int64, device)).to_kind(Kind::Float) / hd as f64;
-        let inv_freq = Tensor::from(self.config.rope_theta()).to_device(device).to_kind(Kind::Float).pow(&exponents).reciprocal(); // (hd/2)
+        let inv_freq = Tensor::from(self.config.rope_theta())
+            .to_device(device)
+            .to_kind(Kind::Float)
+            .pow(&exponents)
+            .reciprocal(); // (hd/2)
         let pos = Tensor::arange(t, (Kind::Float, device));
         let freqs = pos.outer(&inv_freq); // (T, hd/2)
         let emb = Tensor::cat(&[&freqs, &freqs], -1); // (T, hd)
@@ -142,11 +156,15 @@ impl Llama {
         let (cos, sin) = self.rope_tables(t, idx.device(), x.kind());
         for (i, layer) in self.layers.iter().enumerate() {
             let visit = visitor.as_mut().map(|v| (i, &mut **v as AttentionVisitor));
-            let h = layer.self_attn.forward(&layer.input_layernorm.forward(&x), &cos, &sin, visit);
-            x = x + h;
+            let h = layer
+                .self_attn
+                .forward(&layer.input_layernorm.forward(&x), &cos, &sin, visit);
+            x = &x + h; // not `+=`: in-place would break autograd
             let h = layer.post_attention_layernorm.forward(&x);
             let m = &layer.mlp;
-            x = &x + m.down_proj.forward(&(m.gate_proj.forward(&h).silu() * m.up_proj.forward(&h)));
+            x = &x
+                + m.down_proj
+                    .forward(&(m.gate_proj.forward(&h).silu() * m.up_proj.forward(&h)));
         }
         self.norm.forward(&x)
     }

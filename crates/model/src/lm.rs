@@ -102,7 +102,11 @@ impl CausalLm {
             ModelConfig::Gpt2(c) => Arch::Gpt2(Gpt2::new(&root, c)?),
             ModelConfig::Llama(c) => Arch::Llama(Llama::new(&root, c)?),
         };
-        Ok(CausalLm { config: config.clone(), vs, arch })
+        Ok(CausalLm {
+            config: config.clone(),
+            vs,
+            arch,
+        })
     }
 
     /// The configuration.
@@ -127,7 +131,13 @@ impl CausalLm {
 
     /// The floating-point format of the weights.
     pub fn dtype(&self) -> DType {
-        let kind = self.vs.variables().values().next().map(Tensor::kind).unwrap_or(Kind::Float);
+        let kind = self
+            .vs
+            .variables()
+            .values()
+            .next()
+            .map(Tensor::kind)
+            .unwrap_or(Kind::Float);
         DType::from_kind(kind).unwrap_or(DType::F32)
     }
 
@@ -153,7 +163,10 @@ impl CausalLm {
     pub fn check_input(&self, idx: &Tensor) -> Result<()> {
         let shape = idx.size();
         if shape.len() != 2 || !matches!(idx.kind(), Kind::Int64 | Kind::Int) || shape[1] == 0 {
-            return Err(Error::BadInput { shape, kind: format!("{:?}", idx.kind()) });
+            return Err(Error::BadInput {
+                shape,
+                kind: format!("{:?}", idx.kind()),
+            });
         }
         let max = self.config.context_length();
         if shape[1] > max {

@@ -50,7 +50,11 @@ fn bias_free_fixture_has_no_bias_parameters() -> anyhow::Result<()> {
     let params = model.named_parameters();
     assert!(params.keys().all(|k| !k.ends_with(".bias")));
     // 2 layers × 6 biases + ln_f.bias, all zero in the file and skipped by plan.
-    let zero_biases = report.ignored.iter().filter(|(_, why)| why.contains("zero bias")).count();
+    let zero_biases = report
+        .ignored
+        .iter()
+        .filter(|(_, why)| why.contains("zero bias"))
+        .count();
     assert_eq!(zero_biases, 13);
     Ok(())
 }

@@ -9,7 +9,10 @@ use inheritune_model::tch::Tensor;
 
 /// The folder of a fixture made by `tests/fixtures/make_fixtures.py`.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name)
 }
 
 /// The tensors of a fixture's `reference.safetensors`.
@@ -27,4 +30,10 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// Every fixture with its family.
-pub const FIXTURES: [&str; 5] = ["gpt2_bias", "gpt2_inverse_scale", "gpt2_nobias_bf16", "llama_gqa_tied", "llama_mqa_untied"];
+pub const FIXTURES: [&str; 5] = [
+    "gpt2_bias",
+    "gpt2_inverse_scale",
+    "gpt2_nobias_bf16",
+    "llama_gqa_tied",
+    "llama_mqa_untied",
+];

@@ -1,0 +1,48 @@
+//! Arguments shared by several verbs: device and dtype.
+
+use anyhow::Result;
+use clap::ValueEnum;
+use inheritune_model::tch::Device;
+use inheritune_model::DType;
+
+/// Where tensors live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// The CPU.
+    Cpu,
+    /// The first CUDA GPU.
+    Cuda,
+}
+
+impl DeviceArg {
+    /// The torch device, checked for availability.
+    pub fn device(self) -> Result<Device> {
+        let device = match self {
+            DeviceArg::Cpu => Device::Cpu,
+            DeviceArg::Cuda => Device::Cuda(0),
+        };
+        inheritune_model::check_device(device)?;
+        Ok(device)
+    }
+}
+
+/// Floating-point format of weights and compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DTypeArg {
+    /// 32-bit float.
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// IEEE half.
+    F16,
+}
+
+impl From<DTypeArg> for DType {
+    fn from(d: DTypeArg) -> DType {
+        match d {
+            DTypeArg::F32 => DType::F32,
+            DTypeArg::Bf16 => DType::Bf16,
+            DTypeArg::F16 => DType::F16,
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Tokenizers: any Hugging Face `tokenizer.json`, and a built-in GPT-2 tokenizer.
+//!
+//! The built-in one is a byte-level BPE built from OpenAI's original `encoder.json` and
+//! `vocab.bpe` (vendored under `assets/gpt2/`, see the provenance note there). Its `encode`
+//! equals tiktoken's `gpt2` `encode_ordinary`: a literal `<|endoftext|>` in text stays text.
+//! This module must not read corpora; it turns strings into ids and back.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::AddedToken;
+
+use crate::error::{Error, Result};
+
+const GPT2_ENCODER: &str = include_str!("../assets/gpt2/encoder.json");
+const GPT2_MERGES: &str = include_str!("../assets/gpt2/vocab.bpe");
+/// The file name of a Hugging Face tokenizer inside a checkpoint folder.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// GPT-2's end-of-text token.
+pub const GPT2_EOT: &str = "<|endoftext|>";
+/// GPT-2's end-of-text id.
+pub const GPT2_EOT_ID: u32 = 50256;
+
+/// A tokenizer with a name for manifests and messages.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    name: String,
+    builtin_gpt2: bool,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("name", &self.name)
+            .field("vocab_size", &self.vocab_size())
+            .finish()
+    }
+}
+
+fn builtin_err(message: impl ToString) -> Error {
+    Error::Tokenizer {
+        path: PathBuf::from("<built-in gpt2>"),
+        message: message.to_string(),
+    }
+}
+
+impl Tokenizer {
+    /// The built-in GPT-2 tokenizer (50257 tokens, `<|endoftext|>` = 50256).
+    ///
+    /// # Errors
+    /// Only if the vendored assets were corrupted at build time.
+    pub fn gpt2() -> Result<Self> {
+        let vocab: HashMap<String, u32> = serde_json::from_str(GPT2_ENCODER).map_err(builtin_err)?;
+        let merges: Vec<(String, String)> = GPT2_MERGES
+            .lines()
+            .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
+            .map(|l| {
+                let mut parts = l.split(' ');
+                match (parts.next(), parts.next()) {
+                    (Some(a), Some(b)) => Ok((a.to_string(), b.to_string())),
+                    _ => Err(builtin_err(format!("bad merge line {l:?}"))),
+                }
+            })
+            .collect::<Result<_>>()?;
+        let vocab: tokenizers::models::bpe::Vocab = vocab.into_iter().collect();
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(builtin_err)?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        inner.add_special_tokens(&[AddedToken::from(GPT2_EOT, true)]);
+        // tiktoken's encode_ordinary: special-token text in the input is encoded as plain text.
+        inner.set_encode_special_tokens(true);
+        Ok(Tokenizer {
+            inner,
+            name: "gpt2 (built-in)".to_string(),
+            builtin_gpt2: true,
+        })
+    }
+
+    /// Loads a Hugging Face `tokenizer.json`.
+    ///
+    /// # Errors
+    /// A missing or malformed file, named in the message.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                err: std::io::Error::new(std::io::ErrorKind::NotFound, "file not found"),
+            });
+        }
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(Tokenizer {
+            inner,
+            name: path.display().to_string(),
+            builtin_gpt2: false,
+        })
+    }
+
+    /// The tokenizer of a checkpoint folder: its `tokenizer.json`, or the built-in GPT-2 one when it has none.
+    ///
+    /// # Errors
+    /// A malformed `tokenizer.json`.
+    pub fn for_model_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join(TOKENIZER_FILE);
+        if path.exists() {
+            Self::from_file(&path)
+        } else {
+            Self::gpt2()
+        }
+    }
+
+    /// A name for logs and manifests.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this is the built-in GPT-2 tokenizer.
+    pub fn is_builtin_gpt2(&self) -> bool {
+        self.builtin_gpt2
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The id of a token, if it exists.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Encodes `text` as `transformers`' `tokenizer(text)` would: the file's special-token rules
+    /// (e.g. LLaMA's BOS) apply. For the built-in GPT-2 tokenizer this is tiktoken's `encode_ordinary`.
+    ///
+    /// # Errors
+    /// A tokenizer failure.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_with(text, true)
+    }
+
+    /// Encodes `text` without adding special tokens (no BOS/EOS from the post-processor).
+    ///
+    /// # Errors
+    /// A tokenizer failure.
+    pub fn encode_ordinary(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_with(text, false)
+    }
+
+    fn encode_with(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode_fast(text, add_special)
+            .map_err(|e| Error::Tokenizer {
+                path: PathBuf::from(&self.name),
+                message: e.to_string(),
+            })?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Decodes ids back to text.
+    ///
+    /// # Errors
+    /// A tokenizer failure (e.g. an id outside the vocabulary).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(|e| Error::Tokenizer {
+            path: PathBuf::from(&self.name),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes the tokenizer as a `tokenizer.json` that `transformers` (`PreTrainedTokenizerFast`) loads.
+    ///
+    /// # Errors
+    /// An I/O error naming the file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        self.inner.save(&tmp, false).map_err(|e| Error::Tokenizer {
+            path: tmp.clone(),
+            message: e.to_string(),
+        })?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            err: e,
+        })
+    }
+}
