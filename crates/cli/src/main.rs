@@ -5,6 +5,7 @@
 
 mod args;
 mod perplexity;
+mod surgery;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,18 @@ struct Cli {
 enum Command {
     /// Perplexity of a text file under a Hugging Face checkpoint folder.
     Perplexity(perplexity::Args),
+    /// Build a shallower model from the first (or chosen) blocks of a reference.
+    Inherit(surgery::InheritArgs),
+    /// Add blocks of the reference to a trained model (restart or warm-append).
+    Grow(surgery::GrowArgs),
+    /// Stacking baseline: duplicate a trained n-layer model into 2n layers.
+    Stack(surgery::StackArgs),
+    /// Hybrid stacking baseline: the reference's first l/2 blocks, placed twice.
+    HybridStack(surgery::HybridArgs),
+    /// Half-width baseline: half the heads, width and MLP of a GPT-2 reference.
+    HalfWidth(surgery::HalfWidthArgs),
+    /// DistilBERT-style student initialisation from alternate teacher blocks.
+    DistillInit(surgery::DistillArgs),
 }
 
 fn main() {
@@ -31,6 +44,12 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Perplexity(args) => perplexity::run(&args),
+        Command::Inherit(args) => surgery::inherit(&args),
+        Command::Grow(args) => surgery::grow(&args),
+        Command::Stack(args) => surgery::stack(&args),
+        Command::HybridStack(args) => surgery::hybrid_stack(&args),
+        Command::HalfWidth(args) => surgery::half_width(&args),
+        Command::DistillInit(args) => surgery::distill_init(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

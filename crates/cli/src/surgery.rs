@@ -1,0 +1,274 @@
+//! `inheritune inherit | grow | stack | hybrid-stack | half-width | distill-init`: build a model
+//! from others and write it as a Hugging Face folder with `surgery.json`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use inheritune_data::tokenizer::TOKENIZER_FILE;
+use inheritune_data::Tokenizer;
+use inheritune_model::hf::{self, LoadOptions};
+use inheritune_model::CausalLm;
+use inheritune_surgery::{GrowMode, Group, InheritMap, Plan, Selection};
+
+use crate::args::{DTypeArg, DeviceArg};
+
+/// Options every surgery verb shares.
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// Output folder (must not exist; written under a temporary name and renamed when complete).
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of every freshly initialised tensor (recorded in surgery.json).
+    #[arg(long, default_value_t = 1337)]
+    seed: i64,
+    /// Device to run on.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+    /// Format of the weights written.
+    #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
+    dtype: DTypeArg,
+}
+
+/// Inheritance maps (spec §1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MapArg {
+    /// Embeddings, positions, head, blocks and final norm (the paper).
+    Paper,
+    /// Blocks and the tied embedding/head only (the released OWT code).
+    ReleasedCode,
+    /// The groups named by --groups.
+    Custom,
+}
+
+/// Map options shared by the verbs that take one.
+#[derive(Debug, clap::Args)]
+pub struct MapOpts {
+    /// Which parameter groups to copy from the reference.
+    #[arg(long, value_enum, default_value_t = MapArg::Paper)]
+    map: MapArg,
+    /// With --map custom: comma-separated groups (embed, pos, head, final-norm, attn, ln1, mlp, ln2).
+    #[arg(long, value_delimiter = ',')]
+    groups: Vec<String>,
+}
+
+impl MapOpts {
+    fn map(&self) -> Result<InheritMap> {
+        match (self.map, self.groups.is_empty()) {
+            (MapArg::Paper, true) => Ok(InheritMap::Paper),
+            (MapArg::ReleasedCode, true) => Ok(InheritMap::ReleasedCode),
+            (MapArg::Custom, _) => {
+                let groups = self.groups.iter().map(|g| Group::parse(g.trim())).collect::<Result<BTreeSet<_>, _>>()?;
+                Ok(InheritMap::Custom(groups))
+            }
+            (_, false) => bail!("--groups needs --map custom"),
+        }
+    }
+}
+
+/// `inheritune inherit`.
+#[derive(Debug, clap::Args)]
+pub struct InheritArgs {
+    /// Reference checkpoint folder.
+    #[arg(long)]
+    from: PathBuf,
+    /// Number of blocks of the new model.
+    #[arg(long)]
+    layers: i64,
+    #[command(flatten)]
+    map: MapOpts,
+    /// Which reference blocks: first, last, or a comma-separated list of 0-based indices.
+    #[arg(long, default_value = "first")]
+    select: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `inheritune grow`.
+#[derive(Debug, clap::Args)]
+pub struct GrowArgs {
+    /// The trained (shallower) model.
+    #[arg(long)]
+    from: PathBuf,
+    /// The reference model whose next blocks are added.
+    #[arg(long)]
+    reference: PathBuf,
+    /// Blocks to add (Δ; the paper uses 2).
+    #[arg(long, default_value_t = 2)]
+    add: i64,
+    /// restart: re-inherit l + Δ blocks from the reference (the paper's logs); warm-append: keep the trained model.
+    #[arg(long, value_enum, default_value_t = ModeArg::Restart)]
+    mode: ModeArg,
+    /// With warm-append: zero the new blocks' output projections so the logits do not change.
+    #[arg(long)]
+    function_preserving: bool,
+    #[command(flatten)]
+    map: MapOpts,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Growth modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Re-inherit from the reference.
+    Restart,
+    /// Keep the trained blocks and append.
+    WarmAppend,
+}
+
+/// `inheritune stack`.
+#[derive(Debug, clap::Args)]
+pub struct StackArgs {
+    /// The trained n-layer model to duplicate into 2n layers.
+    #[arg(long)]
+    from: PathBuf,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `inheritune hybrid-stack`.
+#[derive(Debug, clap::Args)]
+pub struct HybridArgs {
+    /// Reference checkpoint folder.
+    #[arg(long)]
+    from: PathBuf,
+    /// Blocks of the new model (even); reference blocks 0..l/2-1 are placed twice.
+    #[arg(long)]
+    layers: i64,
+    #[command(flatten)]
+    map: MapOpts,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `inheritune half-width`.
+#[derive(Debug, clap::Args)]
+pub struct HalfWidthArgs {
+    /// Reference GPT-2 checkpoint folder.
+    #[arg(long)]
+    from: PathBuf,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `inheritune distill-init`.
+#[derive(Debug, clap::Args)]
+pub struct DistillArgs {
+    /// Teacher checkpoint folder.
+    #[arg(long)]
+    from: PathBuf,
+    /// Blocks of the student.
+    #[arg(long)]
+    layers: i64,
+    /// Teacher block for each student block (default: 0, 2, 4, ... then from 3L/4 on).
+    #[arg(long, value_delimiter = ',')]
+    indices: Vec<i64>,
+    #[command(flatten)]
+    map: MapOpts,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn load(dir: &Path, common: &Common) -> Result<CausalLm> {
+    let options = LoadOptions { device: common.device.device()?, dtype: common.dtype.into(), strict: true };
+    let (model, _) = hf::load(dir, &options).with_context(|| format!("loading {}", dir.display()))?;
+    Ok(model)
+}
+
+fn parse_selection(s: &str) -> Result<Selection> {
+    Ok(match s {
+        "first" => Selection::First,
+        "last" => Selection::Last,
+        list => Selection::Indices(
+            list.split(',')
+                .map(|x| x.trim().parse::<i64>().with_context(|| format!("--select: {x:?} is not first, last or a block index")))
+                .collect::<Result<_>>()?,
+        ),
+    })
+}
+
+/// Writes the model, the tokenizer of `tokenizer_from` (or the built-in GPT-2 one) and
+/// `surgery.json` into `out`, through a temporary folder renamed when complete.
+fn write(model: &CausalLm, plan: &Plan, tokenizer_from: &Path, out: &Path) -> Result<()> {
+    if out.exists() {
+        bail!("{}: already exists; choose a new --out folder", out.display());
+    }
+    let mut tmp_name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    tmp_name.push(".tmp");
+    let tmp = out.with_file_name(tmp_name);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
+    }
+    hf::save(model, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    let src_tok = tokenizer_from.join(TOKENIZER_FILE);
+    if src_tok.exists() {
+        std::fs::copy(&src_tok, tmp.join(TOKENIZER_FILE)).with_context(|| format!("copying {}", src_tok.display()))?;
+    } else {
+        Tokenizer::gpt2()?.save(&tmp.join(TOKENIZER_FILE))?;
+    }
+    let report = serde_json::to_string_pretty(plan)?;
+    std::fs::write(tmp.join("surgery.json"), report + "\n").with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    let copied = plan.entries.iter().filter(|e| matches!(e.source, inheritune_surgery::Source::Copy { .. })).count();
+    tracing::info!(
+        "{}: {} layers, {} parameters; {} of {} tensors copied",
+        out.display(),
+        model.config().n_layer(),
+        model.num_parameters(),
+        copied,
+        plan.entries.len()
+    );
+    Ok(())
+}
+
+/// Runs `inheritune inherit`.
+pub fn inherit(a: &InheritArgs) -> Result<()> {
+    let reference = load(&a.from, &a.common)?;
+    let (model, plan) =
+        inheritune_surgery::inherit(&reference, a.layers, &a.map.map()?, &parse_selection(&a.select)?, a.common.seed)?;
+    write(&model, &plan, &a.from, &a.common.out)
+}
+
+/// Runs `inheritune grow`.
+pub fn grow(a: &GrowArgs) -> Result<()> {
+    let trained = load(&a.from, &a.common)?;
+    let reference = load(&a.reference, &a.common)?;
+    let mode = match a.mode {
+        ModeArg::Restart => GrowMode::Restart,
+        ModeArg::WarmAppend => GrowMode::WarmAppend,
+    };
+    let (model, plan) =
+        inheritune_surgery::grow(&trained, &reference, a.add, mode, &a.map.map()?, a.function_preserving, a.common.seed)?;
+    write(&model, &plan, &a.reference, &a.common.out)
+}
+
+/// Runs `inheritune stack`.
+pub fn stack(a: &StackArgs) -> Result<()> {
+    let small = load(&a.from, &a.common)?;
+    let (model, plan) = inheritune_surgery::stack(&small, a.common.seed)?;
+    write(&model, &plan, &a.from, &a.common.out)
+}
+
+/// Runs `inheritune hybrid-stack`.
+pub fn hybrid_stack(a: &HybridArgs) -> Result<()> {
+    let reference = load(&a.from, &a.common)?;
+    let (model, plan) = inheritune_surgery::hybrid_stack(&reference, a.layers, &a.map.map()?, a.common.seed)?;
+    write(&model, &plan, &a.from, &a.common.out)
+}
+
+/// Runs `inheritune half-width`.
+pub fn half_width(a: &HalfWidthArgs) -> Result<()> {
+    let reference = load(&a.from, &a.common)?;
+    let (model, plan) = inheritune_surgery::half_width(&reference, a.common.seed)?;
+    write(&model, &plan, &a.from, &a.common.out)
+}
+
+/// Runs `inheritune distill-init`.
+pub fn distill_init(a: &DistillArgs) -> Result<()> {
+    let reference = load(&a.from, &a.common)?;
+    let indices = (!a.indices.is_empty()).then(|| a.indices.clone());
+    let (model, plan) = inheritune_surgery::distill_init(&reference, a.layers, indices, &a.map.map()?, a.common.seed)?;
+    write(&model, &plan, &a.from, &a.common.out)
+}

@@ -1,0 +1,74 @@
+//! The surgery verbs write Hugging Face folders whose tensors follow the map, plus surgery.json.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tch::Tensor;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures").join(name)
+}
+
+fn run(args: &[&str]) -> anyhow::Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_inheritune")).args(args).env("RUST_LOG", "warn").output()?)
+}
+
+fn tensors(dir: &Path) -> anyhow::Result<HashMap<String, Tensor>> {
+    Ok(Tensor::read_safetensors(dir.join("model.safetensors"))?.into_iter().collect())
+}
+
+#[test]
+fn inherit_follows_the_map_in_file_layout() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let reference = fixture("gpt2_inverse_scale"); // 3 layers, biases
+    let out = tmp.path().join("student");
+    let o = run(&["inherit", "--from", reference.to_str().unwrap_or_default(), "--layers", "2", "--map", "released-code", "--out", out.to_str().unwrap_or_default(), "--seed", "5"])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (r, s) = (tensors(&reference)?, tensors(&out)?);
+    for (name, t) in &s {
+        let same = r.get(name).is_some_and(|x| x.equal(t));
+        let fresh = name.starts_with("transformer.wpe") || name.starts_with("transformer.ln_f");
+        assert_eq!(same, !fresh, "{name}");
+        assert!(!name.starts_with("transformer.h.2."), "{name}");
+    }
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json"))?)?;
+    assert_eq!(config["n_layer"], 2);
+    assert_eq!(config["scale_attn_by_inverse_layer_idx"], true);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("surgery.json"))?)?;
+    assert_eq!(report["operation"], "inherit");
+    assert_eq!(report["settings"]["map"], "released-code");
+    assert!(out.join("tokenizer.json").exists());
+
+    // The output folder is never overwritten.
+    let again = run(&["inherit", "--from", reference.to_str().unwrap_or_default(), "--layers", "2", "--out", out.to_str().unwrap_or_default()])?;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    Ok(())
+}
+
+#[test]
+fn grow_and_select_work_on_llama() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let reference = fixture("llama_mqa_untied"); // 3 layers, untied
+    let r = reference.to_str().unwrap_or_default();
+    let small = tmp.path().join("small");
+    let o = run(&["inherit", "--from", r, "--layers", "1", "--select", "2", "--out", small.to_str().unwrap_or_default()])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (rt, st) = (tensors(&reference)?, tensors(&small)?);
+    assert!(st["model.layers.0.self_attn.q_proj.weight"].equal(&rt["model.layers.2.self_attn.q_proj.weight"]));
+    assert!(st["lm_head.weight"].equal(&rt["lm_head.weight"]));
+
+    let grown = tmp.path().join("grown");
+    let o = run(&["grow", "--from", small.to_str().unwrap_or_default(), "--reference", r, "--add", "2", "--mode", "warm-append", "--out", grown.to_str().unwrap_or_default()])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let gt = tensors(&grown)?;
+    assert!(gt["model.layers.0.self_attn.q_proj.weight"].equal(&rt["model.layers.2.self_attn.q_proj.weight"]));
+    assert!(gt["model.layers.1.mlp.up_proj.weight"].equal(&rt["model.layers.1.mlp.up_proj.weight"]));
+    assert!(gt["model.layers.2.mlp.up_proj.weight"].equal(&rt["model.layers.2.mlp.up_proj.weight"]));
+
+    let bad = run(&["inherit", "--from", r, "--layers", "2", "--select", "1,1", "--out", tmp.path().join("x").to_str().unwrap_or_default()])?;
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("repeated") && err.trim().lines().count() == 1, "{err}");
+    Ok(())
+}
