@@ -215,4 +215,20 @@ impl CausalLm {
             Arch::Llama(m) => m.logits(&idx, Some(visitor)),
         })
     }
+
+    /// Runs the blocks through the explicit attention path for `visitor` (as
+    /// [`CausalLm::forward_with_attention`]) without the output head, for analyses that need
+    /// only the attention matrices.
+    ///
+    /// # Errors
+    /// An invalid input (see [`CausalLm::check_input`]).
+    pub fn visit_attention(&self, idx: &Tensor, visitor: AttentionVisitor) -> Result<()> {
+        self.check_input(idx)?;
+        let idx = idx.to_device(self.device());
+        let _ = match &self.arch {
+            Arch::Gpt2(m) => m.hidden(&idx, Some(visitor)),
+            Arch::Llama(m) => m.hidden(&idx, Some(visitor)),
+        };
+        Ok(())
+    }
 }

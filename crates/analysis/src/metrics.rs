@@ -1,0 +1,116 @@
+//! The attention-degeneration metrics of spec §2, on batches of attention matrices, in f64.
+//!
+//! Inputs are post-softmax causal attention matrices `(..., T, T)` (rows sum to one, upper
+//! triangle zero). Everything is computed in f64 with libtorch's batched `linalg_svdvals`, on
+//! whatever device the matrices are on. This module must not run models.
+
+use inheritune_model::tch::{Kind, Tensor};
+
+/// Smallest k with cumulative share ≥ threshold, for cumulative shares along the last dimension:
+/// the count of entries below the threshold, plus one (a left `searchsorted`), capped at the length.
+fn first_reaching(cum: &Tensor, threshold: f64) -> Tensor {
+    let n = cum.size().last().copied().unwrap_or(1);
+    (cum.lt(threshold).sum_dim_intlist(-1, false, Kind::Int64) + 1).clamp_max(n)
+}
+
+/// Squared Frobenius norm of each matrix, `(...)`.
+fn frobenius2(a: &Tensor) -> Tensor {
+    a.square().sum_dim_intlist(&[-2i64, -1][..], false, Kind::Double)
+}
+
+/// k*(τ) of spec §2.3 for every matrix and every τ: `(..., T, T)` → `(..., len(taus))` (int64).
+///
+/// The energy share of the top k singular values is Σ_{i≤k} σ_i² / ‖A‖_F²; k* is the smallest k
+/// whose share reaches τ (ties decided by `>=`, no epsilon).
+pub fn approx_rank(a: &Tensor, taus: &[f64]) -> Tensor {
+    let a = a.to_kind(Kind::Double);
+    // Singular values only (`torch.svd(some=True, compute_uv=False)`); tch passes linalg_svdvals a
+    // driver string, which libtorch accepts only on CUDA.
+    let s2 = a.svd(true, false).1.square(); // (..., T), descending
+    let total = frobenius2(&a).unsqueeze(-1); // (..., 1)
+    let cum = s2.cumsum(-1, Kind::Double) / total;
+    let per_tau: Vec<Tensor> = taus.iter().map(|&t| first_reaching(&cum, t)).collect();
+    Tensor::stack(&per_tau, -1)
+}
+
+/// Column-mass shares c_j / ‖A‖_F² with c_j = Σ_i A_ij², `(..., T)`.
+pub fn column_shares(a: &Tensor) -> Tensor {
+    let a = a.to_kind(Kind::Double);
+    let c = a.square().sum_dim_intlist(-2, false, Kind::Double); // (..., T)
+    &c / c.sum_dim_intlist(-1, true, Kind::Double)
+}
+
+/// m*(η) of spec §2.6: the fewest columns whose shares reach η; `sorted = false` gives the
+/// index-order variant (columns 0, 1, 2, … as printed in the paper's formula). `(..., T, T)` → `(...)`.
+pub fn column_mass(a: &Tensor, eta: f64, sorted: bool) -> Tensor {
+    let shares = column_shares(a);
+    let ordered = if sorted { shares.sort(-1, true).0 } else { shares };
+    first_reaching(&ordered.cumsum(-1, Kind::Double), eta)
+}
+
+/// dom(A) = max_j c_j / ‖A‖_F², `(..., T, T)` → `(...)` (f64).
+pub fn dominance(a: &Tensor) -> Tensor {
+    column_shares(a).amax(-1, false)
+}
+
+/// Synthetic matrices of spec §2.3 / §8.1, for tests and benchmarks.
+pub mod synthetic {
+    use inheritune_model::tch::{Device, Kind, Tensor};
+
+    /// Every row one-hot on column 0.
+    pub fn sink(t: i64) -> Tensor {
+        let a = Tensor::zeros([t, t], (Kind::Double, Device::Cpu));
+        let _ = a.narrow(1, 0, 1).fill_(1.0);
+        a
+    }
+
+    /// Row i averages columns 0..=i.
+    pub fn uniform_causal(t: i64) -> Tensor {
+        let ones = Tensor::ones([t, t], (Kind::Double, Device::Cpu)).tril(0);
+        let counts = Tensor::arange_start(1, t + 1, (Kind::Double, Device::Cpu)).unsqueeze(1);
+        ones / counts
+    }
+
+    /// The identity (every token attends to itself).
+    pub fn identity(t: i64) -> Tensor {
+        Tensor::eye(t, (Kind::Double, Device::Cpu))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::synthetic::*;
+    use super::*;
+
+    fn scalar(t: &Tensor) -> f64 {
+        t.double_value(&[])
+    }
+
+    #[test]
+    fn hand_derived_references_at_t100() {
+        // Spec §2.3, §2.6, §8.1 at T = 100, τ = η = 0.9.
+        assert_eq!(scalar(&approx_rank(&sink(100), &[0.9])), 1.0);
+        assert_eq!(scalar(&column_mass(&sink(100), 0.9, true)), 1.0);
+        assert_eq!(scalar(&dominance(&sink(100))), 1.0);
+        let u = uniform_causal(100);
+        assert_eq!(scalar(&approx_rank(&u, &[0.9])), 5.0);
+        assert_eq!(scalar(&column_mass(&u, 0.9, true)), 30.0);
+        assert_eq!(scalar(&column_mass(&u, 0.9, false)), 30.0);
+        assert!((scalar(&dominance(&u)) - 0.315).abs() < 5e-4, "{}", scalar(&dominance(&u)));
+        // σ_1² carries 51.2 % of the energy.
+        let s = u.svd(true, false).1.square();
+        assert!((scalar(&(s.get(0) / s.sum(Kind::Double))) - 0.512).abs() < 5e-4);
+        assert_eq!(scalar(&approx_rank(&identity(100), &[0.9])), 90.0);
+        assert_eq!(scalar(&column_mass(&identity(100), 0.9, true)), 90.0);
+    }
+
+    #[test]
+    fn batched_shapes_and_tau_sweep() {
+        let batch = Tensor::stack(&[sink(20), uniform_causal(20), identity(20)], 0).view([3, 1, 20, 20]);
+        let k = approx_rank(&batch, &[0.8, 0.85, 0.9, 0.95]);
+        assert_eq!(k.size(), vec![3, 1, 4]);
+        let ident: Vec<i64> = Vec::try_from(k.get(2).get(0)).unwrap_or_default();
+        assert_eq!(ident, vec![16, 17, 18, 19]);
+        assert_eq!(column_mass(&batch, 0.9, true).size(), vec![3, 1]);
+    }
+}

@@ -1,0 +1,199 @@
+//! The paper-style figures: MaxRank per layer with a ±std band, AvgMass per layer, and a
+//! layer × head heatmap of Rank with collapsed heads marked; each as PNG and SVG.
+
+use std::path::{Path, PathBuf};
+
+use plotters::style::colors::colormaps::ViridisRGB;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+
+use crate::analyze::Analysis;
+use crate::error::{Error, Result};
+
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn ensure_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The font is a valid TTF compiled into the binary; registration cannot fail for it.
+        let _ = register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Plot { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Draws with `$draw(&root)` into `<stem>.png` and `<stem>.svg`, returning both paths.
+macro_rules! both {
+    ($dir:expr, $stem:expr, $size:expr, $draw:expr) => {{
+        ensure_font();
+        let png = $dir.join(format!("{}.png", $stem));
+        let svg = $dir.join(format!("{}.svg", $stem));
+        {
+            let root = BitMapBackend::new(&png, $size).into_drawing_area();
+            $draw(&root).map_err(|e| plot_err(&png, e))?;
+            root.present().map_err(|e| plot_err(&png, e))?;
+        }
+        {
+            let root = SVGBackend::new(&svg, $size).into_drawing_area();
+            $draw(&root).map_err(|e| plot_err(&svg, e))?;
+            root.present().map_err(|e| plot_err(&svg, e))?;
+        }
+        vec![png, svg]
+    }};
+}
+
+/// Writes every figure of `analysis` into `dir` and returns the files written.
+///
+/// # Errors
+/// A file that cannot be written.
+pub fn write_plots(analysis: &Analysis, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    files.extend(both!(dir, "max_rank", (900, 500), |root| rank_plot(analysis, root)));
+    files.extend(both!(dir, "avg_mass", (900, 500), |root| mass_plot(analysis, root)));
+    let w = (60 + 22 * analysis.n_head as u32 + 140).max(500);
+    let h = (90 + 16 * analysis.n_layer as u32).max(300);
+    files.extend(both!(dir, "rank_heatmap", (w, h), |root| heatmap(analysis, root)));
+    Ok(files)
+}
+
+fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let n = a.n_layer as f64;
+    let top = a
+        .layers
+        .iter()
+        .map(|l| l.max_rank.max(l.max_rank_window_mean + l.max_rank_window_std))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(root)
+        .caption(format!("MaxRank per layer (k* at τ = {})", a.settings.tau), ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5..n + 0.5, 0.0..top)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("layer (1-based)")
+        .y_desc("rank")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let band: Vec<(f64, f64)> = a
+        .layers
+        .iter()
+        .map(|l| (l.layer as f64 + 1.0, l.max_rank_window_mean + l.max_rank_window_std))
+        .chain(a.layers.iter().rev().map(|l| (l.layer as f64 + 1.0, (l.max_rank_window_mean - l.max_rank_window_std).max(0.0))))
+        .collect();
+    chart
+        .draw_series(std::iter::once(Polygon::new(band, BLUE.mix(0.15).filled())))
+        .map_err(|e| e.to_string())?
+        .label("mean ± std over windows of max over heads")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], BLUE.mix(0.15).filled()));
+    let points: Vec<(f64, f64)> = a.layers.iter().map(|l| (l.layer as f64 + 1.0, l.max_rank)).collect();
+    chart
+        .draw_series(LineSeries::new(points.clone(), BLUE.stroke_width(2)))
+        .map_err(|e| e.to_string())?
+        .label("MaxRank (max over heads of mean over windows)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE.stroke_width(2)));
+    chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled()))).map_err(|e| e.to_string())?;
+    let lazy: Vec<(f64, f64)> = a.layers.iter().filter(|l| l.lazy_strict).map(|l| (l.layer as f64 + 1.0, l.max_rank)).collect();
+    chart
+        .draw_series(lazy.iter().map(|&p| Circle::new(p, 6, RED.stroke_width(2))))
+        .map_err(|e| e.to_string())?
+        .label("lazy (MaxRank = 1)")
+        .legend(|(x, y)| Circle::new((x + 8, y), 5, RED.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+fn mass_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let n = a.n_layer as f64;
+    let top = a.layers.iter().map(|l| l.avg_mass).fold(1.0, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(root)
+        .caption(format!("AvgMass per layer (m* at η = {}, mean over heads)", a.settings.eta), ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5..n + 0.5, 0.0..top)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("layer (1-based)")
+        .y_desc("columns")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let points: Vec<(f64, f64)> = a.layers.iter().map(|l| (l.layer as f64 + 1.0, l.avg_mass)).collect();
+    chart.draw_series(LineSeries::new(points.clone(), RGBColor(46, 125, 50).stroke_width(2))).map_err(|e| e.to_string())?;
+    chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, RGBColor(46, 125, 50).filled()))).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (nh, nl) = (a.n_head as i32, a.n_layer as i32);
+    let max = a.layers.iter().flat_map(|l| l.heads.iter().map(|h| h.rank_mean)).fold(1.0, f64::max);
+    let (main, legend) = root.split_horizontally(root.dim_in_pixel().0.saturating_sub(120));
+    let mut chart = ChartBuilder::on(&main)
+        .caption("Rank(h, l); × = collapsed head", ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(45)
+        .build_cartesian_2d(0..nh, 0..nl)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("head")
+        .y_desc("layer (1-based)")
+        .x_labels((nh as usize).min(25))
+        .y_labels((nl as usize).min(48))
+        .x_label_formatter(&|x| format!("{x}"))
+        .y_label_formatter(&|y| format!("{}", y + 1))
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let color = |v: f64| {
+        let t = ((v.max(1.0)).ln() / max.max(1.0 + 1e-9).ln()).clamp(0.0, 1.0);
+        ViridisRGB::get_color(t)
+    };
+    chart
+        .draw_series(a.layers.iter().flat_map(|l| {
+            l.heads.iter().map(move |h| {
+                Rectangle::new([(h.head as i32, l.layer as i32), (h.head as i32 + 1, l.layer as i32 + 1)], color(h.rank_mean).filled())
+            })
+        }))
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(a.layers.iter().flat_map(|l| {
+            l.heads.iter().filter(|h| h.collapsed).map(move |h| {
+                Cross::new((h.head as i32, l.layer as i32), 4, RED.stroke_width(2))
+            })
+        }))
+        .map_err(|e| e.to_string())?;
+    // Colour scale (log), from rank 1 to the largest rank.
+    let steps = 50;
+    let (_, lh) = legend.dim_in_pixel();
+    let bar = legend.margin(40, 40, 10, 60);
+    let cell = ((lh as i32 - 80) / steps).max(1);
+    for i in 0..steps {
+        let t = i as f64 / (steps - 1) as f64;
+        let y = (steps - 1 - i) * cell;
+        bar.draw(&Rectangle::new([(0, y), (20, y + cell)], ViridisRGB::get_color(t).filled())).map_err(|e| e.to_string())?;
+    }
+    let style = ("sans-serif", 12).into_font();
+    bar.draw(&Text::new(format!("{max:.1}"), (24, 0), style.clone())).map_err(|e| e.to_string())?;
+    bar.draw(&Text::new("1".to_string(), (24, (steps - 1) * cell), style)).map_err(|e| e.to_string())?;
+    Ok(())
+}
