@@ -60,6 +60,15 @@ pub fn write_plots(analysis: &Analysis, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Labels integral positions only (layer and head indices).
+fn integer_label(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{}", x.round() as i64)
+    } else {
+        String::new()
+    }
+}
+
 fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let n = a.n_layer as f64;
@@ -79,6 +88,8 @@ fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
     chart
         .configure_mesh()
         .x_desc("layer (1-based)")
+        .x_labels(a.n_layer.min(24) + 1)
+        .x_label_formatter(&integer_label)
         .y_desc("rank")
         .label_style(("sans-serif", 14))
         .draw()
@@ -130,6 +141,8 @@ fn mass_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
     chart
         .configure_mesh()
         .x_desc("layer (1-based)")
+        .x_labels(a.n_layer.min(24) + 1)
+        .x_label_formatter(&integer_label)
         .y_desc("columns")
         .label_style(("sans-serif", 14))
         .draw()
@@ -150,7 +163,7 @@ fn heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> s
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(45)
-        .build_cartesian_2d(0..nh, 0..nl)
+        .build_cartesian_2d(-0.5..nh as f64 - 0.5, -0.5..nl as f64 - 0.5)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
@@ -159,8 +172,8 @@ fn heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> s
         .y_desc("layer (1-based)")
         .x_labels((nh as usize).min(25))
         .y_labels((nl as usize).min(48))
-        .x_label_formatter(&|x| format!("{x}"))
-        .y_label_formatter(&|y| format!("{}", y + 1))
+        .x_label_formatter(&integer_label)
+        .y_label_formatter(&|y| if (y - y.round()).abs() < 1e-9 { format!("{}", y.round() as i64 + 1) } else { String::new() })
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(|e| e.to_string())?;
@@ -171,14 +184,15 @@ fn heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> s
     chart
         .draw_series(a.layers.iter().flat_map(|l| {
             l.heads.iter().map(move |h| {
-                Rectangle::new([(h.head as i32, l.layer as i32), (h.head as i32 + 1, l.layer as i32 + 1)], color(h.rank_mean).filled())
+                let (x, y) = (h.head as f64, l.layer as f64);
+                Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], color(h.rank_mean).filled())
             })
         }))
         .map_err(|e| e.to_string())?;
     chart
         .draw_series(a.layers.iter().flat_map(|l| {
             l.heads.iter().filter(|h| h.collapsed).map(move |h| {
-                Cross::new((h.head as i32, l.layer as i32), 4, RED.stroke_width(2))
+                Cross::new((h.head as f64, l.layer as f64), 4, RED.stroke_width(2))
             })
         }))
         .map_err(|e| e.to_string())?;

@@ -3,6 +3,7 @@
 //! Verbs parse arguments, call the library crates, show progress and print results; they hold no
 //! model or training logic of their own.
 
+mod analyze;
 mod args;
 mod perplexity;
 mod surgery;
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Perplexity of a text file under a Hugging Face checkpoint folder.
     Perplexity(perplexity::Args),
+    /// Attention rank and column mass per layer and head: lazy layers and the inheritance depth.
+    Analyze(analyze::Args),
     /// Build a shallower model from the first (or chosen) blocks of a reference.
     Inherit(surgery::InheritArgs),
     /// Add blocks of the reference to a trained model (restart or warm-append).
@@ -44,6 +47,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Perplexity(args) => perplexity::run(&args),
+        Command::Analyze(args) => analyze::run(&args),
         Command::Inherit(args) => surgery::inherit(&args),
         Command::Grow(args) => surgery::grow(&args),
         Command::Stack(args) => surgery::stack(&args),
