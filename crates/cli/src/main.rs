@@ -6,6 +6,7 @@
 mod analyze;
 mod args;
 mod perplexity;
+mod prepare;
 mod surgery;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Tokenize raw text (Parquet, JSONL, .txt) into token shards and a manifest.
+    Prepare(prepare::Args),
     /// Perplexity of a text file under a Hugging Face checkpoint folder.
     Perplexity(perplexity::Args),
     /// Attention rank and column mass per layer and head: lazy layers and the inheritance depth.
@@ -46,6 +49,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Prepare(args) => prepare::run(&args),
         Command::Perplexity(args) => perplexity::run(&args),
         Command::Analyze(args) => analyze::run(&args),
         Command::Inherit(args) => surgery::inherit(&args),

@@ -27,6 +27,8 @@ fn tokens_equal_tiktoken() -> anyhow::Result<()> {
     let expected = ids(&reference["text_tokens"]);
     assert!(expected.len() > 500);
     assert_eq!(tok.encode(&text)?, expected);
+    // The general tokenizers path (built from encoder.json + vocab.bpe) agrees with the fast path.
+    assert_eq!(tok.encode_slow(&text)?, expected);
     for line in reference["lines"].as_array().into_iter().flatten() {
         let s = line["text"].as_str().unwrap_or_default();
         assert_eq!(tok.encode(s)?, ids(&line["tokens"]), "line {s:?}");

@@ -1,0 +1,138 @@
+//! `inheritune prepare`: raw text (Parquet, JSONL, .txt folders) → token shards + manifest.json.
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
+use inheritune_data::prepare::{EotPlacement, PrepareConfig, SplitRule};
+use inheritune_data::source::discover;
+use inheritune_data::Tokenizer;
+
+/// Data-preparation presets (spec §4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    /// EOT appended; a seeded 0.0005 document-level val split (or --val-docs).
+    Openwebtext,
+    /// EOT prepended; the first shard's worth of tokens is val.
+    FinewebEdu,
+    /// EOT and split from the flags (default: EOT appended, no val split).
+    Generic,
+}
+
+/// EOT placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EotArg {
+    /// After each document.
+    Append,
+    /// Before each document.
+    Prepend,
+    /// Not added.
+    None,
+}
+
+/// Arguments of `inheritune prepare`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Input files or folders (searched recursively): .parquet, .jsonl[.gz|.zst], .txt (one document per file).
+    #[arg(long, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Output folder for train-NNNNNN.parquet, val-NNNNNN.parquet and manifest.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Preset.
+    #[arg(long, value_enum, default_value_t = PresetArg::Generic)]
+    preset: PresetArg,
+    /// tokenizer.json to use (default: the built-in GPT-2 tokenizer, tiktoken-exact).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Text column (Parquet) or field (JSONL).
+    #[arg(long, default_value = "text")]
+    column: String,
+    /// Tokens per shard.
+    #[arg(long, default_value_t = 100_000_000)]
+    shard_tokens: u64,
+    /// Override the EOT placement of the preset.
+    #[arg(long, value_enum)]
+    eot: Option<EotArg>,
+    /// The token used as EOT.
+    #[arg(long, default_value = "<|endoftext|>")]
+    eot_token: String,
+    /// Apply the tokenizer's own special-token rules (e.g. LLaMA's BOS) to every document.
+    #[arg(long)]
+    add_special_tokens: bool,
+    /// JSON list of 0-based document indices that form the val split (e.g. nanoGPT's exact split).
+    #[arg(long, conflicts_with_all = ["val_fraction", "val_tokens"])]
+    val_docs: Option<PathBuf>,
+    /// Val share of documents, chosen by a seeded hash of the document index.
+    #[arg(long, conflicts_with = "val_tokens")]
+    val_fraction: Option<f64>,
+    /// The first N tokens of the stream are val.
+    #[arg(long)]
+    val_tokens: Option<u64>,
+    /// Seed of the document-level val split.
+    #[arg(long, default_value_t = 2357)]
+    split_seed: u64,
+    /// Worker threads for tokenization (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// Runs the verb and prints the manifest's totals.
+pub fn run(args: &Args) -> Result<()> {
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting the thread count")?;
+    }
+    let mut config = match args.preset {
+        PresetArg::Openwebtext => PrepareConfig::openwebtext(),
+        PresetArg::FinewebEdu => PrepareConfig { split: SplitRule::FirstTokens { tokens: args.shard_tokens }, ..PrepareConfig::fineweb_edu() },
+        PresetArg::Generic => PrepareConfig::generic(),
+    };
+    config.column = args.column.clone();
+    config.shard_tokens = args.shard_tokens;
+    config.eot_token = args.eot_token.clone();
+    config.add_special_tokens = args.add_special_tokens;
+    if let Some(e) = args.eot {
+        config.eot = match e {
+            EotArg::Append => EotPlacement::Append,
+            EotArg::Prepend => EotPlacement::Prepend,
+            EotArg::None => EotPlacement::None,
+        };
+    }
+    if let Some(path) = &args.val_docs {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let docs: BTreeSet<u64> =
+            serde_json::from_str(&text).with_context(|| format!("{}: expected a JSON list of document indices", path.display()))?;
+        config.split = SplitRule::DocList { docs };
+    } else if let Some(fraction) = args.val_fraction {
+        config.split = SplitRule::DocFraction { fraction, seed: args.split_seed };
+    } else if let Some(tokens) = args.val_tokens {
+        config.split = SplitRule::FirstTokens { tokens };
+    } else if let SplitRule::DocFraction { fraction, .. } = config.split {
+        config.split = SplitRule::DocFraction { fraction, seed: args.split_seed };
+    }
+    let tokenizer = match &args.tokenizer {
+        Some(path) => Tokenizer::from_file(path)?,
+        None => Tokenizer::gpt2()?,
+    };
+    let sources = discover(&args.input)?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} docs {msg} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let start = std::time::Instant::now();
+    let manifest = inheritune_data::prepare(&sources, &tokenizer, &config, &args.out, &mut |p| {
+        if let Some(total) = p.total_documents {
+            bar.set_length(total);
+        }
+        bar.set_position(p.documents);
+        let rate = p.tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!("{:.2} Mtok/s", rate / 1e6));
+        ControlFlow::Continue(())
+    })
+    .with_context(|| format!("preparing {}", args.out.display()))?;
+    bar.finish_and_clear();
+    println!("{}", serde_json::to_string(&serde_json::json!({"out": args.out, "documents": manifest.documents, "splits": manifest.splits}))?);
+    Ok(())
+}
