@@ -16,13 +16,20 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   setup   install torch==2.11.0 into a cached virtual environment and link it as .libtorch
   test    setup, then cargo fmt --check, clippy -D warnings, and the workspace's tests
-  ci      the same as test";
+  ci      the same as test
+  bench prepare   inheritune prepare vs Python tiktoken on ~50 MB of text, same threads
+  bench analyze   attention metrics (k*, m*, dom) vs numpy on the same attention tensors";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("setup") => setup().map(|_| ()),
         Some("test") | Some("ci") => test(),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            Some("prepare") => bench_prepare(),
+            Some("analyze") => bench_analyze(),
+            other => bail!("unknown benchmark {other:?} (available: prepare, analyze)\n\n{USAGE}"),
+        },
         Some("-h") | Some("--help") | Some("help") => {
             println!("{USAGE}");
             Ok(())
@@ -157,5 +164,218 @@ fn test() -> Result<()> {
         eprintln!("xtask: {what}");
         run(Command::new(&cargo).current_dir(&root).args(args), what)?;
     }
+    Ok(())
+}
+
+/// Builds the release binary and returns its path.
+fn build_release() -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let root = workspace_root();
+    run(
+        Command::new(&cargo)
+            .current_dir(&root)
+            .args(["build", "--release", "-p", "inheritune-cli"]),
+        "cargo build --release",
+    )?;
+    Ok(root.join("target").join("release").join("inheritune"))
+}
+
+/// The cached venv's python with the given extra packages installed.
+fn bench_python(packages: &[&str]) -> Result<PathBuf> {
+    setup()?;
+    let python = cache_dir()?
+        .join(format!("torch-{TORCH_VERSION}"))
+        .join("bin")
+        .join("python");
+    let imports = packages
+        .iter()
+        .map(|p| p.replace('-', "_"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if output_of(&python, &["-c", &format!("import {imports}")]).is_none() {
+        run(
+            Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet"])
+                .args(packages),
+            "pip install (benchmark references)",
+        )?;
+    }
+    Ok(python)
+}
+
+fn json_field(line: &str, key: &str) -> Option<f64> {
+    let at = line.find(&format!("\"{key}\""))?;
+    let rest = &line[at + key.len() + 2..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+/// `cargo xtask bench prepare`: the same ~50 MB of Parquet text through `inheritune prepare` and
+/// through `../shared/bench/tiktoken_prepare.py`, with the same thread count, in one run.
+fn bench_prepare() -> Result<()> {
+    let root = workspace_root();
+    let python = bench_python(&["tiktoken", "pyarrow", "numpy"])?;
+    let bin = build_release()?;
+    let dir = root.join("target").join("bench").join("prepare");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let input = dir.join("sotu-x5.parquet");
+    if !input.exists() {
+        let script = "import pyarrow as pa, pyarrow.parquet as pq, sys\n\
+t = pq.read_table(sys.argv[1])\n\
+pq.write_table(pa.concat_tables([t] * 5), sys.argv[2], compression='zstd', row_group_size=64)";
+        let sotu = root.join("datasets").join("sotu").join("sotu.parquet");
+        run(
+            Command::new(&python).arg("-c").arg(script).arg(&sotu).arg(&input),
+            "making the benchmark input",
+        )?;
+    }
+    // tiktoken cannot download its tables here: write r50k_base ranks from the vendored GPT-2 files.
+    let ranks = dir.join("r50k_base.tiktoken");
+    if !ranks.exists() {
+        let assets = root.join("crates").join("data").join("assets").join("gpt2");
+        let script = "import base64, sys\n\
+from tiktoken.load import data_gym_to_mergeable_bpe_ranks\n\
+r = data_gym_to_mergeable_bpe_ranks(sys.argv[1], sys.argv[2])\n\
+open(sys.argv[3], 'w').write(''.join(f'{base64.b64encode(k).decode()} {v}\\n' for k, v in sorted(r.items(), key=lambda kv: kv[1])))";
+        run(
+            Command::new(&python)
+                .arg("-c")
+                .arg(script)
+                .arg(assets.join("vocab.bpe"))
+                .arg(assets.join("encoder.json"))
+                .arg(&ranks),
+            "writing r50k_base.tiktoken",
+        )?;
+    }
+    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
+    let reference = root.join("..").join("shared").join("bench").join("tiktoken_prepare.py");
+    let stream = dir.join("tiktoken.bin");
+    let started = std::time::Instant::now();
+    let out = Command::new(&python)
+        .arg(&reference)
+        .arg("--ranks")
+        .arg(&ranks)
+        .args(["--threads", &threads, "--out"])
+        .arg(&stream)
+        .arg(&input)
+        .output()
+        .context("running tiktoken_prepare.py")?;
+    let their_wall = started.elapsed().as_secs_f64();
+    let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let their_rate = json_field(&theirs, "tokens_per_s").with_context(|| {
+        format!(
+            "tiktoken_prepare.py printed {theirs:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let their_tokens = json_field(&theirs, "tokens").unwrap_or(0.0);
+    let shards = dir.join("shards");
+    if shards.exists() {
+        std::fs::remove_dir_all(&shards).with_context(|| format!("removing {}", shards.display()))?;
+    }
+    let start = std::time::Instant::now();
+    let status = Command::new(&bin)
+        .arg("prepare")
+        .arg("--input")
+        .arg(&input)
+        .arg("--out")
+        .arg(&shards)
+        .args(["--threads", &threads, "--eot", "append"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running inheritune prepare")?;
+    let seconds = start.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("inheritune prepare failed ({status})");
+    }
+    let our_rate = their_tokens / seconds;
+    let their_wall_rate = their_tokens / their_wall;
+    println!("{theirs}");
+    println!(
+        "{{\"impl\": \"tiktoken-python, whole process (import, read Parquet, tokenize, write the uint16 stream)\", \"threads\": {threads}, \"seconds\": {their_wall:.3}, \"tokens_per_s\": {their_wall_rate:.0}}}"
+    );
+    println!(
+        "{{\"impl\": \"inheritune prepare, whole process (start, read Parquet, tokenize, write shards + manifest)\", \"threads\": {threads}, \"tokens\": {their_tokens}, \"seconds\": {seconds:.3}, \"tokens_per_s\": {our_rate:.0}}}"
+    );
+    println!(
+        "ratio, whole process vs whole process: {:.2}x",
+        our_rate / their_wall_rate
+    );
+    println!(
+        "ratio, our whole process vs tiktoken's tokenization loop alone: {:.2}x",
+        our_rate / their_rate
+    );
+    Ok(())
+}
+
+/// `cargo xtask bench analyze`: the per-window metrics of 6 layers × 12 heads × 100 windows of 100
+/// tokens through the analysis crate and through a straightforward numpy implementation, same
+/// tensors, same thread count, one run.
+fn bench_analyze() -> Result<()> {
+    let root = workspace_root();
+    let python = bench_python(&["numpy", "safetensors"])?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let example = [
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "inheritune-analysis",
+        "--example",
+        "bench_metrics",
+        "--",
+    ];
+    let dir = root.join("target").join("bench").join("analyze");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join("attn.safetensors");
+    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
+    if !file.exists() {
+        run(
+            Command::new(&cargo)
+                .current_dir(&root)
+                .args(example)
+                .arg("make")
+                .arg(&file)
+                .args(["6", "12", "100", "100", "0"]),
+            "making attention tensors",
+        )?;
+    }
+    let ours = Command::new(&cargo)
+        .current_dir(&root)
+        .args(example)
+        .arg("time")
+        .arg(&file)
+        .env("OMP_NUM_THREADS", &threads)
+        .output()
+        .context("running bench_metrics")?;
+    let theirs = Command::new(&python)
+        .arg(
+            root.join("crates")
+                .join("analysis")
+                .join("bench")
+                .join("numpy_metrics.py"),
+        )
+        .arg(&file)
+        .env("OMP_NUM_THREADS", &threads)
+        .env("OPENBLAS_NUM_THREADS", &threads)
+        .env("MKL_NUM_THREADS", &threads)
+        .output()
+        .context("running numpy_metrics.py")?;
+    let (ours, theirs) = (
+        String::from_utf8_lossy(&ours.stdout).trim().to_string(),
+        String::from_utf8_lossy(&theirs.stdout).trim().to_string(),
+    );
+    println!("{theirs}");
+    println!("{ours}");
+    let (a, b) = (json_field(&ours, "seconds"), json_field(&theirs, "seconds"));
+    let (Some(a), Some(b)) = (a, b) else {
+        bail!("a benchmark printed no timing: {ours:?} / {theirs:?}")
+    };
+    if json_field(&ours, "checksum") != json_field(&theirs, "checksum") {
+        bail!("the two implementations disagree: {ours} vs {theirs}");
+    }
+    println!("speed-up inheritune / numpy: {:.2}x (same results)", b / a);
     Ok(())
 }

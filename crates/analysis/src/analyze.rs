@@ -61,7 +61,10 @@ impl Settings {
     /// A threshold outside (0, 1], or a zero batch size; every problem is listed.
     pub fn validate(&self) -> Result<()> {
         let mut p = Vec::new();
-        for (name, v) in [("tau", self.tau), ("eta", self.eta)].into_iter().chain(self.tau_sweep.iter().map(|&t| ("tau_sweep", t))) {
+        for (name, v) in [("tau", self.tau), ("eta", self.eta)]
+            .into_iter()
+            .chain(self.tau_sweep.iter().map(|&t| ("tau_sweep", t)))
+        {
             if !(v > 0.0 && v <= 1.0) {
                 p.push(format!("{name} must be in (0, 1], got {v}"));
             }
@@ -171,11 +174,17 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 fn to_vec_i64(t: &Tensor) -> Result<Vec<i64>> {
-    Ok(Vec::<i64>::try_from(t.f_to_device(tch::Device::Cpu)?.f_flatten(0, -1)?)?)
+    Ok(Vec::<i64>::try_from(
+        t.f_to_device(tch::Device::Cpu)?.f_flatten(0, -1)?,
+    )?)
 }
 
 fn to_vec_f64(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(Vec::<f64>::try_from(t.f_to_device(tch::Device::Cpu)?.f_flatten(0, -1)?.f_to_kind(Kind::Double)?)?)
+    Ok(Vec::<f64>::try_from(
+        t.f_to_device(tch::Device::Cpu)?
+            .f_flatten(0, -1)?
+            .f_to_kind(Kind::Double)?,
+    )?)
 }
 
 /// Raw per-window numbers of one layer, filled chunk by chunk.
@@ -203,12 +212,23 @@ pub fn analyze(
     settings.validate()?;
     let size = windows.size();
     if size.len() != 2 || size[0] == 0 || size[1] < 1 {
-        return Err(Error::Invalid(format!("windows must be a non-empty (N, T) tensor, got shape {size:?}")));
+        return Err(Error::Invalid(format!(
+            "windows must be a non-empty (N, T) tensor, got shape {size:?}"
+        )));
     }
-    let (n, n_layer, n_head) = (size[0] as usize, model.config().n_layer() as usize, model.config().n_head() as usize);
+    let (n, n_layer, n_head) = (
+        size[0] as usize,
+        model.config().n_layer() as usize,
+        model.config().n_head() as usize,
+    );
     let taus = all_taus(settings);
     let mut acc: Vec<LayerAcc> = (0..n_layer)
-        .map(|_| LayerAcc { ranks: vec![Vec::new(); n_head], mass: vec![Vec::new(); n_head], dom: vec![Vec::new(); n_head], sum: None })
+        .map(|_| LayerAcc {
+            ranks: vec![Vec::new(); n_head],
+            mass: vec![Vec::new(); n_head],
+            dom: vec![Vec::new(); n_head],
+            sum: None,
+        })
         .collect();
     let mut failure: Option<Error> = None;
     let mut done = 0;
@@ -246,7 +266,9 @@ pub fn analyze(
         n_head,
         window_source: window_source.to_string(),
         settings: settings.clone(),
-        windows: (0..n).map(|i| to_vec_i64(&windows.get(i as i64))).collect::<Result<_>>()?,
+        windows: (0..n)
+            .map(|i| to_vec_i64(&windows.get(i as i64)))
+            .collect::<Result<_>>()?,
         avg_rank_first_half: mean(&max_ranks[..half]),
         avg_rank_second_half: mean(&max_ranks[half..]),
         suggested_depth: half,
@@ -269,7 +291,12 @@ pub fn analyze_layer(layer: usize, probs: &Tensor, settings: &Settings) -> Resul
         return Err(Error::Invalid(format!("attention must be (N, H, T, T), got {size:?}")));
     }
     let n_head = size[1] as usize;
-    let mut acc = LayerAcc { ranks: vec![Vec::new(); n_head], mass: vec![Vec::new(); n_head], dom: vec![Vec::new(); n_head], sum: None };
+    let mut acc = LayerAcc {
+        ranks: vec![Vec::new(); n_head],
+        mass: vec![Vec::new(); n_head],
+        dom: vec![Vec::new(); n_head],
+        sum: None,
+    };
     let taus = all_taus(settings);
     reduce_layer(&mut acc, probs, &taus, settings)?;
     aggregate_layer(layer, acc, &taus, size[0] as usize, settings)
@@ -328,14 +355,20 @@ fn aggregate_layer(layer: usize, acc: LayerAcc, taus: &[f64], n: usize, settings
         .collect();
     let max_rank = heads.iter().map(|h| h.rank_mean).fold(f64::MIN, f64::max);
     // Spec §2.4 (a): per window, the max over heads; then mean and std over windows.
-    let per_window_max: Vec<f64> =
-        (0..n).map(|w| (0..n_head).map(|h| acc.ranks[h][w][0] as f64).fold(f64::MIN, f64::max)).collect();
+    let per_window_max: Vec<f64> = (0..n)
+        .map(|w| (0..n_head).map(|h| acc.ranks[h][w][0] as f64).fold(f64::MIN, f64::max))
+        .collect();
     let wmean = mean(&per_window_max);
     let wstd = mean(&per_window_max.iter().map(|x| (x - wmean).powi(2)).collect::<Vec<_>>()).sqrt();
     let max_rank_by_tau = taus[1..]
         .iter()
         .enumerate()
-        .map(|(i, tau)| (format!("{tau:.2}"), (0..n_head).map(|h| rank_mean_at(h, i + 1)).fold(f64::MIN, f64::max)))
+        .map(|(i, tau)| {
+            (
+                format!("{tau:.2}"),
+                (0..n_head).map(|h| rank_mean_at(h, i + 1)).fold(f64::MIN, f64::max),
+            )
+        })
         .collect();
     let doms: Vec<f64> = heads.iter().map(|h| h.dom_mean).collect();
     Ok(LayerResult {
@@ -365,7 +398,11 @@ impl Analysis {
                 v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
             }
         };
-        let collapsed: usize = self.layers.iter().map(|l| l.heads.iter().filter(|h| h.collapsed).count()).sum();
+        let collapsed: usize = self
+            .layers
+            .iter()
+            .map(|l| l.heads.iter().filter(|h| h.collapsed).count())
+            .sum();
         let mut s = format!(
             "model: {} ({}, {} layers × {} heads)\nwindows: {} × {} tokens from {}\nτ = {}, η = {}, mass order {:?}\n",
             self.model,
@@ -379,8 +416,14 @@ impl Analysis {
             self.settings.eta,
             self.settings.mass_order
         );
-        s += &format!("lazy layers, strict (MaxRank = 1), 0-based: {}\n", list(&self.lazy_strict));
-        s += &format!("lazy layers, relaxed (MaxRank < 2), 0-based: {}\n", list(&self.lazy_relaxed));
+        s += &format!(
+            "lazy layers, strict (MaxRank = 1), 0-based: {}\n",
+            list(&self.lazy_strict)
+        );
+        s += &format!(
+            "lazy layers, relaxed (MaxRank < 2), 0-based: {}\n",
+            list(&self.lazy_relaxed)
+        );
         s += &format!(
             "collapsed heads (Rank < {}, our threshold): {collapsed} of {}\n",
             self.settings.collapsed_below,
@@ -408,7 +451,13 @@ impl Analysis {
                 l.max_rank_window_std,
                 l.avg_mass,
                 l.dom_max,
-                if l.lazy_strict { "strict" } else if l.lazy_relaxed { "relaxed" } else { "" }
+                if l.lazy_strict {
+                    "strict"
+                } else if l.lazy_relaxed {
+                    "relaxed"
+                } else {
+                    ""
+                }
             );
         }
         s

@@ -24,9 +24,11 @@ fn frobenius2(a: &Tensor) -> Tensor {
 /// whose share reaches τ (ties decided by `>=`, no epsilon).
 pub fn approx_rank(a: &Tensor, taus: &[f64]) -> Tensor {
     let a = a.to_kind(Kind::Double);
-    // Singular values only (`torch.svd(some=True, compute_uv=False)`); tch passes linalg_svdvals a
-    // driver string, which libtorch accepts only on CUDA.
-    let s2 = a.svd(true, false).1.square(); // (..., T), descending
+    // σ² are the eigenvalues of A·Aᵀ (spec §2.3 allows either route). tch passes linalg_svdvals a
+    // driver string that libtorch accepts only on CUDA, and the legacy svd(compute_uv=false)
+    // allocates zero-filled U and V, so the symmetric eigensolver is both available and faster.
+    let gram = a.matmul(&a.transpose(-2, -1)); // (..., T, T)
+    let s2 = gram.linalg_eigvalsh("L").clamp_min(0.0).flip([-1]); // (..., T), descending
     let total = frobenius2(&a).unsqueeze(-1); // (..., 1)
     let cum = s2.cumsum(-1, Kind::Double) / total;
     let per_tau: Vec<Tensor> = taus.iter().map(|&t| first_reaching(&cum, t)).collect();
@@ -96,9 +98,13 @@ mod tests {
         assert_eq!(scalar(&approx_rank(&u, &[0.9])), 5.0);
         assert_eq!(scalar(&column_mass(&u, 0.9, true)), 30.0);
         assert_eq!(scalar(&column_mass(&u, 0.9, false)), 30.0);
-        assert!((scalar(&dominance(&u)) - 0.315).abs() < 5e-4, "{}", scalar(&dominance(&u)));
+        assert!(
+            (scalar(&dominance(&u)) - 0.315).abs() < 5e-4,
+            "{}",
+            scalar(&dominance(&u))
+        );
         // σ_1² carries 51.2 % of the energy.
-        let s = u.svd(true, false).1.square();
+        let s = u.matmul(&u.tr()).linalg_eigvalsh("L").flip([-1]);
         assert!((scalar(&(s.get(0) / s.sum(Kind::Double))) - 0.512).abs() < 5e-4);
         assert_eq!(scalar(&approx_rank(&identity(100), &[0.9])), 90.0);
         assert_eq!(scalar(&column_mass(&identity(100), 0.9, true)), 90.0);

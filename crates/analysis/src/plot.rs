@@ -23,7 +23,10 @@ fn ensure_font() {
 }
 
 fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Plot { path: path.to_path_buf(), message: e.to_string() }
+    Error::Plot {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Draws with `$draw(&root)` into `<stem>.png` and `<stem>.svg`, returning both paths.
@@ -79,7 +82,10 @@ fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
         .fold(1.0, f64::max)
         * 1.1;
     let mut chart = ChartBuilder::on(root)
-        .caption(format!("MaxRank per layer (k* at τ = {})", a.settings.tau), ("sans-serif", 22))
+        .caption(
+            format!("MaxRank per layer (k* at τ = {})", a.settings.tau),
+            ("sans-serif", 22),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -98,7 +104,12 @@ fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
         .layers
         .iter()
         .map(|l| (l.layer as f64 + 1.0, l.max_rank_window_mean + l.max_rank_window_std))
-        .chain(a.layers.iter().rev().map(|l| (l.layer as f64 + 1.0, (l.max_rank_window_mean - l.max_rank_window_std).max(0.0))))
+        .chain(a.layers.iter().rev().map(|l| {
+            (
+                l.layer as f64 + 1.0,
+                (l.max_rank_window_mean - l.max_rank_window_std).max(0.0),
+            )
+        }))
         .collect();
     chart
         .draw_series(std::iter::once(Polygon::new(band, BLUE.mix(0.15).filled())))
@@ -111,8 +122,15 @@ fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
         .map_err(|e| e.to_string())?
         .label("MaxRank (max over heads of mean over windows)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE.stroke_width(2)));
-    chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled()))).map_err(|e| e.to_string())?;
-    let lazy: Vec<(f64, f64)> = a.layers.iter().filter(|l| l.lazy_strict).map(|l| (l.layer as f64 + 1.0, l.max_rank)).collect();
+    chart
+        .draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))
+        .map_err(|e| e.to_string())?;
+    let lazy: Vec<(f64, f64)> = a
+        .layers
+        .iter()
+        .filter(|l| l.lazy_strict)
+        .map(|l| (l.layer as f64 + 1.0, l.max_rank))
+        .collect();
     chart
         .draw_series(lazy.iter().map(|&p| Circle::new(p, 6, RED.stroke_width(2))))
         .map_err(|e| e.to_string())?
@@ -132,7 +150,10 @@ fn mass_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
     let n = a.n_layer as f64;
     let top = a.layers.iter().map(|l| l.avg_mass).fold(1.0, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(root)
-        .caption(format!("AvgMass per layer (m* at η = {}, mean over heads)", a.settings.eta), ("sans-serif", 22))
+        .caption(
+            format!("AvgMass per layer (m* at η = {}, mean over heads)", a.settings.eta),
+            ("sans-serif", 22),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -148,15 +169,27 @@ fn mass_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
         .draw()
         .map_err(|e| e.to_string())?;
     let points: Vec<(f64, f64)> = a.layers.iter().map(|l| (l.layer as f64 + 1.0, l.avg_mass)).collect();
-    chart.draw_series(LineSeries::new(points.clone(), RGBColor(46, 125, 50).stroke_width(2))).map_err(|e| e.to_string())?;
-    chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, RGBColor(46, 125, 50).filled()))).map_err(|e| e.to_string())?;
+    chart
+        .draw_series(LineSeries::new(points.clone(), RGBColor(46, 125, 50).stroke_width(2)))
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(
+            points
+                .iter()
+                .map(|&p| Circle::new(p, 3, RGBColor(46, 125, 50).filled())),
+        )
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
 fn heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (nh, nl) = (a.n_head as i32, a.n_layer as i32);
-    let max = a.layers.iter().flat_map(|l| l.heads.iter().map(|h| h.rank_mean)).fold(1.0, f64::max);
+    let max = a
+        .layers
+        .iter()
+        .flat_map(|l| l.heads.iter().map(|h| h.rank_mean))
+        .fold(1.0, f64::max);
     let (main, legend) = root.split_horizontally(root.dim_in_pixel().0.saturating_sub(120));
     let mut chart = ChartBuilder::on(&main)
         .caption("Rank(h, l); × = collapsed head", ("sans-serif", 20))
@@ -173,7 +206,13 @@ fn heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> s
         .x_labels((nh as usize).min(25))
         .y_labels((nl as usize).min(48))
         .x_label_formatter(&integer_label)
-        .y_label_formatter(&|y| if (y - y.round()).abs() < 1e-9 { format!("{}", y.round() as i64 + 1) } else { String::new() })
+        .y_label_formatter(&|y| {
+            if (y - y.round()).abs() < 1e-9 {
+                format!("{}", y.round() as i64 + 1)
+            } else {
+                String::new()
+            }
+        })
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(|e| e.to_string())?;
@@ -191,9 +230,10 @@ fn heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> s
         .map_err(|e| e.to_string())?;
     chart
         .draw_series(a.layers.iter().flat_map(|l| {
-            l.heads.iter().filter(|h| h.collapsed).map(move |h| {
-                Cross::new((h.head as f64, l.layer as f64), 4, RED.stroke_width(2))
-            })
+            l.heads
+                .iter()
+                .filter(|h| h.collapsed)
+                .map(move |h| Cross::new((h.head as f64, l.layer as f64), 4, RED.stroke_width(2)))
         }))
         .map_err(|e| e.to_string())?;
     // Colour scale (log), from rank 1 to the largest rank.
@@ -204,10 +244,16 @@ fn heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> s
     for i in 0..steps {
         let t = i as f64 / (steps - 1) as f64;
         let y = (steps - 1 - i) * cell;
-        bar.draw(&Rectangle::new([(0, y), (20, y + cell)], ViridisRGB::get_color(t).filled())).map_err(|e| e.to_string())?;
+        bar.draw(&Rectangle::new(
+            [(0, y), (20, y + cell)],
+            ViridisRGB::get_color(t).filled(),
+        ))
+        .map_err(|e| e.to_string())?;
     }
     let style = ("sans-serif", 12).into_font();
-    bar.draw(&Text::new(format!("{max:.1}"), (24, 0), style.clone())).map_err(|e| e.to_string())?;
-    bar.draw(&Text::new("1".to_string(), (24, (steps - 1) * cell), style)).map_err(|e| e.to_string())?;
+    bar.draw(&Text::new(format!("{max:.1}"), (24, 0), style.clone()))
+        .map_err(|e| e.to_string())?;
+    bar.draw(&Text::new("1".to_string(), (24, (steps - 1) * cell), style))
+        .map_err(|e| e.to_string())?;
     Ok(())
 }

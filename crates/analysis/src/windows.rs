@@ -30,24 +30,34 @@ impl SplitMix64 {
     }
 }
 
-/// `n` windows of `t` tokens at offsets uniform in `[0, len − t)`, like nanoGPT's `get_batch`.
+/// `n` offsets uniform in `[0, len − t)` (spec §2.2 DECISION, like nanoGPT's `get_batch`), from `seed`.
 ///
 /// # Errors
 /// A stream not longer than `t`, or `n` or `t` zero.
-pub fn sample_windows(tokens: &[u32], n: usize, t: usize, seed: u64) -> Result<Vec<Vec<i64>>> {
+pub fn sample_offsets(len: u64, n: usize, t: usize, seed: u64) -> Result<Vec<u64>> {
     if n == 0 || t == 0 {
-        return Err(Error::Invalid(format!("need at least one window of at least one token (got {n} × {t})")));
+        return Err(Error::Invalid(format!(
+            "need at least one window of at least one token (got {n} × {t})"
+        )));
     }
-    if tokens.len() <= t {
-        return Err(Error::Invalid(format!("the token stream has {} tokens; windows of {t} need more", tokens.len())));
+    if len <= t as u64 {
+        return Err(Error::Invalid(format!(
+            "the token stream has {len} tokens; windows of {t} need more"
+        )));
     }
     let mut rng = SplitMix64::new(seed);
-    let span = (tokens.len() - t) as u64;
-    Ok((0..n)
-        .map(|_| {
-            let start = rng.below(span) as usize;
-            tokens[start..start + t].iter().map(|&x| x as i64).collect()
-        })
+    Ok((0..n).map(|_| rng.below(len - t as u64)).collect())
+}
+
+/// `n` windows of `t` tokens at [`sample_offsets`].
+///
+/// # Errors
+/// As [`sample_offsets`].
+pub fn sample_windows(tokens: &[u32], n: usize, t: usize, seed: u64) -> Result<Vec<Vec<i64>>> {
+    let offsets = sample_offsets(tokens.len() as u64, n, t, seed)?;
+    Ok(offsets
+        .into_iter()
+        .map(|o| tokens[o as usize..o as usize + t].iter().map(|&x| x as i64).collect())
         .collect())
 }
 
@@ -57,9 +67,16 @@ pub fn sample_windows(tokens: &[u32], n: usize, t: usize, seed: u64) -> Result<V
 /// Fewer than `t` tokens.
 pub fn consecutive_windows(tokens: &[u32], n: usize, t: usize) -> Result<Vec<Vec<i64>>> {
     if t == 0 || tokens.len() < t {
-        return Err(Error::Invalid(format!("the text has {} tokens; a window needs {t}", tokens.len())));
+        return Err(Error::Invalid(format!(
+            "the text has {} tokens; a window needs {t}",
+            tokens.len()
+        )));
     }
-    Ok(tokens.chunks_exact(t).take(n).map(|w| w.iter().map(|&x| x as i64).collect()).collect())
+    Ok(tokens
+        .chunks_exact(t)
+        .take(n)
+        .map(|w| w.iter().map(|&x| x as i64).collect())
+        .collect())
 }
 
 /// Reads a JSON list of token-id lists, all of the same length.
@@ -67,15 +84,26 @@ pub fn consecutive_windows(tokens: &[u32], n: usize, t: usize) -> Result<Vec<Vec
 /// # Errors
 /// A missing or malformed file, an empty list, or windows of different lengths; the message names the file.
 pub fn read_windows(path: &Path) -> Result<Vec<Vec<i64>>> {
-    let file_err = |message: String| Error::File { path: path.to_path_buf(), message };
+    let file_err = |message: String| Error::File {
+        path: path.to_path_buf(),
+        message,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
     let windows: Vec<Vec<i64>> =
         serde_json::from_str(&text).map_err(|e| file_err(format!("expected a JSON list of token-id lists: {e}")))?;
     let Some(first) = windows.first() else {
         return Err(file_err("no windows".to_string()));
     };
-    if let Some((i, w)) = windows.iter().enumerate().find(|(_, w)| w.len() != first.len() || w.is_empty()) {
-        return Err(file_err(format!("window {i} has {} tokens, window 0 has {}", w.len(), first.len())));
+    if let Some((i, w)) = windows
+        .iter()
+        .enumerate()
+        .find(|(_, w)| w.len() != first.len() || w.is_empty())
+    {
+        return Err(file_err(format!(
+            "window {i} has {} tokens, window 0 has {}",
+            w.len(),
+            first.len()
+        )));
     }
     Ok(windows)
 }

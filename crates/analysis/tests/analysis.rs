@@ -11,7 +11,9 @@ use inheritune_model::{CausalLm, DType, Gpt2Config, LlamaConfig, ModelConfig};
 use proptest::prelude::*;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures")
+        .join(name)
 }
 
 #[test]
@@ -21,9 +23,14 @@ fn per_window_rank_and_mass_equal_numpy_on_transformers_attention() -> anyhow::R
     for name in ["gpt2_bias", "gpt2_inverse_scale", "llama_gqa_tied", "llama_mqa_untied"] {
         let (model, _) = hf::load(&fixture(name), &LoadOptions::default())?;
         let r: std::collections::HashMap<String, Tensor> =
-            Tensor::read_safetensors(fixture(name).join("reference.safetensors"))?.into_iter().collect();
+            Tensor::read_safetensors(fixture(name).join("reference.safetensors"))?
+                .into_iter()
+                .collect();
         let ids = &r["input_ids"];
-        let settings = Settings { batch_size: 1, ..Settings::default() };
+        let settings = Settings {
+            batch_size: 1,
+            ..Settings::default()
+        };
         let a = analyze(&model, name, ids, "fixture", &settings, &mut |_, _| {})?;
         for layer in &a.layers {
             let k: Vec<i64> = Vec::try_from(r[&format!("kstar.{}", layer.layer)].flatten(0, -1))?;
@@ -31,8 +38,20 @@ fn per_window_rank_and_mass_equal_numpy_on_transformers_attention() -> anyhow::R
             let nh = a.n_head;
             for head in &layer.heads {
                 for (w, (&kw, &mw)) in head.rank_per_window.iter().zip(&head.mass_per_window).enumerate() {
-                    assert_eq!(kw, k[w * nh + head.head], "{name} layer {} head {} window {w}: k*", layer.layer, head.head);
-                    assert_eq!(mw, m[w * nh + head.head], "{name} layer {} head {} window {w}: m*", layer.layer, head.head);
+                    assert_eq!(
+                        kw,
+                        k[w * nh + head.head],
+                        "{name} layer {} head {} window {w}: k*",
+                        layer.layer,
+                        head.head
+                    );
+                    assert_eq!(
+                        mw,
+                        m[w * nh + head.head],
+                        "{name} layer {} head {} window {w}: m*",
+                        layer.layer,
+                        head.head
+                    );
                 }
             }
         }
@@ -43,9 +62,22 @@ fn per_window_rank_and_mass_equal_numpy_on_transformers_attention() -> anyhow::R
 fn tiny(gpt2: bool, seed: i64) -> CausalLm {
     tch::manual_seed(seed);
     let config = if gpt2 {
-        ModelConfig::Gpt2(Gpt2Config { vocab_size: 50, n_positions: 24, bias: true, ..Gpt2Config::paper(2, 3, 24) })
+        ModelConfig::Gpt2(Gpt2Config {
+            vocab_size: 50,
+            n_positions: 24,
+            bias: true,
+            ..Gpt2Config::paper(2, 3, 24)
+        })
     } else {
-        ModelConfig::Llama(LlamaConfig { vocab_size: 50, max_position_embeddings: 24, hidden_size: 24, num_attention_heads: 6, num_key_value_heads: Some(2), intermediate_size: 30, ..LlamaConfig::tiny() })
+        ModelConfig::Llama(LlamaConfig {
+            vocab_size: 50,
+            max_position_embeddings: 24,
+            hidden_size: 24,
+            num_attention_heads: 6,
+            num_key_value_heads: Some(2),
+            intermediate_size: 30,
+            ..LlamaConfig::tiny()
+        })
     };
     let m = CausalLm::new(&config, Device::Cpu, DType::F32).expect("valid");
     tch::no_grad(|| {
@@ -135,7 +167,17 @@ fn summary_and_plots_are_written() -> anyhow::Result<()> {
     let model = tiny(true, 1);
     tch::manual_seed(5);
     let ids = Tensor::randint(50, [6, 16], (Kind::Int64, Device::Cpu));
-    let a = analyze(&model, "tiny", &ids, "random", &Settings { batch_size: 4, ..Settings::default() }, &mut |_, _| {})?;
+    let a = analyze(
+        &model,
+        "tiny",
+        &ids,
+        "random",
+        &Settings {
+            batch_size: 4,
+            ..Settings::default()
+        },
+        &mut |_, _| {},
+    )?;
     assert_eq!(a.windows.len(), 6);
     assert_eq!(a.layers.len(), 2);
     assert_eq!(a.layers[0].heads[0].rank_per_window.len(), 6);

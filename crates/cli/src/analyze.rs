@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use inheritune_analysis::windows::{consecutive_windows, read_windows, sample_windows};
+use inheritune_analysis::windows::{consecutive_windows, read_windows, sample_offsets, sample_windows};
 use inheritune_analysis::{MassOrder, Settings};
+use inheritune_data::loader::TokenStream;
 use inheritune_data::Tokenizer;
 use inheritune_model::hf::{self, LoadOptions};
 use inheritune_model::tch::Tensor;
@@ -14,11 +15,17 @@ use crate::args::{DTypeArg, DeviceArg};
 
 /// Arguments of `inheritune analyze`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["windows", "text"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["data", "windows", "text"])))]
 pub struct Args {
     /// Hugging Face checkpoint folder.
     #[arg(long)]
     model: PathBuf,
+    /// Prepared data folder (inheritune prepare): --num-windows windows drawn from --split with --seed.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// With --data: the split to draw windows from.
+    #[arg(long, default_value = "val")]
+    split: String,
     /// JSON file holding a list of token-id lists (all the same length) to analyse.
     #[arg(long)]
     windows: Option<PathBuf>,
@@ -63,20 +70,50 @@ pub struct Args {
 /// Runs the verb.
 pub fn run(args: &Args) -> Result<()> {
     let device = args.device.device()?;
-    let (model, _) = hf::load(&args.model, &LoadOptions { device, dtype: args.dtype.into(), strict: true })
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    let (windows, source) = if let Some(path) = &args.windows {
+    let (model, _) = hf::load(
+        &args.model,
+        &LoadOptions {
+            device,
+            dtype: args.dtype.into(),
+            strict: true,
+        },
+    )
+    .with_context(|| format!("loading {}", args.model.display()))?;
+    let (windows, source) = if let Some(dir) = &args.data {
+        let mut stream = TokenStream::open(dir, &args.split)?;
+        let offsets = sample_offsets(stream.len(), args.num_windows, args.window_len, args.seed)
+            .with_context(|| format!("sampling windows from {}", dir.display()))?;
+        let windows = offsets
+            .into_iter()
+            .map(|o| Ok(stream.read(o, args.window_len)?.into_iter().map(i64::from).collect()))
+            .collect::<Result<Vec<Vec<i64>>>>()?;
+        (
+            windows,
+            format!(
+                "{} split of {} (random offsets, seed {})",
+                args.split,
+                dir.display(),
+                args.seed
+            ),
+        )
+    } else if let Some(path) = &args.windows {
         (read_windows(path)?, format!("windows file {}", path.display()))
     } else if let Some(path) = &args.text {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let text = String::from_utf8(text).with_context(|| format!("{}: not valid UTF-8", path.display()))?;
         let tokens = Tokenizer::for_model_dir(&args.model)?.encode(&text)?;
         if args.consecutive {
-            (consecutive_windows(&tokens, args.num_windows, args.window_len)?, format!("text {} (consecutive)", path.display()))
+            (
+                consecutive_windows(&tokens, args.num_windows, args.window_len)?,
+                format!("text {} (consecutive)", path.display()),
+            )
         } else {
             let w = sample_windows(&tokens, args.num_windows, args.window_len, args.seed)
                 .with_context(|| format!("sampling windows from {}", path.display()))?;
-            (w, format!("text {} (random offsets, seed {})", path.display(), args.seed))
+            (
+                w,
+                format!("text {} (random offsets, seed {})", path.display(), args.seed),
+            )
         }
     } else {
         bail!("give --windows or --text");
@@ -87,19 +124,29 @@ pub fn run(args: &Args) -> Result<()> {
     let settings = Settings {
         tau: args.tau,
         eta: args.eta,
-        mass_order: if args.mass_index_order { MassOrder::Index } else { MassOrder::Sorted },
+        mass_order: if args.mass_index_order {
+            MassOrder::Index
+        } else {
+            MassOrder::Sorted
+        },
         batch_size: args.batch_size,
         ..Settings::default()
     };
     let bar = ProgressBar::new(n as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} windows eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} windows eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let name = args.model.display().to_string();
-    let analysis = inheritune_analysis::analyze(&model, &name, &ids, &source, &settings, &mut |done, _| bar.set_position(done as u64))
-        .with_context(|| format!("analysing {}", args.model.display()))?;
+    let analysis = inheritune_analysis::analyze(&model, &name, &ids, &source, &settings, &mut |done, _| {
+        bar.set_position(done as u64)
+    })
+    .with_context(|| format!("analysing {}", args.model.display()))?;
     bar.finish_and_clear();
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    write_atomic(&args.out.join("analysis.json"), &(serde_json::to_string_pretty(&analysis)? + "\n"))?;
+    write_atomic(
+        &args.out.join("analysis.json"),
+        &(serde_json::to_string_pretty(&analysis)? + "\n"),
+    )?;
     let summary = analysis.summary();
     write_atomic(&args.out.join("summary.txt"), &summary)?;
     inheritune_analysis::plot::write_plots(&analysis, &args.out)?;

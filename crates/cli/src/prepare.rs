@@ -83,11 +83,19 @@ pub struct Args {
 /// Runs the verb and prints the manifest's totals.
 pub fn run(args: &Args) -> Result<()> {
     if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting the thread count")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting the thread count")?;
     }
     let mut config = match args.preset {
         PresetArg::Openwebtext => PrepareConfig::openwebtext(),
-        PresetArg::FinewebEdu => PrepareConfig { split: SplitRule::FirstTokens { tokens: args.shard_tokens }, ..PrepareConfig::fineweb_edu() },
+        PresetArg::FinewebEdu => PrepareConfig {
+            split: SplitRule::FirstTokens {
+                tokens: args.shard_tokens,
+            },
+            ..PrepareConfig::fineweb_edu()
+        },
         PresetArg::Generic => PrepareConfig::generic(),
     };
     config.column = args.column.clone();
@@ -103,15 +111,21 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if let Some(path) = &args.val_docs {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let docs: BTreeSet<u64> =
-            serde_json::from_str(&text).with_context(|| format!("{}: expected a JSON list of document indices", path.display()))?;
+        let docs: BTreeSet<u64> = serde_json::from_str(&text)
+            .with_context(|| format!("{}: expected a JSON list of document indices", path.display()))?;
         config.split = SplitRule::DocList { docs };
     } else if let Some(fraction) = args.val_fraction {
-        config.split = SplitRule::DocFraction { fraction, seed: args.split_seed };
+        config.split = SplitRule::DocFraction {
+            fraction,
+            seed: args.split_seed,
+        };
     } else if let Some(tokens) = args.val_tokens {
         config.split = SplitRule::FirstTokens { tokens };
     } else if let SplitRule::DocFraction { fraction, .. } = config.split {
-        config.split = SplitRule::DocFraction { fraction, seed: args.split_seed };
+        config.split = SplitRule::DocFraction {
+            fraction,
+            seed: args.split_seed,
+        };
     }
     let tokenizer = match &args.tokenizer {
         Some(path) => Tokenizer::from_file(path)?,
@@ -119,7 +133,8 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let sources = discover(&args.input)?;
     let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} docs {msg} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} docs {msg} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let start = std::time::Instant::now();
     let manifest = inheritune_data::prepare(&sources, &tokenizer, &config, &args.out, &mut |p| {
@@ -133,6 +148,11 @@ pub fn run(args: &Args) -> Result<()> {
     })
     .with_context(|| format!("preparing {}", args.out.display()))?;
     bar.finish_and_clear();
-    println!("{}", serde_json::to_string(&serde_json::json!({"out": args.out, "documents": manifest.documents, "splits": manifest.splits}))?);
+    println!(
+        "{}",
+        serde_json::to_string(
+            &serde_json::json!({"out": args.out, "documents": manifest.documents, "splits": manifest.splits})
+        )?
+    );
     Ok(())
 }

@@ -10,7 +10,7 @@ use inheritune_data::tokenizer::TOKENIZER_FILE;
 use inheritune_data::Tokenizer;
 use inheritune_model::hf::{self, LoadOptions};
 use inheritune_model::CausalLm;
-use inheritune_surgery::{GrowMode, Group, InheritMap, Plan, Selection};
+use inheritune_surgery::{Group, GrowMode, InheritMap, Plan, Selection};
 
 use crate::args::{DTypeArg, DeviceArg};
 
@@ -59,7 +59,11 @@ impl MapOpts {
             (MapArg::Paper, true) => Ok(InheritMap::Paper),
             (MapArg::ReleasedCode, true) => Ok(InheritMap::ReleasedCode),
             (MapArg::Custom, _) => {
-                let groups = self.groups.iter().map(|g| Group::parse(g.trim())).collect::<Result<BTreeSet<_>, _>>()?;
+                let groups = self
+                    .groups
+                    .iter()
+                    .map(|g| Group::parse(g.trim()))
+                    .collect::<Result<BTreeSet<_>, _>>()?;
                 Ok(InheritMap::Custom(groups))
             }
             (_, false) => bail!("--groups needs --map custom"),
@@ -172,7 +176,11 @@ pub struct DistillArgs {
 }
 
 fn load(dir: &Path, common: &Common) -> Result<CausalLm> {
-    let options = LoadOptions { device: common.device.device()?, dtype: common.dtype.into(), strict: true };
+    let options = LoadOptions {
+        device: common.device.device()?,
+        dtype: common.dtype.into(),
+        strict: true,
+    };
     let (model, _) = hf::load(dir, &options).with_context(|| format!("loading {}", dir.display()))?;
     Ok(model)
 }
@@ -183,7 +191,11 @@ fn parse_selection(s: &str) -> Result<Selection> {
         "last" => Selection::Last,
         list => Selection::Indices(
             list.split(',')
-                .map(|x| x.trim().parse::<i64>().with_context(|| format!("--select: {x:?} is not first, last or a block index")))
+                .map(|x| {
+                    x.trim()
+                        .parse::<i64>()
+                        .with_context(|| format!("--select: {x:?} is not first, last or a block index"))
+                })
                 .collect::<Result<_>>()?,
         ),
     })
@@ -211,7 +223,11 @@ fn write(model: &CausalLm, plan: &Plan, tokenizer_from: &Path, out: &Path) -> Re
     let report = serde_json::to_string_pretty(plan)?;
     std::fs::write(tmp.join("surgery.json"), report + "\n").with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
-    let copied = plan.entries.iter().filter(|e| matches!(e.source, inheritune_surgery::Source::Copy { .. })).count();
+    let copied = plan
+        .entries
+        .iter()
+        .filter(|e| matches!(e.source, inheritune_surgery::Source::Copy { .. }))
+        .count();
     tracing::info!(
         "{}: {} layers, {} parameters; {} of {} tensors copied",
         out.display(),
@@ -226,8 +242,13 @@ fn write(model: &CausalLm, plan: &Plan, tokenizer_from: &Path, out: &Path) -> Re
 /// Runs `inheritune inherit`.
 pub fn inherit(a: &InheritArgs) -> Result<()> {
     let reference = load(&a.from, &a.common)?;
-    let (model, plan) =
-        inheritune_surgery::inherit(&reference, a.layers, &a.map.map()?, &parse_selection(&a.select)?, a.common.seed)?;
+    let (model, plan) = inheritune_surgery::inherit(
+        &reference,
+        a.layers,
+        &a.map.map()?,
+        &parse_selection(&a.select)?,
+        a.common.seed,
+    )?;
     write(&model, &plan, &a.from, &a.common.out)
 }
 
@@ -239,8 +260,15 @@ pub fn grow(a: &GrowArgs) -> Result<()> {
         ModeArg::Restart => GrowMode::Restart,
         ModeArg::WarmAppend => GrowMode::WarmAppend,
     };
-    let (model, plan) =
-        inheritune_surgery::grow(&trained, &reference, a.add, mode, &a.map.map()?, a.function_preserving, a.common.seed)?;
+    let (model, plan) = inheritune_surgery::grow(
+        &trained,
+        &reference,
+        a.add,
+        mode,
+        &a.map.map()?,
+        a.function_preserving,
+        a.common.seed,
+    )?;
     write(&model, &plan, &a.reference, &a.common.out)
 }
 

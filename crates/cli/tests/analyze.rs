@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures")
+        .join(name)
 }
 
 #[test]
@@ -14,7 +16,9 @@ fn analyze_writes_json_summary_and_plots() -> anyhow::Result<()> {
     let model = fixture("gpt2_inverse_scale");
     // The fixture's input ids, whose k* numpy computed (reference.safetensors kstar.{l}).
     let r: std::collections::HashMap<String, tch::Tensor> =
-        tch::Tensor::read_safetensors(model.join("reference.safetensors"))?.into_iter().collect();
+        tch::Tensor::read_safetensors(model.join("reference.safetensors"))?
+            .into_iter()
+            .collect();
     let ids: Vec<Vec<i64>> = Vec::try_from(&r["input_ids"])?;
     let windows = tmp.path().join("windows.json");
     std::fs::write(&windows, serde_json::to_string(&ids)?)?;
@@ -39,7 +43,15 @@ fn analyze_writes_json_summary_and_plots() -> anyhow::Result<()> {
             assert_eq!(got, want, "layer {layer} head {h}");
         }
     }
-    for f in ["summary.txt", "max_rank.png", "max_rank.svg", "avg_mass.png", "avg_mass.svg", "rank_heatmap.png", "rank_heatmap.svg"] {
+    for f in [
+        "summary.txt",
+        "max_rank.png",
+        "max_rank.svg",
+        "avg_mass.png",
+        "avg_mass.svg",
+        "rank_heatmap.png",
+        "rank_heatmap.svg",
+    ] {
         assert!(out.join(f).exists(), "{f}");
     }
 
@@ -53,6 +65,9 @@ fn analyze_writes_json_summary_and_plots() -> anyhow::Result<()> {
         .arg(&out)
         .output()?;
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("windows.json") && err.contains("window 1 has 2 tokens"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("windows.json") && err.contains("window 1 has 2 tokens"),
+        "{err}"
+    );
     Ok(())
 }

@@ -7,15 +7,22 @@ use std::process::{Command, Output};
 use tch::Tensor;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures")
+        .join(name)
 }
 
 fn run(args: &[&str]) -> anyhow::Result<Output> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_inheritune")).args(args).env("RUST_LOG", "warn").output()?)
+    Ok(Command::new(env!("CARGO_BIN_EXE_inheritune"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()?)
 }
 
 fn tensors(dir: &Path) -> anyhow::Result<HashMap<String, Tensor>> {
-    Ok(Tensor::read_safetensors(dir.join("model.safetensors"))?.into_iter().collect())
+    Ok(Tensor::read_safetensors(dir.join("model.safetensors"))?
+        .into_iter()
+        .collect())
 }
 
 #[test]
@@ -23,7 +30,19 @@ fn inherit_follows_the_map_in_file_layout() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let reference = fixture("gpt2_inverse_scale"); // 3 layers, biases
     let out = tmp.path().join("student");
-    let o = run(&["inherit", "--from", reference.to_str().unwrap_or_default(), "--layers", "2", "--map", "released-code", "--out", out.to_str().unwrap_or_default(), "--seed", "5"])?;
+    let o = run(&[
+        "inherit",
+        "--from",
+        reference.to_str().unwrap_or_default(),
+        "--layers",
+        "2",
+        "--map",
+        "released-code",
+        "--out",
+        out.to_str().unwrap_or_default(),
+        "--seed",
+        "5",
+    ])?;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (r, s) = (tensors(&reference)?, tensors(&out)?);
     for (name, t) in &s {
@@ -41,7 +60,15 @@ fn inherit_follows_the_map_in_file_layout() -> anyhow::Result<()> {
     assert!(out.join("tokenizer.json").exists());
 
     // The output folder is never overwritten.
-    let again = run(&["inherit", "--from", reference.to_str().unwrap_or_default(), "--layers", "2", "--out", out.to_str().unwrap_or_default()])?;
+    let again = run(&[
+        "inherit",
+        "--from",
+        reference.to_str().unwrap_or_default(),
+        "--layers",
+        "2",
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ])?;
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     Ok(())
@@ -53,22 +80,57 @@ fn grow_and_select_work_on_llama() -> anyhow::Result<()> {
     let reference = fixture("llama_mqa_untied"); // 3 layers, untied
     let r = reference.to_str().unwrap_or_default();
     let small = tmp.path().join("small");
-    let o = run(&["inherit", "--from", r, "--layers", "1", "--select", "2", "--out", small.to_str().unwrap_or_default()])?;
+    let o = run(&[
+        "inherit",
+        "--from",
+        r,
+        "--layers",
+        "1",
+        "--select",
+        "2",
+        "--out",
+        small.to_str().unwrap_or_default(),
+    ])?;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (rt, st) = (tensors(&reference)?, tensors(&small)?);
     assert!(st["model.layers.0.self_attn.q_proj.weight"].equal(&rt["model.layers.2.self_attn.q_proj.weight"]));
     assert!(st["lm_head.weight"].equal(&rt["lm_head.weight"]));
 
     let grown = tmp.path().join("grown");
-    let o = run(&["grow", "--from", small.to_str().unwrap_or_default(), "--reference", r, "--add", "2", "--mode", "warm-append", "--out", grown.to_str().unwrap_or_default()])?;
+    let o = run(&[
+        "grow",
+        "--from",
+        small.to_str().unwrap_or_default(),
+        "--reference",
+        r,
+        "--add",
+        "2",
+        "--mode",
+        "warm-append",
+        "--out",
+        grown.to_str().unwrap_or_default(),
+    ])?;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let gt = tensors(&grown)?;
     assert!(gt["model.layers.0.self_attn.q_proj.weight"].equal(&rt["model.layers.2.self_attn.q_proj.weight"]));
     assert!(gt["model.layers.1.mlp.up_proj.weight"].equal(&rt["model.layers.1.mlp.up_proj.weight"]));
     assert!(gt["model.layers.2.mlp.up_proj.weight"].equal(&rt["model.layers.2.mlp.up_proj.weight"]));
 
-    let bad = run(&["inherit", "--from", r, "--layers", "2", "--select", "1,1", "--out", tmp.path().join("x").to_str().unwrap_or_default()])?;
+    let bad = run(&[
+        "inherit",
+        "--from",
+        r,
+        "--layers",
+        "2",
+        "--select",
+        "1,1",
+        "--out",
+        tmp.path().join("x").to_str().unwrap_or_default(),
+    ])?;
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(!bad.status.success() && err.contains("repeated") && err.trim().lines().count() == 1, "{err}");
+    assert!(
+        !bad.status.success() && err.contains("repeated") && err.trim().lines().count() == 1,
+        "{err}"
+    );
     Ok(())
 }

@@ -48,6 +48,10 @@ impl Error {
     }
 
     pub(crate) fn input(path: impl Into<PathBuf>, at: impl Into<String>, message: impl ToString) -> Self {
-        Error::Input { path: path.into(), at: at.into(), message: message.to_string() }
+        Error::Input {
+            path: path.into(),
+            at: at.into(),
+            message: message.to_string(),
+        }
     }
 }

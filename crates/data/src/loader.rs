@@ -45,7 +45,10 @@ impl TokenStream {
         let manifest = Manifest::read(dir)?;
         let shards = manifest.split_shards(dir, split);
         if shards.iter().map(|s| s.1).sum::<u64>() == 0 {
-            return Err(Error::Invalid(format!("{}: the {split} split has no tokens", dir.display())));
+            return Err(Error::Invalid(format!(
+                "{}: the {split} split has no tokens",
+                dir.display()
+            )));
         }
         Ok(Self::from_shards(shards))
     }
@@ -58,7 +61,14 @@ impl TokenStream {
             starts.push(total);
             total += n;
         }
-        TokenStream { shards, starts, total, layouts: HashMap::new(), cache: HashMap::new(), order: VecDeque::new() }
+        TokenStream {
+            shards,
+            starts,
+            total,
+            layouts: HashMap::new(),
+            cache: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     /// Tokens in the stream.
@@ -92,7 +102,11 @@ impl TokenStream {
     /// A range beyond the stream, or an unreadable shard.
     pub fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u32>> {
         if offset + len as u64 > self.total {
-            return Err(Error::Invalid(format!("tokens {offset}..{} are beyond the stream of {}", offset + len as u64, self.total)));
+            return Err(Error::Invalid(format!(
+                "tokens {offset}..{} are beyond the stream of {}",
+                offset + len as u64,
+                self.total
+            )));
         }
         let mut out = Vec::with_capacity(len);
         let mut pos = offset;
@@ -162,18 +176,39 @@ impl Loader {
     ///
     /// # Errors
     /// A zero batch or sequence length, a rank outside the world, or a stream too short for one window.
-    pub fn new(stream: TokenStream, order: Order, batch: usize, seq: usize, seed: u64, rank: u64, world: u64) -> Result<Self> {
+    pub fn new(
+        stream: TokenStream,
+        order: Order,
+        batch: usize,
+        seq: usize,
+        seed: u64,
+        rank: u64,
+        world: u64,
+    ) -> Result<Self> {
         if batch == 0 || seq == 0 || world == 0 || rank >= world {
-            return Err(Error::Invalid(format!("invalid loader: batch {batch}, seq {seq}, rank {rank} of {world}")));
+            return Err(Error::Invalid(format!(
+                "invalid loader: batch {batch}, seq {seq}, rank {rank} of {world}"
+            )));
         }
         let need = match order {
             Order::Random => seq as u64 + 1,
             Order::Sequential => (batch * seq) as u64 + 1,
         };
         if stream.len() < need {
-            return Err(Error::Invalid(format!("the stream has {} tokens; a batch needs {need}", stream.len())));
+            return Err(Error::Invalid(format!(
+                "the stream has {} tokens; a batch needs {need}",
+                stream.len()
+            )));
         }
-        Ok(Loader { stream, order, batch, seq, seed, rank, world })
+        Ok(Loader {
+            stream,
+            order,
+            batch,
+            seq,
+            seed,
+            rank,
+            world,
+        })
     }
 
     /// The micro-batch `micro` of `step` (with `accum` micro-batches per step).
@@ -186,7 +221,9 @@ impl Loader {
         let mut y = Vec::with_capacity(b * t);
         match self.order {
             Order::Random => {
-                let mut state = mix(self.seed) ^ mix(self.rank.wrapping_mul(0x1000_0000_01B3)) ^ mix(step.wrapping_mul(31).wrapping_add(micro));
+                let mut state = mix(self.seed)
+                    ^ mix(self.rank.wrapping_mul(0x1000_0000_01B3))
+                    ^ mix(step.wrapping_mul(31).wrapping_add(micro));
                 let span = self.stream.len() - t as u64;
                 for _ in 0..b {
                     state = mix(state);

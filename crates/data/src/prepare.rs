@@ -91,7 +91,10 @@ impl PrepareConfig {
             eot: EotPlacement::Append,
             eot_token: "<|endoftext|>".into(),
             add_special_tokens: false,
-            split: SplitRule::DocFraction { fraction: 0.0005, seed: 2357 },
+            split: SplitRule::DocFraction {
+                fraction: 0.0005,
+                seed: 2357,
+            },
             shard_tokens: 100_000_000,
             batch_docs: 1024,
         }
@@ -109,7 +112,11 @@ impl PrepareConfig {
 
     /// No val split, EOT appended; every field is meant to be set by flags.
     pub fn generic() -> Self {
-        PrepareConfig { preset: "generic".into(), split: SplitRule::None, ..Self::openwebtext() }
+        PrepareConfig {
+            preset: "generic".into(),
+            split: SplitRule::None,
+            ..Self::openwebtext()
+        }
     }
 
     /// Checks the settings, listing every problem.
@@ -206,7 +213,11 @@ impl Manifest {
 
     /// The shards of a split, in order, with their paths under `dir`.
     pub fn split_shards(&self, dir: &Path, split: &str) -> Vec<(PathBuf, u64)> {
-        self.shards.iter().filter(|s| s.split == split).map(|s| (dir.join(&s.file), s.tokens)).collect()
+        self.shards
+            .iter()
+            .filter(|s| s.split == split)
+            .map(|s| (dir.join(&s.file), s.tokens))
+            .collect()
     }
 }
 
@@ -250,7 +261,16 @@ struct SplitWriter {
 
 impl SplitWriter {
     fn new(name: &str, dir: &Path, dtype: TokenDtype, shard_tokens: u64, state: SplitState) -> Self {
-        SplitWriter { name: name.into(), dir: dir.into(), dtype, shard_tokens, state, current: None, doc: 0, doc_written: 0 }
+        SplitWriter {
+            name: name.into(),
+            dir: dir.into(),
+            dtype,
+            shard_tokens,
+            state,
+            current: None,
+            doc: 0,
+            doc_written: 0,
+        }
     }
 
     fn file_name(&self) -> String {
@@ -296,7 +316,11 @@ impl SplitWriter {
         if let Some(w) = self.current.take() {
             let file = self.file_name();
             let tokens = w.finish()?;
-            self.state.shards.push(ShardInfo { file, split: self.name.clone(), tokens });
+            self.state.shards.push(ShardInfo {
+                file,
+                split: self.name.clone(),
+                tokens,
+            });
             // Everything of documents before `doc`, and `doc_written` tokens of `doc`, are now stored.
             self.state.resume_doc = self.doc;
             self.state.resume_skip = self.doc_written;
@@ -372,55 +396,114 @@ fn prepare_inner(
     let eot_id = match config.eot {
         EotPlacement::None => None,
         _ => Some(tokenizer.token_to_id(&config.eot_token).ok_or_else(|| {
-            Error::Invalid(format!("the tokenizer {} has no token {:?} to use as EOT", tokenizer.name(), config.eot_token))
+            Error::Invalid(format!(
+                "the tokenizer {} has no token {:?} to use as EOT",
+                tokenizer.name(),
+                config.eot_token
+            ))
         })?),
     };
-    let tok_info = TokenizerInfo { name: tokenizer.name().to_string(), hash: tokenizer.hash(), vocab_size: tokenizer.vocab_size() };
+    let tok_info = TokenizerInfo {
+        name: tokenizer.name().to_string(),
+        hash: tokenizer.hash(),
+        vocab_size: tokenizer.vocab_size(),
+    };
     let dtype = TokenDtype::for_vocab(tok_info.vocab_size);
-    let fingerprint = serde_json::to_string(&(config, &tok_info, sources)).map_err(|e| Error::Invalid(e.to_string()))?;
+    let fingerprint =
+        serde_json::to_string(&(config, &tok_info, sources)).map_err(|e| Error::Invalid(e.to_string()))?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     if let Ok(existing) = Manifest::read(out) {
-        let same = serde_json::to_string(&(&existing.config, &existing.tokenizer, &existing.sources)).ok() == Some(fingerprint.clone());
+        let same = serde_json::to_string(&(&existing.config, &existing.tokenizer, &existing.sources)).ok()
+            == Some(fingerprint.clone());
         if same {
             return Ok(existing);
         }
-        return Err(Error::Invalid(format!("{}: holds a preparation with other settings or inputs; choose a new output folder", out.display())));
+        return Err(Error::Invalid(format!(
+            "{}: holds a preparation with other settings or inputs; choose a new output folder",
+            out.display()
+        )));
     }
     let state_path = out.join(STATE_FILE);
     let state: State = match std::fs::read_to_string(&state_path) {
         Ok(text) => {
             let s: State = serde_json::from_str(&text).map_err(|e| Error::input(&state_path, "", e))?;
             if s.fingerprint != fingerprint {
-                return Err(Error::Invalid(format!("{}: an interrupted preparation with other settings is here; choose a new output folder", out.display())));
+                return Err(Error::Invalid(format!(
+                    "{}: an interrupted preparation with other settings is here; choose a new output folder",
+                    out.display()
+                )));
             }
             s
         }
-        Err(_) => State { fingerprint: fingerprint.clone(), splits: BTreeMap::new() },
+        Err(_) => State {
+            fingerprint: fingerprint.clone(),
+            splits: BTreeMap::new(),
+        },
     };
     // Half-written shards of an interrupted run are discarded.
     remove_partial_shards(out);
     let first_tokens_done = |s: &State| match config.split {
-        SplitRule::FirstTokens { tokens } => s.splits.get("val").map_or(0, |v| v.shards.iter().map(|x| x.tokens).sum::<u64>()) >= tokens,
+        SplitRule::FirstTokens { tokens } => {
+            s.splits
+                .get("val")
+                .map_or(0, |v| v.shards.iter().map(|x| x.tokens).sum::<u64>())
+                >= tokens
+        }
         _ => true,
     };
     // A FirstTokens split can resume only once its val part is complete (train follows val).
-    let state = if first_tokens_done(&state) { state } else { State { fingerprint: fingerprint.clone(), splits: BTreeMap::new() } };
+    let state = if first_tokens_done(&state) {
+        state
+    } else {
+        State {
+            fingerprint: fingerprint.clone(),
+            splits: BTreeMap::new(),
+        }
+    };
     let mut writers: BTreeMap<&str, SplitWriter> = ["train", "val"]
         .into_iter()
-        .map(|s| (s, SplitWriter::new(s, out, dtype, config.shard_tokens, state.splits.get(s).cloned().unwrap_or_default())))
+        .map(|s| {
+            (
+                s,
+                SplitWriter::new(
+                    s,
+                    out,
+                    dtype,
+                    config.shard_tokens,
+                    state.splits.get(s).cloned().unwrap_or_default(),
+                ),
+            )
+        })
         .collect();
     let resumed = !state.splits.is_empty();
-    let skip = if resumed { writers.values().map(|w| w.state.resume_doc).min().unwrap_or(0) } else { 0 };
+    let skip = if resumed {
+        writers.values().map(|w| w.state.resume_doc).min().unwrap_or(0)
+    } else {
+        0
+    };
     let mut stream_tokens: u64 = if resumed { u64::MAX / 2 } else { 0 };
-    let mut report = Progress { documents: skip, total_documents: count_documents(sources), tokens: 0 };
+    let mut report = Progress {
+        documents: skip,
+        total_documents: count_documents(sources),
+        tokens: 0,
+    };
     let save_state = |writers: &BTreeMap<&str, SplitWriter>| -> Result<()> {
-        let s = State { fingerprint: fingerprint.clone(), splits: writers.iter().map(|(k, w)| (k.to_string(), w.state.clone())).collect() };
+        let s = State {
+            fingerprint: fingerprint.clone(),
+            splits: writers.iter().map(|(k, w)| (k.to_string(), w.state.clone())).collect(),
+        };
         write_json_atomic(&state_path, &s)
     };
     let documents = for_each_batch(sources, &config.column, config.batch_docs, skip, &mut |first, texts| {
         let encoded: Vec<Result<Vec<u32>>> = texts
             .par_iter()
-            .map(|t| if config.add_special_tokens { tokenizer.encode(t) } else { tokenizer.encode_ordinary(t) })
+            .map(|t| {
+                if config.add_special_tokens {
+                    tokenizer.encode(t)
+                } else {
+                    tokenizer.encode_ordinary(t)
+                }
+            })
             .collect();
         let mut shard_done = false;
         for (k, tokens) in encoded.into_iter().enumerate() {
@@ -439,9 +522,15 @@ fn prepare_inner(
                 Ok(())
             };
             match &config.split {
-                SplitRule::DocFraction { fraction, seed } => {
-                    route(if doc_hash(*seed, doc) < *fraction { "val" } else { "train" }, &tokens, true)?
-                }
+                SplitRule::DocFraction { fraction, seed } => route(
+                    if doc_hash(*seed, doc) < *fraction {
+                        "val"
+                    } else {
+                        "train"
+                    },
+                    &tokens,
+                    true,
+                )?,
                 SplitRule::DocList { docs } => route(if docs.contains(&doc) { "val" } else { "train" }, &tokens, true)?,
                 SplitRule::None => route("train", &tokens, true)?,
                 SplitRule::FirstTokens { tokens: n } => {
@@ -472,7 +561,11 @@ fn prepare_inner(
     let mut splits = BTreeMap::new();
     for (name, w) in writers {
         let s = w.finish()?;
-        let totals = SplitTotals { tokens: s.shards.iter().map(|x| x.tokens).sum(), documents: s.documents, shards: s.shards.len() };
+        let totals = SplitTotals {
+            tokens: s.shards.iter().map(|x| x.tokens).sum(),
+            documents: s.documents,
+            shards: s.shards.len(),
+        };
         shards.extend(s.shards);
         splits.insert(name.to_string(), totals);
     }

@@ -76,7 +76,14 @@ impl ShardWriter {
             .set_max_row_group_row_count(Some(ROW_GROUP_TOKENS))
             .build();
         let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::input(&tmp, "", e))?;
-        Ok(ShardWriter { path: path.to_path_buf(), tmp, dtype, writer, buf: Vec::with_capacity(ROW_GROUP_TOKENS), tokens: 0 })
+        Ok(ShardWriter {
+            path: path.to_path_buf(),
+            tmp,
+            dtype,
+            writer,
+            buf: Vec::with_capacity(ROW_GROUP_TOKENS),
+            tokens: 0,
+        })
     }
 
     /// Appends tokens.
@@ -139,7 +146,8 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 /// Row-group layout of a shard: `(first token, tokens)` per row group.
 pub fn row_groups(path: &Path) -> Result<Vec<(u64, u64)>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let meta = ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| Error::input(path, "", format!("not a readable shard: {e}")))?;
+    let meta = ArrowReaderMetadata::load(&file, Default::default())
+        .map_err(|e| Error::input(path, "", format!("not a readable shard: {e}")))?;
     let mut start = 0;
     Ok(meta
         .metadata()
@@ -160,7 +168,8 @@ pub fn row_groups(path: &Path) -> Result<Vec<(u64, u64)>> {
 /// A missing or corrupt file, or a shard without an integer `tokens` column.
 pub fn read_tokens(path: &Path, groups: Option<Vec<usize>>) -> Result<Vec<u32>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::input(path, "", format!("not a readable shard: {e}")))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| Error::input(path, "", format!("not a readable shard: {e}")))?;
     if builder.schema().column_with_name(TOKEN_COLUMN).is_none() {
         return Err(Error::input(path, "", format!("no column {TOKEN_COLUMN:?}")));
     }
@@ -168,7 +177,10 @@ pub fn read_tokens(path: &Path, groups: Option<Vec<usize>>) -> Result<Vec<u32>> 
         Some(g) => builder.with_row_groups(g),
         None => builder,
     };
-    let reader = builder.with_batch_size(ROW_GROUP_TOKENS).build().map_err(|e| Error::input(path, "", e))?;
+    let reader = builder
+        .with_batch_size(ROW_GROUP_TOKENS)
+        .build()
+        .map_err(|e| Error::input(path, "", e))?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| Error::input(path, "", e))?;
@@ -180,7 +192,13 @@ pub fn read_tokens(path: &Path, groups: Option<Vec<usize>>) -> Result<Vec<u32>> 
             DataType::UInt32 => out.extend(col.as_primitive::<UInt32Type>().values().iter().copied()),
             DataType::Int32 => out.extend(col.as_primitive::<Int32Type>().values().iter().map(|&t| t as u32)),
             DataType::Int64 => out.extend(col.as_primitive::<Int64Type>().values().iter().map(|&t| t as u32)),
-            other => return Err(Error::input(path, "", format!("column {TOKEN_COLUMN:?} has type {other}, expected integers"))),
+            other => {
+                return Err(Error::input(
+                    path,
+                    "",
+                    format!("column {TOKEN_COLUMN:?} has type {other}, expected integers"),
+                ))
+            }
         }
     }
     Ok(out)

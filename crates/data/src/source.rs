@@ -45,7 +45,10 @@ fn kind_of(path: &Path) -> Option<SourceKind> {
     let name = path.file_name()?.to_str()?.to_ascii_lowercase();
     if name.ends_with(".parquet") {
         Some(SourceKind::Parquet)
-    } else if [".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst"].iter().any(|e| name.ends_with(e)) {
+    } else if [".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst"]
+        .iter()
+        .any(|e| name.ends_with(e))
+    {
         Some(SourceKind::Jsonl)
     } else if name.ends_with(".txt") {
         Some(SourceKind::Text)
@@ -80,13 +83,21 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Vec<SourceFile>> {
             walk(input, &mut found)?;
             found.sort();
             if found.is_empty() {
-                return Err(Error::input(input, "", "no .parquet, .jsonl[.gz|.zst] or .txt files in this folder"));
+                return Err(Error::input(
+                    input,
+                    "",
+                    "no .parquet, .jsonl[.gz|.zst] or .txt files in this folder",
+                ));
             }
             files.extend(found);
         } else if kind_of(input).is_some() {
             files.push(input.clone());
         } else {
-            return Err(Error::input(input, "", "unknown input format (expected .parquet, .jsonl[.gz|.zst] or .txt)"));
+            return Err(Error::input(
+                input,
+                "",
+                "unknown input format (expected .parquet, .jsonl[.gz|.zst] or .txt)",
+            ));
         }
     }
     files
@@ -145,17 +156,21 @@ pub fn for_each_batch(
     };
     for source in sources {
         match source.kind {
-            SourceKind::Parquet => read_parquet(&source.path, column, &mut next, skip, &mut |i, t| emit(i, t, &mut pending, &mut pending_start))?,
-            SourceKind::Jsonl => read_jsonl(&source.path, column, &mut next, &mut |i, t| emit(i, t, &mut pending, &mut pending_start))?,
+            SourceKind::Parquet => read_parquet(&source.path, column, &mut next, skip, &mut |i, t| {
+                emit(i, t, &mut pending, &mut pending_start)
+            })?,
+            SourceKind::Jsonl => read_jsonl(&source.path, column, &mut next, &mut |i, t| {
+                emit(i, t, &mut pending, &mut pending_start)
+            })?,
             SourceKind::Text => {
                 let bytes = std::fs::read(&source.path).map_err(|e| Error::io(&source.path, e))?;
-                let text = String::from_utf8(bytes).map_err(|e| Error::input(&source.path, "", format!("invalid UTF-8: {e}")))?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|e| Error::input(&source.path, "", format!("invalid UTF-8: {e}")))?;
                 emit(next, text, &mut pending, &mut pending_start)?;
                 next += 1;
             }
         }
     }
-    drop(emit);
     if !pending.is_empty() {
         f(pending_start, pending)?;
     }
@@ -170,14 +185,26 @@ fn read_parquet(
     emit: &mut dyn FnMut(u64, String) -> Result<()>,
 ) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let meta = ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| Error::input(path, "", format!("not a readable Parquet file: {e}")))?;
+    let meta = ArrowReaderMetadata::load(&file, Default::default())
+        .map_err(|e| Error::input(path, "", format!("not a readable Parquet file: {e}")))?;
     let schema = meta.schema().clone();
     let Some((idx, field)) = schema.column_with_name(column) else {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        return Err(Error::input(path, "", format!("no column {column:?} (columns: {})", names.join(", "))));
+        return Err(Error::input(
+            path,
+            "",
+            format!("no column {column:?} (columns: {})", names.join(", ")),
+        ));
     };
-    if !matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
-        return Err(Error::input(path, "", format!("column {column:?} has type {}, expected a string", field.data_type())));
+    if !matches!(
+        field.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) {
+        return Err(Error::input(
+            path,
+            "",
+            format!("column {column:?} has type {}, expected a string", field.data_type()),
+        ));
     }
     let row_groups = meta.metadata().num_row_groups();
     for rg in 0..row_groups {
@@ -200,7 +227,8 @@ fn read_parquet(
             let batch = batch.map_err(|e| Error::input(path, at.clone(), e))?;
             let col = batch.column(0);
             let mut push = |i: usize, value: Option<&str>| -> Result<()> {
-                let text = value.ok_or_else(|| Error::input(path, at.clone(), format!("document {} is null", *next)))?;
+                let text =
+                    value.ok_or_else(|| Error::input(path, at.clone(), format!("document {} is null", *next)))?;
                 let r = emit(*next, text.to_string());
                 let _ = i;
                 *next += 1;
@@ -231,7 +259,12 @@ fn read_parquet(
     Ok(())
 }
 
-fn read_jsonl(path: &Path, column: &str, next: &mut u64, emit: &mut dyn FnMut(u64, String) -> Result<()>) -> Result<()> {
+fn read_jsonl(
+    path: &Path,
+    column: &str,
+    next: &mut u64,
+    emit: &mut dyn FnMut(u64, String) -> Result<()>,
+) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let name = path.to_string_lossy().to_ascii_lowercase();
     let reader: Box<dyn Read> = if name.ends_with(".gz") {
@@ -246,17 +279,21 @@ fn read_jsonl(path: &Path, column: &str, next: &mut u64, emit: &mut dyn FnMut(u6
     let mut number = 0u64;
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(|e| Error::input(path, format!("line {}: ", number + 1), e))?;
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::input(path, format!("line {}: ", number + 1), e))?;
         if n == 0 {
             break;
         }
         number += 1;
         let at = format!("line {number}: ");
-        let text = std::str::from_utf8(&line).map_err(|e| Error::input(path, at.clone(), format!("invalid UTF-8: {e}")))?;
+        let text =
+            std::str::from_utf8(&line).map_err(|e| Error::input(path, at.clone(), format!("invalid UTF-8: {e}")))?;
         if text.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::input(path, at.clone(), format!("invalid JSON: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Error::input(path, at.clone(), format!("invalid JSON: {e}")))?;
         let doc = value
             .get(column)
             .and_then(|v| v.as_str())

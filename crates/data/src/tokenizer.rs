@@ -1,9 +1,10 @@
 //! Tokenizers: any Hugging Face `tokenizer.json`, and a built-in GPT-2 tokenizer.
 //!
 //! The built-in one is a byte-level BPE built from OpenAI's original `encoder.json` and
-//! `vocab.bpe` (vendored under `assets/gpt2/`, see the provenance note there); it encodes through
-//! tiktoken-rs (r50k_base, the same ranks) for speed, and its `encode` equals tiktoken's `gpt2`
-//! `encode_ordinary`: a literal `<|endoftext|>` in text stays text.
+//! `vocab.bpe` (vendored under `assets/gpt2/`, see the provenance note there). For speed it
+//! encodes with the `bpe` crate (linear-time BPE over the same ranks) behind a regex pre-tokenizer
+//! equal to GPT-2's; its `encode` equals tiktoken's `gpt2` `encode_ordinary` (tests check both
+//! this and the general `tokenizers` path against tiktoken): a literal `<|endoftext|>` stays text.
 //! This module must not read corpora; it turns strings into ids and back.
 
 use std::collections::HashMap;
@@ -25,13 +26,69 @@ pub const GPT2_EOT: &str = "<|endoftext|>";
 /// GPT-2's end-of-text id.
 pub const GPT2_EOT_ID: u32 = 50256;
 
+/// GPT-2's byte-to-unicode table: the printable character standing for each byte in `encoder.json`.
+fn unicode_to_byte() -> HashMap<char, u8> {
+    let mut bytes: Vec<u32> = (u32::from(b'!')..=u32::from(b'~'))
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
+    let mut chars = bytes.clone();
+    let mut extra = 0;
+    for b in 0..256u32 {
+        if !bytes.contains(&b) {
+            bytes.push(b);
+            chars.push(256 + extra);
+            extra += 1;
+        }
+    }
+    bytes
+        .into_iter()
+        .zip(chars)
+        .filter_map(|(b, c)| Some((char::from_u32(c)?, b as u8)))
+        .collect()
+}
+
+/// The fast GPT-2 encoder, built once per process (about 0.25 s) from the vendored `encoder.json`.
+static FAST_GPT2: std::sync::LazyLock<std::result::Result<bpe_openai::Tokenizer, String>> =
+    std::sync::LazyLock::new(build_fast_gpt2);
+
+fn build_fast_gpt2() -> std::result::Result<bpe_openai::Tokenizer, String> {
+    let vocab: HashMap<String, u32> = serde_json::from_str(GPT2_ENCODER).map_err(|e| e.to_string())?;
+    let table = unicode_to_byte();
+    let mut ranked: Vec<(u32, Vec<u8>)> = vocab
+        .into_iter()
+        .filter(|(k, _)| k != GPT2_EOT)
+        .map(|(k, v)| {
+            k.chars()
+                .map(|c| table.get(&c).copied().ok_or(format!("bad character {c:?}")))
+                .collect::<std::result::Result<Vec<u8>, String>>()
+                .map(|b| (v, b))
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    ranked.sort();
+    if ranked.iter().enumerate().any(|(i, (r, _))| *r as usize != i) {
+        return Err("encoder.json ranks are not 0..50256".into());
+    }
+    // The hash factor is the one bpe-openai uses for its own vocabularies; it is collision-free
+    // for these ranks too (from_dictionary asserts that, and the tests build it).
+    let bpe = bpe_openai::byte_pair_encoding::BytePairEncoding::from_dictionary(
+        ranked.into_iter().map(|(_, b)| b),
+        Some(17_846_336_922_010_275_747),
+    );
+    // GPT-2's pattern with `\s+(?!\S)` rewritten as bpe-openai does for cl100k: a look-ahead
+    // pattern `\s+\s` whose last character is dropped, plus `\s+$` for the end of the text.
+    let words = "'(?:[sdmt]|ll|ve|re)| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+$";
+    bpe_openai::Tokenizer::new_lookahead(bpe, &[(words, false), ("\\s+\\s", true), ("\\s+", false)], false)
+        .map_err(|e| e.to_string())
+}
+
 /// A tokenizer with a name for manifests and messages.
 #[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     name: String,
-    /// The fast exact GPT-2 encoder (tiktoken-rs, r50k_base ranks) of the built-in tokenizer.
-    fast_gpt2: Option<std::sync::Arc<tiktoken_rs::CoreBPE>>,
+    /// The fast exact GPT-2 encoder of the built-in tokenizer.
+    fast_gpt2: Option<&'static bpe_openai::Tokenizer>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -79,8 +136,12 @@ impl Tokenizer {
         inner.add_special_tokens(&[AddedToken::from(GPT2_EOT, true)]);
         // tiktoken's encode_ordinary: special-token text in the input is encoded as plain text.
         inner.set_encode_special_tokens(true);
-        let fast = tiktoken_rs::r50k_base().map_err(builtin_err)?;
-        Ok(Tokenizer { inner, name: "gpt2 (built-in)".to_string(), fast_gpt2: Some(std::sync::Arc::new(fast)) })
+        let fast = FAST_GPT2.as_ref().map_err(builtin_err)?;
+        Ok(Tokenizer {
+            inner,
+            name: "gpt2 (built-in)".to_string(),
+            fast_gpt2: Some(fast),
+        })
     }
 
     /// Loads a Hugging Face `tokenizer.json`.
@@ -98,7 +159,11 @@ impl Tokenizer {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        Ok(Tokenizer { inner, name: path.display().to_string(), fast_gpt2: None })
+        Ok(Tokenizer {
+            inner,
+            name: path.display().to_string(),
+            fast_gpt2: None,
+        })
     }
 
     /// The tokenizer of a checkpoint folder: its `tokenizer.json`, or the built-in GPT-2 one when it has none.
@@ -153,7 +218,7 @@ impl Tokenizer {
 
     fn encode_with(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
         if let Some(fast) = &self.fast_gpt2 {
-            return Ok(fast.encode_ordinary(text));
+            return Ok(fast.encode(text));
         }
         let enc = self
             .inner
@@ -171,10 +236,10 @@ impl Tokenizer {
     /// # Errors
     /// A tokenizer failure.
     pub fn encode_slow(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode_fast(text, false)
-            .map_err(|e| Error::Tokenizer { path: PathBuf::from(&self.name), message: e.to_string() })?;
+        let enc = self.inner.encode_fast(text, false).map_err(|e| Error::Tokenizer {
+            path: PathBuf::from(&self.name),
+            message: e.to_string(),
+        })?;
         Ok(enc.get_ids().to_vec())
     }
 

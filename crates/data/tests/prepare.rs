@@ -13,7 +13,9 @@ use inheritune_data::Tokenizer;
 use proptest::prelude::*;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/prepare").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/prepare")
+        .join(name)
 }
 
 fn expected_docs() -> anyhow::Result<Vec<Vec<u32>>> {
@@ -34,18 +36,27 @@ fn split_tokens(dir: &Path, split: &str) -> anyhow::Result<Vec<u32>> {
 
 fn run(inputs: &[PathBuf], config: &PrepareConfig, out: &Path) -> inheritune_data::Result<Manifest> {
     let sources = discover(inputs)?;
-    prepare(&sources, &Tokenizer::gpt2()?, config, out, &mut |_| ControlFlow::Continue(()))
+    prepare(&sources, &Tokenizer::gpt2()?, config, out, &mut |_| {
+        ControlFlow::Continue(())
+    })
 }
 
 fn generic(shard_tokens: u64) -> PrepareConfig {
-    PrepareConfig { shard_tokens, batch_docs: 5, ..PrepareConfig::generic() }
+    PrepareConfig {
+        shard_tokens,
+        batch_docs: 5,
+        ..PrepareConfig::generic()
+    }
 }
 
 #[test]
 fn every_input_layout_gives_tiktokens_tokens() -> anyhow::Result<()> {
     let docs = expected_docs()?;
     let appended: Vec<u32> = docs.iter().flat_map(|d| d.iter().copied().chain([50256])).collect();
-    let prepended: Vec<u32> = docs.iter().flat_map(|d| [50256].into_iter().chain(d.iter().copied())).collect();
+    let prepended: Vec<u32> = docs
+        .iter()
+        .flat_map(|d| [50256].into_iter().chain(d.iter().copied()))
+        .collect();
     for file in ["fineweb.parquet", "owt.parquet", "view.parquet", "docs.jsonl.gz"] {
         let tmp = tempfile::tempdir()?;
         let m = run(&[fixture(file)], &generic(97), tmp.path())?;
@@ -56,7 +67,12 @@ fn every_input_layout_gives_tiktokens_tokens() -> anyhow::Result<()> {
 
         // FineWeb-Edu: EOT prepended, the first shard's worth of tokens is val.
         let tmp = tempfile::tempdir()?;
-        let config = PrepareConfig { split: SplitRule::FirstTokens { tokens: 200 }, shard_tokens: 200, batch_docs: 3, ..PrepareConfig::fineweb_edu() };
+        let config = PrepareConfig {
+            split: SplitRule::FirstTokens { tokens: 200 },
+            shard_tokens: 200,
+            batch_docs: 3,
+            ..PrepareConfig::fineweb_edu()
+        };
         let m = run(&[fixture(file)], &config, tmp.path())?;
         let (val, train) = (split_tokens(tmp.path(), "val")?, split_tokens(tmp.path(), "train")?);
         assert_eq!(val.len(), 200);
@@ -69,17 +85,34 @@ fn every_input_layout_gives_tiktokens_tokens() -> anyhow::Result<()> {
 #[test]
 fn openwebtext_split_is_seeded_and_explicit_lists_work() -> anyhow::Result<()> {
     let docs = expected_docs()?;
-    let with_eot = |ix: &mut dyn Iterator<Item = usize>| -> Vec<u32> { ix.flat_map(|i| docs[i].iter().copied().chain([50256])).collect() };
+    let with_eot = |ix: &mut dyn Iterator<Item = usize>| -> Vec<u32> {
+        ix.flat_map(|i| docs[i].iter().copied().chain([50256])).collect()
+    };
     let val_docs = BTreeSet::from([1u64, 4, 11]);
-    let config = PrepareConfig { split: SplitRule::DocList { docs: val_docs.clone() }, shard_tokens: 50, batch_docs: 4, ..PrepareConfig::openwebtext() };
+    let config = PrepareConfig {
+        split: SplitRule::DocList { docs: val_docs.clone() },
+        shard_tokens: 50,
+        batch_docs: 4,
+        ..PrepareConfig::openwebtext()
+    };
     let tmp = tempfile::tempdir()?;
     let m = run(&[fixture("owt.parquet")], &config, tmp.path())?;
-    assert_eq!(split_tokens(tmp.path(), "val")?, with_eot(&mut [1usize, 4, 11].into_iter()));
-    assert_eq!(split_tokens(tmp.path(), "train")?, with_eot(&mut (0..12).filter(|i| !val_docs.contains(&(*i as u64)))));
+    assert_eq!(
+        split_tokens(tmp.path(), "val")?,
+        with_eot(&mut [1usize, 4, 11].into_iter())
+    );
+    assert_eq!(
+        split_tokens(tmp.path(), "train")?,
+        with_eot(&mut (0..12).filter(|i| !val_docs.contains(&(*i as u64))))
+    );
     assert_eq!((m.splits["val"].documents, m.splits["train"].documents), (3, 9));
 
     // A seeded fraction: the same seed gives the same split, and the split is by whole documents.
-    let frac = PrepareConfig { split: SplitRule::DocFraction { fraction: 0.4, seed: 7 }, shard_tokens: 1000, ..PrepareConfig::openwebtext() };
+    let frac = PrepareConfig {
+        split: SplitRule::DocFraction { fraction: 0.4, seed: 7 },
+        shard_tokens: 1000,
+        ..PrepareConfig::openwebtext()
+    };
     let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
     run(&[fixture("owt.parquet")], &frac, a.path())?;
     run(&[fixture("fineweb.parquet")], &frac, b.path())?;
@@ -91,7 +124,14 @@ fn openwebtext_split_is_seeded_and_explicit_lists_work() -> anyhow::Result<()> {
 
 #[test]
 fn interrupted_runs_resume_to_the_same_shards() -> anyhow::Result<()> {
-    let config = PrepareConfig { split: SplitRule::DocList { docs: BTreeSet::from([2, 3, 9]) }, shard_tokens: 60, batch_docs: 2, ..PrepareConfig::openwebtext() };
+    let config = PrepareConfig {
+        split: SplitRule::DocList {
+            docs: BTreeSet::from([2, 3, 9]),
+        },
+        shard_tokens: 60,
+        batch_docs: 2,
+        ..PrepareConfig::openwebtext()
+    };
     let full = tempfile::tempdir()?;
     run(&[fixture("fineweb.parquet")], &config, full.path())?;
     let part = tempfile::tempdir()?;
@@ -99,11 +139,18 @@ fn interrupted_runs_resume_to_the_same_shards() -> anyhow::Result<()> {
     let mut calls = 0;
     let r = prepare(&sources, &Tokenizer::gpt2()?, &config, part.path(), &mut |_| {
         calls += 1;
-        if calls == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        if calls == 3 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     });
     assert!(matches!(r, Err(inheritune_data::Error::Interrupted)));
     assert!(!part.path().join("manifest.json").exists());
-    let leftovers: Vec<_> = std::fs::read_dir(part.path())?.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(part.path())?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "half-written files left: {leftovers:?}");
     let m = run(&[fixture("fineweb.parquet")], &config, part.path())?;
     let f = Manifest::read(full.path())?;
@@ -113,14 +160,23 @@ fn interrupted_runs_resume_to_the_same_shards() -> anyhow::Result<()> {
         assert_eq!(split_tokens(part.path(), split)?, split_tokens(full.path(), split)?);
     }
     // A finished folder is returned as is; other settings in the same folder are refused.
-    assert_eq!(run(&[fixture("fineweb.parquet")], &config, part.path())?.shards, f.shards);
-    let err = run(&[fixture("fineweb.parquet")], &generic(60), part.path()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert_eq!(
+        run(&[fixture("fineweb.parquet")], &config, part.path())?.shards,
+        f.shards
+    );
+    let err = run(&[fixture("fineweb.parquet")], &generic(60), part.path())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("other settings"), "{err}");
     Ok(())
 }
 
 fn err_of(inputs: &[PathBuf], out: &Path) -> String {
-    run(inputs, &generic(100), out).err().map(|e| e.to_string()).unwrap_or_else(|| "<ok>".into())
+    run(inputs, &generic(100), out)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| "<ok>".into())
 }
 
 #[test]
@@ -143,14 +199,26 @@ fn bad_inputs_are_one_line_errors_naming_the_file() -> anyhow::Result<()> {
     let e = err_of(&[corrupt], &out);
     assert!(e.contains("corrupt.parquet") && e.contains("row group"), "{e}");
     // Missing column.
-    let config = PrepareConfig { column: "body".into(), ..generic(100) };
-    let e = run(&[fixture("owt.parquet")], &config, &out).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(e.contains("owt.parquet") && e.contains("no column \"body\"") && e.contains("text"), "{e}");
+    let config = PrepareConfig {
+        column: "body".into(),
+        ..generic(100)
+    };
+    let e = run(&[fixture("owt.parquet")], &config, &out)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("owt.parquet") && e.contains("no column \"body\"") && e.contains("text"),
+        "{e}"
+    );
     // Invalid UTF-8 in JSONL, and a bad JSON line.
     let jsonl = tmp.path().join("bad.jsonl");
     std::fs::write(&jsonl, b"{\"text\": \"ok\"}\n{\"text\": \"caf\xe9\"}\n")?;
-    let e = err_of(&[jsonl.clone()], &out);
-    assert!(e.contains("bad.jsonl") && e.contains("line 2") && e.contains("UTF-8"), "{e}");
+    let e = err_of(std::slice::from_ref(&jsonl), &out);
+    assert!(
+        e.contains("bad.jsonl") && e.contains("line 2") && e.contains("UTF-8"),
+        "{e}"
+    );
     std::fs::write(&jsonl, b"{\"text\": \"ok\"}\n{\"txt\": 1}\n")?;
     let e = err_of(&[jsonl], &out);
     assert!(e.contains("line 2") && e.contains("no string field \"text\""), "{e}");
@@ -184,7 +252,15 @@ fn loader_is_deterministic_and_ranks_are_disjoint() -> anyhow::Result<()> {
     run(&[fixture("fineweb.parquet")], &generic(64), tmp.path())?;
     let all = split_tokens(tmp.path(), "train")?;
     let open = |order, rank, world| -> anyhow::Result<Loader> {
-        Ok(Loader::new(TokenStream::open(tmp.path(), "train")?, order, 2, 8, 42, rank, world)?)
+        Ok(Loader::new(
+            TokenStream::open(tmp.path(), "train")?,
+            order,
+            2,
+            8,
+            42,
+            rank,
+            world,
+        )?)
     };
     for order in [Order::Random, Order::Sequential] {
         let mut a = open(order, 0, 1)?;
@@ -207,7 +283,10 @@ fn loader_is_deterministic_and_ranks_are_disjoint() -> anyhow::Result<()> {
     let b = one.micro_batch(2, 1, 3)?;
     let off = (2 * 3 + 1) * 16;
     assert_eq!(b.x, all[off..off + 16].iter().map(|&v| v as i64).collect::<Vec<_>>());
-    assert_eq!(b.y, all[off + 1..off + 17].iter().map(|&v| v as i64).collect::<Vec<_>>());
+    assert_eq!(
+        b.y,
+        all[off + 1..off + 17].iter().map(|&v| v as i64).collect::<Vec<_>>()
+    );
     let (mut r0, mut r1) = (open(Order::Sequential, 0, 2)?, open(Order::Sequential, 1, 2)?);
     let mut seen = BTreeSet::new();
     for step in 0..5 {

@@ -38,18 +38,30 @@ pub enum Group {
 
 impl Group {
     /// Every group.
-    pub const ALL: [Group; 8] =
-        [Group::Embed, Group::Pos, Group::Head, Group::FinalNorm, Group::Attn, Group::Ln1, Group::Mlp, Group::Ln2];
+    pub const ALL: [Group; 8] = [
+        Group::Embed,
+        Group::Pos,
+        Group::Head,
+        Group::FinalNorm,
+        Group::Attn,
+        Group::Ln1,
+        Group::Mlp,
+        Group::Ln2,
+    ];
 
     /// Parses a kebab-case name (`embed`, `pos`, `head`, `final-norm`, `attn`, `ln1`, `mlp`, `ln2`).
     ///
     /// # Errors
     /// An unknown name.
     pub fn parse(s: &str) -> Result<Group> {
-        Group::ALL
-            .into_iter()
-            .find(|g| g.name() == s)
-            .map_or_else(|| invalid(format!("unknown parameter group {s:?} (embed, pos, head, final-norm, attn, ln1, mlp, ln2)")), Ok)
+        Group::ALL.into_iter().find(|g| g.name() == s).map_or_else(
+            || {
+                invalid(format!(
+                    "unknown parameter group {s:?} (embed, pos, head, final-norm, attn, ln1, mlp, ln2)"
+                ))
+            },
+            Ok,
+        )
     }
 
     /// The kebab-case name.
@@ -90,7 +102,9 @@ impl InheritMap {
                     ModelConfig::Llama(c) => c.tie_word_embeddings,
                 };
                 let head = if tied { Group::Embed } else { Group::Head };
-                [head, Group::Attn, Group::Ln1, Group::Mlp, Group::Ln2].into_iter().collect()
+                [head, Group::Attn, Group::Ln1, Group::Mlp, Group::Ln2]
+                    .into_iter()
+                    .collect()
             }
             InheritMap::Custom(g) => g.clone(),
         }
@@ -129,7 +143,9 @@ pub enum GrowMode {
 
 /// The block prefix and the parsed (block index, suffix) of a parameter name.
 fn split_block(name: &str) -> Option<(i64, &str)> {
-    let rest = name.strip_prefix("transformer.h.").or_else(|| name.strip_prefix("model.layers."))?;
+    let rest = name
+        .strip_prefix("transformer.h.")
+        .or_else(|| name.strip_prefix("model.layers."))?;
     let (idx, suffix) = rest.split_once('.')?;
     Some((idx.parse().ok()?, suffix))
 }
@@ -168,7 +184,11 @@ fn with_layers(config: &ModelConfig, n: i64) -> ModelConfig {
 }
 
 fn copy(donor: &str, from: String) -> Source {
-    Source::Copy { donor: donor.to_string(), from, slices: Vec::new() }
+    Source::Copy {
+        donor: donor.to_string(),
+        from,
+        slices: Vec::new(),
+    }
 }
 
 /// A plan that places reference blocks `blocks[j]` at target position j and copies the
@@ -229,7 +249,13 @@ pub fn select_blocks(selection: &Selection, l: i64, n_layer: i64) -> Result<Vec<
 ///
 /// # Errors
 /// An invalid selection (see [`select_blocks`]) or a failure while building the target.
-pub fn inherit(reference: &CausalLm, l: i64, map: &InheritMap, selection: &Selection, seed: i64) -> Result<(CausalLm, Plan)> {
+pub fn inherit(
+    reference: &CausalLm,
+    l: i64,
+    map: &InheritMap,
+    selection: &Selection,
+    seed: i64,
+) -> Result<(CausalLm, Plan)> {
     let config = reference.config();
     let blocks = select_blocks(selection, l, config.n_layer())?;
     let mut plan = place_blocks("inherit", config, &blocks, &map.groups(config), seed);
@@ -335,7 +361,13 @@ pub fn grow(
 pub fn stack(small: &CausalLm, seed: i64) -> Result<(CausalLm, Plan)> {
     let n = small.config().n_layer();
     let blocks: Vec<i64> = (0..n).chain(0..n).collect();
-    let mut plan = place_blocks("stack", small.config(), &blocks, &Group::ALL.into_iter().collect(), seed);
+    let mut plan = place_blocks(
+        "stack",
+        small.config(),
+        &blocks,
+        &Group::ALL.into_iter().collect(),
+        seed,
+    );
     plan.setting("blocks", &blocks);
     let model = plan.apply(&[("reference", small)])?;
     Ok((model, plan))
@@ -380,7 +412,10 @@ pub fn distill_init(
         None => {
             let alternate = l.min(big / 2);
             let start = 3 * big / 4;
-            (0..alternate).map(|i| 2 * i).chain((0..l - alternate).map(|i| start + i)).collect()
+            (0..alternate)
+                .map(|i| 2 * i)
+                .chain((0..l - alternate).map(|i| start + i))
+                .collect()
         }
     };
     if blocks.len() as i64 != l {
@@ -389,7 +424,13 @@ pub fn distill_init(
     if let Some(&bad) = blocks.iter().find(|&&i| i < 0 || i >= big) {
         return invalid(format!("block index {bad} is outside 0..{big}"));
     }
-    let mut plan = place_blocks("distill-init", reference.config(), &blocks, &map.groups(reference.config()), seed);
+    let mut plan = place_blocks(
+        "distill-init",
+        reference.config(),
+        &blocks,
+        &map.groups(reference.config()),
+        seed,
+    );
     plan.setting("map", map.name());
     plan.setting("blocks", &blocks);
     let model = plan.apply(&[("reference", reference)])?;
@@ -418,13 +459,29 @@ pub fn half_width(reference: &CausalLm, seed: i64) -> Result<(CausalLm, Plan)> {
         None => 4 * dh,
     };
     if inner_h > inner || inner_h < 1 {
-        return invalid(format!("half-width MLP of {inner_h} units does not fit the reference's {inner}"));
+        return invalid(format!(
+            "half-width MLP of {inner_h} units does not fit the reference's {inner}"
+        ));
     }
-    let target = Gpt2Config { n_embd: dh, n_head: heads, n_inner: c.n_inner.map(|_| inner_h), ..c.clone() };
+    let target = Gpt2Config {
+        n_embd: dh,
+        n_head: heads,
+        n_inner: c.n_inner.map(|_| inner_h),
+        ..c.clone()
+    };
     let mut plan = Plan::fresh("half-width", ModelConfig::Gpt2(target), seed);
-    let cols = |n: i64| DimSlice { dim: 1, ranges: vec![(0, n)] };
-    let rows = |n: i64| DimSlice { dim: 0, ranges: vec![(0, n)] };
-    let qkv = |dim: i64| DimSlice { dim, ranges: vec![(0, dh), (d, d + dh), (2 * d, 2 * d + dh)] };
+    let cols = |n: i64| DimSlice {
+        dim: 1,
+        ranges: vec![(0, n)],
+    };
+    let rows = |n: i64| DimSlice {
+        dim: 0,
+        ranges: vec![(0, n)],
+    };
+    let qkv = |dim: i64| DimSlice {
+        dim,
+        ranges: vec![(0, dh), (d, d + dh), (2 * d, 2 * d + dh)],
+    };
     let names: Vec<String> = plan.entries.iter().map(|e| e.target.clone()).collect();
     for name in names {
         let suffix = split_block(&name).map(|(_, s)| s).unwrap_or(name.as_str());
@@ -441,7 +498,14 @@ pub fn half_width(reference: &CausalLm, seed: i64) -> Result<(CausalLm, Plan)> {
             _ if is_bias || suffix.starts_with("ln_") || suffix.starts_with("transformer.ln_f") => vec![rows(dh)],
             _ => return invalid(format!("half-width does not know how to slice {name}")),
         };
-        plan.set(&name, Source::Copy { donor: "reference".into(), from: name.clone(), slices });
+        plan.set(
+            &name,
+            Source::Copy {
+                donor: "reference".into(),
+                from: name.clone(),
+                slices,
+            },
+        );
     }
     plan.setting("heads", heads);
     plan.setting("n_embd", dh);

@@ -83,10 +83,20 @@ impl Plan {
         let mut entries: Vec<Entry> = target
             .parameter_shapes()
             .into_iter()
-            .map(|p| Entry { target: p.name, shape: p.shape, source: Source::Fresh { seed } })
+            .map(|p| Entry {
+                target: p.name,
+                shape: p.shape,
+                source: Source::Fresh { seed },
+            })
             .collect();
         entries.sort_by(|a, b| a.target.cmp(&b.target));
-        Plan { operation: operation.to_string(), settings: BTreeMap::new(), seed, target, entries }
+        Plan {
+            operation: operation.to_string(),
+            settings: BTreeMap::new(),
+            seed,
+            target,
+            entries,
+        }
     }
 
     /// Sets the source of `target`.
@@ -98,11 +108,15 @@ impl Plan {
 
     /// Records a setting for the report.
     pub(crate) fn setting(&mut self, key: &str, value: impl Serialize) {
-        self.settings.insert(key.to_string(), serde_json::to_value(value).unwrap_or(serde_json::Value::Null));
+        self.settings.insert(
+            key.to_string(),
+            serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+        );
     }
 
     /// Builds the target: its own initialisation after `tch::manual_seed(seed)`, then every copy
-    /// and zero applied, on the device and in the dtype of the first donor.
+    /// and zero applied, on the device and in the dtype of the first donor. libtorch's generator is
+    /// process-global: fresh tensors are reproducible only while no other thread draws from it.
     ///
     /// # Errors
     /// A donor lacking a named tensor, a slice of the wrong shape, or a torch failure.
