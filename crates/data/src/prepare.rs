@@ -494,7 +494,7 @@ fn prepare_inner(
         };
         write_json_atomic(&state_path, &s)
     };
-    let documents = for_each_batch(sources, &config.column, config.batch_docs, skip, &mut |first, texts| {
+    let mut process = |first: u64, texts: Vec<String>| -> Result<()> {
         let encoded: Vec<Result<Vec<u32>>> = texts
             .par_iter()
             .map(|t| {
@@ -553,6 +553,30 @@ fn prepare_inner(
             ControlFlow::Continue(()) => Ok(()),
             ControlFlow::Break(()) => Err(Error::Interrupted),
         }
+    };
+    // A reader thread decodes the inputs while the pool tokenizes the previous batch; output order
+    // is the input order either way.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<String>)>(2);
+    let documents = std::thread::scope(|scope| -> Result<u64> {
+        let reader = scope.spawn(move || {
+            for_each_batch(sources, &config.column, config.batch_docs, skip, &mut |first, texts| {
+                tx.send((first, texts)).map_err(|_| Error::Interrupted)
+            })
+        });
+        let mut outcome = Ok(());
+        for (first, texts) in rx.iter() {
+            outcome = process(first, texts);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        // Dropping the receiver stops a reader still sending after a failure.
+        drop(rx);
+        let read = reader
+            .join()
+            .map_err(|_| Error::Invalid("the input reader panicked".into()))?;
+        outcome?;
+        read
     })?;
     if documents == 0 {
         return Err(Error::Invalid("the inputs hold no documents".into()));
