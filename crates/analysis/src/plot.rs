@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::style::colors::colormaps::ViridisRGB;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
@@ -72,20 +73,18 @@ fn integer_label(x: &f64) -> String {
     }
 }
 
-fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+/// A per-layer line chart: x = layer (1-based), y from 0 to `top`, with mesh and labels drawn.
+fn layer_chart<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    n_layer: usize,
+    caption: String,
+    top: f64,
+    y_desc: &str,
+) -> std::result::Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let n = a.n_layer as f64;
-    let top = a
-        .layers
-        .iter()
-        .map(|l| l.max_rank.max(l.max_rank_window_mean + l.max_rank_window_std))
-        .fold(1.0, f64::max)
-        * 1.1;
+    let n = n_layer as f64;
     let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("MaxRank per layer (k* at τ = {})", a.settings.tau),
-            ("sans-serif", 22),
-        )
+        .caption(caption, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -94,12 +93,24 @@ fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
     chart
         .configure_mesh()
         .x_desc("layer (1-based)")
-        .x_labels(a.n_layer.min(24) + 1)
+        .x_labels(n_layer.min(24) + 1)
         .x_label_formatter(&integer_label)
-        .y_desc("rank")
+        .y_desc(y_desc)
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| e.to_string())?;
+    Ok(chart)
+}
+
+fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+    let top = a
+        .layers
+        .iter()
+        .map(|l| l.max_rank.max(l.max_rank_window_mean + l.max_rank_window_std))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let caption = format!("MaxRank per layer (k* at τ = {})", a.settings.tau);
+    let mut chart = layer_chart(root, a.n_layer, caption, top, "rank")?;
     let band: Vec<(f64, f64)> = a
         .layers
         .iter()
@@ -146,28 +157,9 @@ fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
 }
 
 fn mass_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let n = a.n_layer as f64;
     let top = a.layers.iter().map(|l| l.avg_mass).fold(1.0, f64::max) * 1.1;
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("AvgMass per layer (m* at η = {}, mean over heads)", a.settings.eta),
-            ("sans-serif", 22),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.5..n + 0.5, 0.0..top)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("layer (1-based)")
-        .x_labels(a.n_layer.min(24) + 1)
-        .x_label_formatter(&integer_label)
-        .y_desc("columns")
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    let caption = format!("AvgMass per layer (m* at η = {}, mean over heads)", a.settings.eta);
+    let mut chart = layer_chart(root, a.n_layer, caption, top, "columns")?;
     let points: Vec<(f64, f64)> = a.layers.iter().map(|l| (l.layer as f64 + 1.0, l.avg_mass)).collect();
     chart
         .draw_series(LineSeries::new(points.clone(), RGBColor(46, 125, 50).stroke_width(2)))

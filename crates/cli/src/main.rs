@@ -8,6 +8,7 @@ mod args;
 mod perplexity;
 mod prepare;
 mod surgery;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Tokenize raw text (Parquet, JSONL, .txt) into token shards and a manifest.
     Prepare(prepare::Args),
+    /// Train a model from a TOML run config (checkpoints, exact resume, metrics.jsonl).
+    Train(train::Args),
     /// Perplexity of a text file under a Hugging Face checkpoint folder.
     Perplexity(perplexity::Args),
     /// Attention rank and column mass per layer and head: lazy layers and the inheritance depth.
@@ -51,6 +54,7 @@ fn main() {
     let result = match cli.command {
         Command::Prepare(args) => prepare::run(&args),
         Command::Perplexity(args) => perplexity::run(&args),
+        Command::Train(args) => train::run(&args),
         Command::Analyze(args) => analyze::run(&args),
         Command::Inherit(args) => surgery::inherit(&args),
         Command::Grow(args) => surgery::grow(&args),

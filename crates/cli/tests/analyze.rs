@@ -10,6 +10,17 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+fn analyze(model: &Path, windows: &Path, out: &Path) -> std::io::Result<std::process::Output> {
+    Command::new(env!("CARGO_BIN_EXE_inheritune"))
+        .args(["analyze", "--model"])
+        .arg(model)
+        .arg("--windows")
+        .arg(windows)
+        .arg("--out")
+        .arg(out)
+        .output()
+}
+
 #[test]
 fn analyze_writes_json_summary_and_plots() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -23,14 +34,7 @@ fn analyze_writes_json_summary_and_plots() -> anyhow::Result<()> {
     let windows = tmp.path().join("windows.json");
     std::fs::write(&windows, serde_json::to_string(&ids)?)?;
     let out = tmp.path().join("analysis");
-    let o = Command::new(env!("CARGO_BIN_EXE_inheritune"))
-        .args(["analyze", "--model"])
-        .arg(&model)
-        .arg("--windows")
-        .arg(&windows)
-        .arg("--out")
-        .arg(&out)
-        .output()?;
+    let o = analyze(&model, &windows, &out)?;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("suggested inheritance depth (paper, L/2): 1"));
     let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json"))?)?;
@@ -56,14 +60,7 @@ fn analyze_writes_json_summary_and_plots() -> anyhow::Result<()> {
     }
 
     std::fs::write(&windows, "[[1, 2, 3], [4, 5]]")?;
-    let o = Command::new(env!("CARGO_BIN_EXE_inheritune"))
-        .args(["analyze", "--model"])
-        .arg(&model)
-        .arg("--windows")
-        .arg(&windows)
-        .arg("--out")
-        .arg(&out)
-        .output()?;
+    let o = analyze(&model, &windows, &out)?;
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("windows.json") && err.contains("window 1 has 2 tokens"),

@@ -1,1 +1,15 @@
-//! The Inheritune training loop: AdamW, schedule, checkpoints (not implemented yet; see the project's open issues).
+//! The Inheritune training loop (spec §4): AdamW with owned moments and nanoGPT's parameter groups,
+//! warmup + cosine schedule, gradient accumulation (mean or the paper's sum), global-norm clipping,
+//! evaluation and checkpoints at fixed intervals, exact resume, and metrics as JSONL.
+//! This crate must not prepare data or modify architectures.
+
+pub mod adamw;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::RunConfig;
+pub use error::{Error, Result};
+pub use trainer::{train, Metrics, Options, Summary};

@@ -1,0 +1,79 @@
+//! `inheritune prepare` maps its flags onto the presets and writes shards pyarrow-compatible
+//! tokens equal to tiktoken's (fixture of the data crate, made by its kept script).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/tests/fixtures/prepare")
+        .join(name)
+}
+
+fn prepare(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_inheritune"))
+        .arg("prepare")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()?)
+}
+
+#[test]
+fn presets_and_flags() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let input = fixture("owt.parquet");
+    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("expected.json"))?)?;
+    let docs: Vec<Vec<u32>> = serde_json::from_value(expected["docs"].clone())?;
+    let total: usize = docs.iter().map(|d| d.len() + 1).sum();
+
+    let out = tmp.path().join("fw");
+    let o = prepare(&[
+        "--input",
+        input.to_str().unwrap_or_default(),
+        "--out",
+        out.to_str().unwrap_or_default(),
+        "--preset",
+        "fineweb-edu",
+        "--shard-tokens",
+        "150",
+        "--threads",
+        "1",
+    ])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json"))?)?;
+    assert_eq!(m["config"]["eot"], "prepend");
+    assert_eq!(m["splits"]["val"]["tokens"], 150);
+    assert_eq!(m["splits"]["train"]["tokens"], (total - 150) as u64);
+    assert!(out.join("val-000000.parquet").exists() && out.join("train-000000.parquet").exists());
+
+    let val_docs = tmp.path().join("val.json");
+    std::fs::write(&val_docs, "[0, 5]")?;
+    let out = tmp.path().join("owt");
+    let o = prepare(&[
+        "--input",
+        input.to_str().unwrap_or_default(),
+        "--out",
+        out.to_str().unwrap_or_default(),
+        "--preset",
+        "openwebtext",
+        "--val-docs",
+        val_docs.to_str().unwrap_or_default(),
+    ])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json"))?)?;
+    assert_eq!(m["splits"]["val"]["documents"], 2);
+    assert_eq!(m["splits"]["val"]["tokens"], (docs[0].len() + docs[5].len() + 2) as u64);
+
+    let o = prepare(&[
+        "--input",
+        tmp.path().join("missing.parquet").to_str().unwrap_or_default(),
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ])?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("missing.parquet") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    Ok(())
+}

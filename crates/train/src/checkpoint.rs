@@ -1,0 +1,125 @@
+//! Run folders and checkpoints: `runs/<name>/step-XXXXXXXX/` holds the model as a Hugging Face
+//! folder, `optimizer.safetensors`, `state.json` and an empty `DONE` written last; each checkpoint
+//! is assembled under `.tmp` and renamed. The last N are kept, plus milestones.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use inheritune_model::tch::Tensor;
+use inheritune_model::{hf, CausalLm};
+use serde::{Deserialize, Serialize};
+
+use crate::adamw::AdamW;
+use crate::error::{file_err, Result};
+
+/// What `state.json` records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// The next optimizer step to run (updates taken so far).
+    pub step: u64,
+    /// Training tokens consumed.
+    pub tokens: u64,
+    /// Hash of the resolved run config.
+    pub config_hash: String,
+    /// The data order and evaluation batches are pure functions of (seed, rank, step, micro-step),
+    /// so no generator state needs saving; recorded for the reader.
+    pub rng: String,
+    /// Loader position: the step the next batch is drawn for.
+    pub loader_step: u64,
+}
+
+/// The folder name of a checkpoint.
+pub fn step_dir(run: &Path, step: u64) -> PathBuf {
+    run.join(format!("step-{step:08}"))
+}
+
+/// Writes a checkpoint of `model` and `opt` at `state.step`.
+///
+/// # Errors
+/// A write failure, named with the file.
+pub fn save(run: &Path, model: &CausalLm, opt: &AdamW, state: &TrainState) -> Result<PathBuf> {
+    let dir = step_dir(run, state.step);
+    save_to(&dir, model, Some(opt), state)?;
+    Ok(dir)
+}
+
+/// Writes a checkpoint into `dir` (replacing it), optimizer optional.
+///
+/// # Errors
+/// A write failure, named with the file.
+pub fn save_to(dir: &Path, model: &CausalLm, opt: Option<&AdamW>, state: &TrainState) -> Result<()> {
+    let mut tmp_name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    tmp_name.push(".tmp");
+    let tmp = dir.with_file_name(tmp_name);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
+    }
+    hf::save(model, &tmp)?;
+    if let Some(opt) = opt {
+        let state_tensors = opt.state();
+        let refs: Vec<(&str, &Tensor)> = state_tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        let path = tmp.join("optimizer.safetensors");
+        Tensor::write_safetensors(&refs, &path).map_err(|e| file_err(&path, e))?;
+    }
+    let path = tmp.join("state.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(state).map_err(|e| file_err(&path, e))? + "\n",
+    )
+    .map_err(|e| file_err(&path, e))?;
+    let done = tmp.join("DONE");
+    std::fs::write(&done, "").map_err(|e| file_err(&done, e))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| file_err(dir, e))
+}
+
+/// Complete checkpoints of a run (those with `DONE`), by step.
+pub fn list(run: &Path) -> Vec<(u64, PathBuf)> {
+    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(run)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let step = name.strip_prefix("step-")?.parse().ok()?;
+            e.path().join("DONE").exists().then(|| (step, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Deletes all but the newest `keep` checkpoints, sparing multiples of `milestone`.
+pub fn prune(run: &Path, keep: usize, milestone: u64) {
+    let all = list(run);
+    let n = all.len();
+    for (i, (step, path)) in all.into_iter().enumerate() {
+        let is_milestone = milestone > 0 && step % milestone == 0;
+        if i + keep < n && !is_milestone {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+}
+
+/// Loads a checkpoint's weights into `model`, its moments into `opt`, and returns its state.
+///
+/// # Errors
+/// Missing or corrupt files, or tensors that do not fit.
+pub fn restore(dir: &Path, model: &mut CausalLm, opt: &mut AdamW) -> Result<TrainState> {
+    let report = hf::load_weights(model, &[dir.join(hf::WEIGHTS_FILE)])?;
+    if !report.is_clean() {
+        return Err(file_err(dir, format!("checkpoint does not fit the model: {report}")));
+    }
+    let path = dir.join("state.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+    let state: TrainState = serde_json::from_str(&text).map_err(|e| file_err(&path, e))?;
+    let path = dir.join("optimizer.safetensors");
+    let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)
+        .map_err(|e| file_err(&path, e))?
+        .into_iter()
+        .collect();
+    opt.load_state(&tensors, state.step).map_err(|e| file_err(&path, e))?;
+    Ok(state)
+}

@@ -1,0 +1,287 @@
+//! The run config: TOML with `[model]`, `[data]` and `[train]` sections, validated with every
+//! problem reported at once. Budgets are in steps of a fixed number of tokens.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use inheritune_data::loader::Order;
+use inheritune_model::{ModelConfig, Preset};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::schedule::Schedule;
+
+/// `[model]`: a preset or a `config.json`, with key overrides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// A preset name (`gpt2-small`, `gpt2-medium`, ..., `gpt2-tiny`, `llama-tiny`).
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// A `config.json` (instead of a preset).
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+    /// `config.json` keys to override (e.g. `n_layer`, `vocab_size`).
+    #[serde(default)]
+    pub overrides: BTreeMap<String, serde_json::Value>,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// A folder written by `inheritune prepare`.
+    pub dir: PathBuf,
+    /// `random` (nanoGPT) or `sequential` (DataLoaderLite).
+    #[serde(default = "default_order")]
+    pub order: Order,
+}
+
+fn default_order() -> Order {
+    Order::Random
+}
+
+/// How micro-batch gradients are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GradAccum {
+    /// Each micro-batch loss is divided by the accumulation count.
+    Mean,
+    /// Gradients are summed (the paper's code, spec §4.1 and §8 item 5).
+    Sum,
+}
+
+/// `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Sequences per micro-batch.
+    pub micro_batch: usize,
+    /// Tokens per sequence.
+    pub seq_len: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Combination of micro-batch gradients.
+    pub grad_accum_mode: GradAccum,
+    /// Optimizer steps.
+    pub max_steps: u64,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate.
+    pub min_lr: f64,
+    /// Warmup steps.
+    pub warmup_steps: u64,
+    /// Step at which the cosine reaches `min_lr` (default: `max_steps`).
+    pub decay_steps: Option<u64>,
+    /// Schedule shape.
+    pub schedule: Schedule,
+    /// AdamW β1.
+    pub beta1: f64,
+    /// AdamW β2.
+    pub beta2: f64,
+    /// AdamW ε.
+    pub eps: f64,
+    /// Weight decay of the matrix weights.
+    pub weight_decay: f64,
+    /// Global-norm clip (0 turns it off).
+    pub grad_clip: f64,
+    /// Evaluate (and checkpoint) when step % eval_interval == 0, before that step's update.
+    pub eval_interval: u64,
+    /// Random batches per split at each evaluation.
+    pub eval_iters: usize,
+    /// Checkpoints kept besides milestones.
+    pub keep_last: usize,
+    /// Checkpoints at multiples of this step are never deleted (0: none).
+    pub milestone_interval: u64,
+    /// Seed of the initialisation and of the data order.
+    pub seed: u64,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            micro_batch: 8,
+            seq_len: 1024,
+            grad_accum: 1,
+            grad_accum_mode: GradAccum::Mean,
+            max_steps: 100_000,
+            lr: 3e-4,
+            min_lr: 1e-5,
+            warmup_steps: 2000,
+            decay_steps: None,
+            schedule: Schedule::Cosine,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            grad_clip: 1.0,
+            eval_interval: 1000,
+            eval_iters: 200,
+            keep_last: 2,
+            milestone_interval: 0,
+            seed: 5000,
+        }
+    }
+}
+
+/// A whole run config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The model.
+    pub model: ModelSection,
+    /// The data.
+    pub data: DataSection,
+    /// The optimisation.
+    #[serde(default)]
+    pub train: TrainSection,
+}
+
+impl RunConfig {
+    /// Reads and validates a TOML run config.
+    ///
+    /// # Errors
+    /// Unreadable file, unknown keys or wrong types, or any invalid value (all listed).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::error::file_err(path, e))?;
+        let config: RunConfig = toml::from_str(&text).map_err(|e| Error::Config {
+            path: Some(path.to_path_buf()),
+            problems: vec![
+                e.message().to_string() + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default(),
+            ],
+        })?;
+        config.validate().map_err(|e| match e {
+            Error::Config { problems, .. } => Error::Config {
+                path: Some(path.to_path_buf()),
+                problems,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// The model configuration the `[model]` section names.
+    ///
+    /// # Errors
+    /// No or two sources, an unknown preset, an unreadable config.json, or an invalid result.
+    pub fn model_config(&self) -> Result<ModelConfig> {
+        let base = match (&self.model.preset, &self.model.config) {
+            (Some(name), None) => Preset::ALL
+                .into_iter()
+                .find(|p| p.name() == name)
+                .map(|p| p.config())
+                .ok_or_else(|| config_err(format!("model.preset: unknown preset {name:?}")))?,
+            (None, Some(path)) => ModelConfig::from_file(path)?,
+            _ => return Err(config_err("model: give exactly one of preset or config".into())),
+        };
+        if self.model.overrides.is_empty() {
+            return Ok(base);
+        }
+        let mut value = base.to_value();
+        if let serde_json::Value::Object(map) = &mut value {
+            for (k, v) in &self.model.overrides {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        ModelConfig::from_value(value, Path::new("[model.overrides]"))
+            .map_err(|e| config_err(format!("model.overrides: {e}")))
+    }
+
+    /// Checks every value and reports all problems at once.
+    ///
+    /// # Errors
+    /// [`Error::Config`].
+    pub fn validate(&self) -> Result<()> {
+        let t = &self.train;
+        let mut p = Vec::new();
+        if let Err(e) = self.model_config() {
+            p.push(e.to_string().trim_start_matches("invalid run config: ").to_string());
+        }
+        for (key, v) in [
+            ("micro_batch", t.micro_batch),
+            ("seq_len", t.seq_len),
+            ("grad_accum", t.grad_accum),
+            ("eval_iters", t.eval_iters),
+        ] {
+            if v == 0 {
+                p.push(format!("train.{key} must be positive"));
+            }
+        }
+        if t.max_steps == 0 {
+            p.push("train.max_steps must be positive".into());
+        }
+        if t.eval_interval == 0 {
+            p.push("train.eval_interval must be positive".into());
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            p.push(format!("train.lr must be positive, got {}", t.lr));
+        }
+        if !(t.min_lr >= 0.0 && t.min_lr <= t.lr) {
+            p.push(format!("train.min_lr must be in [0, lr], got {}", t.min_lr));
+        }
+        for (key, v) in [("beta1", t.beta1), ("beta2", t.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                p.push(format!("train.{key} must be in [0, 1), got {v}"));
+            }
+        }
+        if t.eps.is_nan() || t.eps <= 0.0 || t.weight_decay < 0.0 || t.grad_clip < 0.0 {
+            p.push("train.eps must be positive and train.weight_decay, train.grad_clip non-negative".into());
+        }
+        if let Some(d) = t.decay_steps {
+            if d <= t.warmup_steps {
+                p.push(format!(
+                    "train.decay_steps {d} must exceed train.warmup_steps {}",
+                    t.warmup_steps
+                ));
+            }
+        }
+        if let Ok(mc) = self.model_config() {
+            if t.seq_len as i64 > mc.context_length() {
+                p.push(format!(
+                    "train.seq_len {} exceeds the model's context length {}",
+                    t.seq_len,
+                    mc.context_length()
+                ));
+            }
+        }
+        match inheritune_data::Manifest::read(&self.data.dir) {
+            Ok(m) => {
+                if let Ok(mc) = self.model_config() {
+                    if m.tokenizer.vocab_size as i64 > mc.vocab_size() {
+                        p.push(format!(
+                            "data.dir: the tokenizer has {} tokens but model vocab_size is {}",
+                            m.tokenizer.vocab_size,
+                            mc.vocab_size()
+                        ));
+                    }
+                }
+                for split in ["train", "val"] {
+                    if m.splits.get(split).is_none_or(|s| s.tokens == 0) {
+                        p.push(format!("data.dir: the {split} split is empty"));
+                    }
+                }
+            }
+            Err(e) => p.push(format!("data.dir: {e}")),
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config {
+                path: None,
+                problems: p,
+            })
+        }
+    }
+
+    /// Tokens per optimizer step.
+    pub fn tokens_per_step(&self) -> u64 {
+        (self.train.micro_batch * self.train.seq_len * self.train.grad_accum) as u64
+    }
+}
+
+fn config_err(problem: String) -> Error {
+    Error::Config {
+        path: None,
+        problems: vec![problem],
+    }
+}

@@ -1,0 +1,54 @@
+//! Errors of the train crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while configuring, running or resuming training.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The run config is invalid; every problem is listed.
+    #[error("invalid run config{}: {}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default(), problems.join("; "))]
+    Config {
+        /// The config file, when there is one.
+        path: Option<PathBuf>,
+        /// One entry per problem, naming the key.
+        problems: Vec<String>,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error("loss is {loss} at step {step}; stopped (the last good checkpoint is kept)")]
+    NonFinite {
+        /// The step.
+        step: u64,
+        /// The loss value.
+        loss: f64,
+    },
+    /// The caller stopped the run.
+    #[error("interrupted")]
+    Interrupted,
+    /// The model crate failed.
+    #[error(transparent)]
+    Model(#[from] inheritune_model::Error),
+    /// The data crate failed.
+    #[error(transparent)]
+    Data(#[from] inheritune_data::Error),
+    /// libtorch reported an error.
+    #[error("torch: {0}")]
+    Torch(#[from] inheritune_model::tch::TchError),
+}
+
+/// The crate's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn file_err(path: &std::path::Path, e: impl std::fmt::Display) -> Error {
+    Error::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}

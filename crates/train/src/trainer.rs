@@ -1,0 +1,403 @@
+//! The training loop of spec §4.1.
+//!
+//! At the top of step s: if s % eval_interval == 0, evaluate (eval_iters random batches per split)
+//! and checkpoint, before the update of step s. Then one optimizer step over grad_accum
+//! micro-batches (loss divided by grad_accum in `mean` mode, gradients summed in `sum` mode),
+//! global-norm clipping, AdamW at lr(s). After max_steps updates: an evaluation and checkpoint at
+//! s = max_steps, then a deterministic full pass over the val split, written as `final/`.
+//! Data and evaluation batches are pure functions of (seed, step), so a resumed run repeats the
+//! uninterrupted one exactly on CPU.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use inheritune_data::loader::{full_pass_offsets, Loader, Order, TokenStream};
+use inheritune_model::tch::{self, Device, Kind, Tensor};
+use inheritune_model::{hf, CausalLm, DType, ModelConfig};
+use serde::Serialize;
+
+use crate::adamw::{AdamW, AdamWConfig};
+use crate::checkpoint::{self, TrainState};
+use crate::config::{GradAccum, RunConfig};
+use crate::error::{file_err, Error, Result};
+use crate::schedule::lr_at;
+
+/// How to start a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where tensors live.
+    pub device: Device,
+    /// Start from this Hugging Face checkpoint (e.g. an inherited model) instead of a fresh init.
+    pub init: Option<PathBuf>,
+    /// Continue from the newest complete checkpoint of the run folder.
+    pub resume: bool,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metrics {
+    /// `train`, `eval` or `final`.
+    pub kind: &'static str,
+    /// Optimizer step (for `train`, the step whose update this was).
+    pub step: u64,
+    /// Training tokens consumed before this line.
+    pub tokens: u64,
+    /// Train loss (mean of the micro-batch mean cross-entropies; for `eval`, over eval batches).
+    pub loss: Option<f64>,
+    /// Validation loss.
+    pub val_loss: Option<f64>,
+    /// Learning rate of the update.
+    pub lr: Option<f64>,
+    /// Global gradient norm before clipping.
+    pub grad_norm: Option<f64>,
+    /// Training throughput.
+    pub tokens_per_s: Option<f64>,
+    /// Model FLOPs utilisation (nanoGPT's estimate) against the device's peak, when known.
+    pub mfu: Option<f64>,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Steps taken.
+    pub steps: u64,
+    /// Final full-pass validation loss.
+    pub final_val_loss: f64,
+    /// Tokens in that pass.
+    pub final_val_tokens: u64,
+}
+
+fn loss_of(model: &CausalLm, x: &Tensor, y: &Tensor) -> Tensor {
+    let logits = model.forward_unchecked(x); // (B, T, V)
+    let v = logits.size()[2];
+    logits
+        .to_kind(Kind::Float)
+        .view([-1, v])
+        .cross_entropy_for_logits(&y.view([-1]))
+}
+
+fn tensors(batch: &inheritune_data::loader::Batch, device: Device) -> (Tensor, Tensor) {
+    let shape = [batch.batch as i64, batch.seq as i64];
+    (
+        Tensor::from_slice(&batch.x).view(shape).to_device(device),
+        Tensor::from_slice(&batch.y).view(shape).to_device(device),
+    )
+}
+
+/// Peak dense bf16 FLOP/s of the device, for MFU (None on CPU, where it is not defined here).
+fn peak_flops(device: Device) -> Option<f64> {
+    matches!(device, Device::Cuda(_)).then_some(989e12)
+}
+
+/// nanoGPT's FLOPs per token: 6N + 12·L·H·Q·T with N the parameters without position embeddings.
+fn flops_per_token(config: &ModelConfig, seq: usize) -> f64 {
+    let n = config.num_parameters() as f64
+        - if let ModelConfig::Gpt2(c) = config {
+            (c.n_positions * c.n_embd) as f64
+        } else {
+            0.0
+        };
+    let (l, h) = (config.n_layer() as f64, config.n_head() as f64);
+    let q = config.n_embd() as f64 / h;
+    6.0 * n + 12.0 * l * h * q * seq as f64
+}
+
+struct Run<'a> {
+    config: &'a RunConfig,
+    dir: PathBuf,
+    model: CausalLm,
+    opt: AdamW,
+    device: Device,
+    metrics: std::fs::File,
+}
+
+impl Run<'_> {
+    fn log(&mut self, m: &Metrics) -> Result<()> {
+        let path = self.dir.join("metrics.jsonl");
+        let line = serde_json::to_string(m).map_err(|e| file_err(&path, e))?;
+        writeln!(self.metrics, "{line}").map_err(|e| file_err(&path, e))?;
+        self.metrics.flush().map_err(|e| file_err(&path, e))
+    }
+
+    fn mean_loss(&self, loader: &mut Loader, step: u64, iters: usize) -> Result<f64> {
+        let mut total = 0.0;
+        for i in 0..iters {
+            let (x, y) = tensors(&loader.micro_batch(step, i as u64, 1)?, self.device);
+            total += tch::no_grad(|| loss_of(&self.model, &x, &y)).f_double_value(&[])?;
+        }
+        Ok(total / iters as f64)
+    }
+
+    /// Token-weighted mean cross-entropy over every window of the val split.
+    fn full_val_pass(&self) -> Result<(f64, u64)> {
+        let t = &self.config.train;
+        let mut stream = TokenStream::open(&self.config.data.dir, "val")?;
+        let offsets = full_pass_offsets(stream.len(), t.seq_len);
+        let (mut sum, mut count) = (0.0f64, 0u64);
+        for chunk in offsets.chunks(t.micro_batch) {
+            let (mut xs, mut ys) = (Vec::new(), Vec::new());
+            for &o in chunk {
+                let w = stream.read(o, t.seq_len + 1)?;
+                xs.extend(w[..t.seq_len].iter().map(|&v| v as i64));
+                ys.extend(w[1..].iter().map(|&v| v as i64));
+            }
+            let batch = inheritune_data::loader::Batch {
+                x: xs,
+                y: ys,
+                batch: chunk.len(),
+                seq: t.seq_len,
+            };
+            let (x, y) = tensors(&batch, self.device);
+            let loss = tch::no_grad(|| loss_of(&self.model, &x, &y)).f_double_value(&[])?;
+            let n = (chunk.len() * t.seq_len) as u64;
+            sum += loss * n as f64;
+            count += n;
+        }
+        Ok((if count > 0 { sum / count as f64 } else { f64::NAN }, count))
+    }
+}
+
+/// Keeps the metrics of steps before `step` (and the evaluation at `step`), dropping what an
+/// interrupted run logged after its last checkpoint.
+fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+            let s = v["step"].as_u64().unwrap_or(u64::MAX);
+            match v["kind"].as_str() {
+                Some("train") => s < step,
+                Some("eval") => s <= step,
+                _ => false,
+            }
+        })
+        .collect();
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, kept.iter().map(|l| format!("{l}\n")).collect::<String>()).map_err(|e| file_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| file_err(path, e))
+}
+
+/// Trains per `config` in `run_dir`; `on_metrics` sees every metrics line and may stop the run.
+///
+/// # Errors
+/// An invalid config, an init checkpoint of another architecture, unreadable data, a non-finite
+/// loss (the last good checkpoint is kept), an interruption, or a write failure.
+pub fn train(
+    config: &RunConfig,
+    run_dir: &Path,
+    options: &Options,
+    on_metrics: &mut dyn FnMut(&Metrics) -> ControlFlow<()>,
+) -> Result<Summary> {
+    config.validate()?;
+    let t = &config.train;
+    let mut model_config = config.model_config()?;
+    if let Some(init) = &options.init {
+        let init_config = ModelConfig::from_file(&init.join(hf::CONFIG_FILE))?;
+        if init_config.parameter_shapes() != model_config.parameter_shapes() {
+            return Err(Error::Config {
+                path: None,
+                problems: vec![format!(
+                    "init checkpoint {} has a different architecture ({} layers × {}) than [model] ({} layers × {})",
+                    init.display(),
+                    init_config.n_layer(),
+                    init_config.n_embd(),
+                    model_config.n_layer(),
+                    model_config.n_embd()
+                )],
+            });
+        }
+        model_config = init_config;
+    }
+    std::fs::create_dir_all(run_dir).map_err(|e| file_err(run_dir, e))?;
+    let resolved = toml::to_string(config).map_err(|e| file_err(run_dir, e))?;
+    let config_path = run_dir.join("config.toml");
+    std::fs::write(&config_path, &resolved).map_err(|e| file_err(&config_path, e))?;
+    let config_hash = format!(
+        "{:016x}",
+        resolved.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64)
+            .wrapping_mul(0x100_0000_01b3))
+    );
+
+    tch::manual_seed(t.seed as i64);
+    let mut model = CausalLm::new(&model_config, options.device, DType::F32)?;
+    if let Some(init) = &options.init {
+        let report = hf::load_weights(&mut model, &[init.join(hf::WEIGHTS_FILE)])?;
+        if !report.is_clean() {
+            return Err(file_err(init, format!("init checkpoint does not fit: {report}")));
+        }
+    }
+    let params = model.named_parameters();
+    let opt = AdamW::new(
+        &params,
+        AdamWConfig {
+            beta1: t.beta1,
+            beta2: t.beta2,
+            eps: t.eps,
+            weight_decay: t.weight_decay,
+        },
+    )?;
+    let metrics_path = run_dir.join("metrics.jsonl");
+    let mut start = 0;
+    let mut run_opt = opt;
+    if options.resume {
+        if let Some((_, dir)) = checkpoint::list(run_dir).pop() {
+            let state = checkpoint::restore(&dir, &mut model, &mut run_opt)?;
+            start = state.step;
+            truncate_metrics(&metrics_path, start)?;
+        }
+    } else if metrics_path.exists() {
+        std::fs::remove_file(&metrics_path).map_err(|e| file_err(&metrics_path, e))?;
+    }
+    let metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| file_err(&metrics_path, e))?;
+    let mut run = Run {
+        config,
+        dir: run_dir.to_path_buf(),
+        model,
+        opt: run_opt,
+        device: options.device,
+        metrics,
+    };
+
+    let seed = t.seed;
+    let mut train_loader = Loader::new(
+        TokenStream::open(&config.data.dir, "train")?,
+        config.data.order,
+        t.micro_batch,
+        t.seq_len,
+        seed,
+        0,
+        1,
+    )?;
+    let mut eval_train = Loader::new(
+        TokenStream::open(&config.data.dir, "train")?,
+        Order::Random,
+        t.micro_batch,
+        t.seq_len,
+        seed ^ 0xE7A1_0001,
+        0,
+        1,
+    )?;
+    let mut eval_val = Loader::new(
+        TokenStream::open(&config.data.dir, "val")?,
+        Order::Random,
+        t.micro_batch,
+        t.seq_len,
+        seed ^ 0xE7A1_0002,
+        0,
+        1,
+    )?;
+    let decay = t.decay_steps.unwrap_or(t.max_steps);
+    let tokens_per_step = config.tokens_per_step();
+    let fpt = flops_per_token(&model_config, t.seq_len);
+    let resumed_at = options.resume.then_some(start);
+    let mut step = start;
+    loop {
+        if (step % t.eval_interval == 0 || step == t.max_steps) && resumed_at != Some(step) {
+            let loss = run.mean_loss(&mut eval_train, step, t.eval_iters)?;
+            let val_loss = run.mean_loss(&mut eval_val, step, t.eval_iters)?;
+            let m = Metrics {
+                kind: "eval",
+                step,
+                tokens: step * tokens_per_step,
+                loss: Some(loss),
+                val_loss: Some(val_loss),
+                lr: None,
+                grad_norm: None,
+                tokens_per_s: None,
+                mfu: None,
+            };
+            run.log(&m)?;
+            let state = TrainState {
+                step,
+                tokens: step * tokens_per_step,
+                config_hash: config_hash.clone(),
+                rng: "stateless: batches are functions of (seed, step)".into(),
+                loader_step: step,
+            };
+            checkpoint::save(run_dir, &run.model, &run.opt, &state)?;
+            checkpoint::prune(run_dir, t.keep_last.max(1), t.milestone_interval);
+            if on_metrics(&m).is_break() {
+                return Err(Error::Interrupted);
+            }
+        }
+        if step >= t.max_steps {
+            break;
+        }
+        let began = Instant::now();
+        let lr = lr_at(t.schedule, step, t.lr, t.min_lr, t.warmup_steps, decay);
+        let mut loss_sum = 0.0;
+        for micro in 0..t.grad_accum as u64 {
+            let (x, y) = tensors(&train_loader.micro_batch(step, micro, t.grad_accum as u64)?, run.device);
+            let loss = loss_of(&run.model, &x, &y);
+            let value = loss.f_double_value(&[])?;
+            if !value.is_finite() {
+                return Err(Error::NonFinite { step, loss: value });
+            }
+            loss_sum += value;
+            let scaled = match t.grad_accum_mode {
+                GradAccum::Mean => loss / t.grad_accum as f64,
+                GradAccum::Sum => loss,
+            };
+            scaled.f_backward()?;
+        }
+        let grad_norm = run
+            .opt
+            .clip_grad_norm(if t.grad_clip > 0.0 { t.grad_clip } else { f64::INFINITY })?;
+        run.opt.step(lr)?;
+        run.opt.zero_grad();
+        let seconds = began.elapsed().as_secs_f64();
+        let tps = tokens_per_step as f64 / seconds;
+        let m = Metrics {
+            kind: "train",
+            step,
+            tokens: (step + 1) * tokens_per_step,
+            loss: Some(loss_sum / t.grad_accum as f64),
+            val_loss: None,
+            lr: Some(lr),
+            grad_norm: Some(grad_norm),
+            tokens_per_s: Some(tps),
+            mfu: peak_flops(run.device).map(|p| fpt * tps / p),
+        };
+        run.log(&m)?;
+        step += 1;
+        if on_metrics(&m).is_break() {
+            return Err(Error::Interrupted);
+        }
+    }
+    let (final_val_loss, final_val_tokens) = run.full_val_pass()?;
+    let m = Metrics {
+        kind: "final",
+        step,
+        tokens: step * tokens_per_step,
+        loss: None,
+        val_loss: Some(final_val_loss),
+        lr: None,
+        grad_norm: None,
+        tokens_per_s: None,
+        mfu: None,
+    };
+    run.log(&m)?;
+    let state = TrainState {
+        step,
+        tokens: step * tokens_per_step,
+        config_hash,
+        rng: "stateless".into(),
+        loader_step: step,
+    };
+    checkpoint::save_to(&run_dir.join("final"), &run.model, None, &state)?;
+    let _ = on_metrics(&m);
+    Ok(Summary {
+        steps: step,
+        final_val_loss,
+        final_val_tokens,
+    })
+}
