@@ -1,23 +1,26 @@
-//! Shared build script of every crate whose binaries or tests touch libtorch.
-//!
-//! It links `libtorch_cuda.so` explicitly (the linker would drop it as unneeded, and CUDA would
-//! then be silently unavailable) and writes an rpath to the torch libraries, so binaries and
-//! test executables run with no environment variables.
-//! It must not do anything else: the library itself is built by `torch-sys`.
+//! Links libtorch like every other crate (build/link.rs) and compiles the autocast shim
+//! (csrc/autocast.cpp): tch cannot choose the autocast dtype, so bf16 autocast needs two ATen
+//! calls of our own. Without `LIBTORCH` the shim is left out and `autocast` reports so.
 
-use std::path::PathBuf;
+#[path = "build/link.rs"]
+mod link;
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=LIBTORCH");
-    println!("cargo:rerun-if-changed=build.rs");
-    let Some(root) = std::env::var_os("LIBTORCH") else {
+    println!("cargo:rerun-if-changed=build/link.rs");
+    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    println!("cargo::rustc-check-cfg=cfg(autocast_shim)");
+    let Some(root) = link::link_torch() else {
         return;
     };
-    let lib = PathBuf::from(root).join("lib");
-    let lib = lib.canonicalize().unwrap_or(lib);
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-search=native={}", lib.display());
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
-    }
+    let root = root.canonicalize().unwrap_or(root);
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/autocast.cpp")
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .warnings(false)
+        .compile("inheritune_autocast");
+    println!("cargo:rustc-cfg=autocast_shim");
 }

@@ -18,7 +18,10 @@ commands:
   test    setup, then cargo fmt --check, clippy -D warnings, and the workspace's tests
   ci      the same as test
   bench prepare   inheritune prepare vs Python tiktoken on ~50 MB of text, same threads
-  bench analyze   attention metrics (k*, m*, dom) vs numpy on the same attention tensors";
+  bench analyze   attention metrics (k*, m*, dom) vs numpy on the same attention tensors
+  bench train     training steps: inheritune bench train vs ../shared/bench/torch_gpt_train.py
+                  (CPU, f32, same shapes and threads, alternating runs; BENCH_SHAPE=L,H,D,B,T,
+                  BENCH_STEPS, BENCH_ROUNDS, BENCH_THREADS override)";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,7 +31,8 @@ fn main() -> Result<()> {
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("prepare") => bench_prepare(),
             Some("analyze") => bench_analyze(),
-            other => bail!("unknown benchmark {other:?} (available: prepare, analyze)\n\n{USAGE}"),
+            Some("train") => bench_train(),
+            other => bail!("unknown benchmark {other:?} (available: prepare, analyze, train)\n\n{USAGE}"),
         },
         Some("-h") | Some("--help") | Some("help") => {
             println!("{USAGE}");
@@ -377,5 +381,75 @@ fn bench_analyze() -> Result<()> {
         bail!("the two implementations disagree: {ours} vs {theirs}");
     }
     println!("speed-up inheritune / numpy: {:.2}x (same results)", b / a);
+    Ok(())
+}
+
+/// `cargo xtask bench train`: full training steps (forward, backward, clip, AdamW) of the same
+/// GPT-2 shape through `inheritune bench train` and the PyTorch eager reference script, on the
+/// CPU in f32 with the same thread count, alternating the two `rounds` times; the ratio of the
+/// median step times is printed.
+fn bench_train() -> Result<()> {
+    let root = workspace_root();
+    let python = bench_python(&["numpy"])?;
+    let binary = build_release()?;
+    let script = root.join("..").join("shared").join("bench").join("torch_gpt_train.py");
+    if !script.exists() {
+        bail!("{} not found (the reference script lives next to the repository)", script.display());
+    }
+    let shape = std::env::var("BENCH_SHAPE").unwrap_or_else(|_| "6,6,384,8,256".into());
+    let dims: Vec<&str> = shape.split(',').collect();
+    let [l, h, d, b, t] = dims[..] else {
+        bail!("BENCH_SHAPE must be L,H,D,B,T, got {shape:?}");
+    };
+    let steps = std::env::var("BENCH_STEPS").unwrap_or_else(|_| "5".into());
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
+    let common = [
+        "--n-layer", l, "--n-head", h, "--n-embd", d, "--batch", b, "--seq", t, "--steps", &steps, "--warmup", "1",
+        "--threads", &threads,
+    ];
+    let time_of = |cmd: &mut Command, what: &str| -> Result<(f64, String)> {
+        let out = cmd.output().with_context(|| format!("running {what}"))?;
+        let line = String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_string();
+        if !out.status.success() {
+            bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let ms = json_field(&line, "ms_per_step").with_context(|| format!("{what} printed no ms_per_step: {line}"))?;
+        Ok((ms, line))
+    };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (a, la) = time_of(
+            Command::new(&binary)
+                .args(["bench", "train"])
+                .args(common)
+                .env("OMP_NUM_THREADS", &threads),
+            "inheritune bench train",
+        )?;
+        let (b, lb) = time_of(
+            Command::new(&python)
+                .arg(&script)
+                .args(common)
+                .args(["--device", "cpu", "--dtype", "f32"])
+                .env("OMP_NUM_THREADS", &threads),
+            "torch_gpt_train.py",
+        )?;
+        if round == 0 {
+            println!("{lb}");
+            println!("{la}");
+        }
+        println!("round {}: inheritune {a:.0} ms/step, pytorch eager {b:.0} ms/step", round + 1);
+        ours.push(a);
+        theirs.push(b);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (a, b) = (median(&mut ours), median(&mut theirs));
+    println!("speed-up inheritune / pytorch eager (CPU f32, {threads} threads, L,H,D,B,T = {shape}): {:.2}x", b / a);
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod analyze;
 mod args;
+mod bench;
 mod perplexity;
 mod prepare;
 mod surgery;
@@ -42,6 +43,9 @@ enum Command {
     HalfWidth(surgery::HalfWidthArgs),
     /// DistilBERT-style student initialisation from alternate teacher blocks.
     DistillInit(surgery::DistillArgs),
+    /// Benchmarks, printed as JSON lines comparable with the PyTorch reference scripts.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() {
@@ -62,6 +66,7 @@ fn main() {
         Command::HybridStack(args) => surgery::hybrid_stack(&args),
         Command::HalfWidth(args) => surgery::half_width(&args),
         Command::DistillInit(args) => surgery::distill_init(&args),
+        Command::Bench(command) => bench::run(&command),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -1,4 +1,5 @@
-//! `inheritune train`: run the training loop of a TOML run config (f32; CPU or CUDA).
+//! `inheritune train`: run the training loop of a TOML run config (f32 on CPU; bf16 autocast with
+//! f32 master weights on CUDA).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use inheritune_train::{train, Options, RunConfig};
 
-use crate::args::DeviceArg;
+use crate::args::{DTypeArg, DeviceArg};
 
 /// Arguments of `inheritune train`.
 #[derive(Debug, clap::Args)]
@@ -27,15 +28,19 @@ pub struct Args {
     /// Device to run on.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+    /// Compute precision (default: bf16 autocast on CUDA, f32 on CPU); weights stay f32.
+    #[arg(long, value_enum)]
+    dtype: Option<DTypeArg>,
 }
 
 /// Runs the verb and prints the summary as JSON.
 pub fn run(args: &Args) -> Result<()> {
     let config = RunConfig::from_file(&args.config)?;
     let options = Options {
-        device: args.device.device()?,
         init: args.init.clone(),
         resume: args.resume,
+        dtype: args.dtype.map(Into::into),
+        ..Options::new(args.device.device()?)
     };
     let bar = ProgressBar::new(config.train.max_steps).with_style(
         ProgressStyle::with_template("{bar:40} step {pos}/{len} {msg} eta {eta}")

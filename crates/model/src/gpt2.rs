@@ -151,6 +151,6 @@ impl Gpt2 {
 
     /// Logits `(B, T, V)` for ids `(B, T)` already checked by the caller.
     pub fn logits(&self, idx: &Tensor, visitor: Option<AttentionVisitor>) -> Tensor {
-        self.hidden(idx, visitor).matmul(&self.lm_head.tr())
+        self.hidden(idx, visitor).linear(&self.lm_head, None::<&Tensor>)
     }
 }

@@ -6,14 +6,17 @@
 //! saved to `config.json` + `model.safetensors` by [`hf`]. This crate must not know about data,
 //! tokenizers or training.
 
+pub mod autocast;
 pub mod config;
 pub mod error;
 pub mod gpt2;
 pub mod hf;
+pub mod kernels;
 pub mod layers;
 pub mod llama;
 pub mod lm;
 
+pub use autocast::{allow_tf32, autocast};
 pub use config::{Gpt2Config, LlamaConfig, ModelConfig, ParamShape, Preset};
 pub use error::{Error, Result};
 pub use hf::{LoadOptions, LoadReport};

@@ -1,9 +1,12 @@
 //! AdamW with moments we own (so they can be checkpointed), nanoGPT's two parameter groups, and
 //! global-norm clipping, following `torch.optim.AdamW` (single-tensor path) operation by operation.
+//! On CUDA the update runs through PyTorch's own multi-tensor kernels instead (`_fused_adamw_`,
+//! foreach clipping), like `AdamW(fused=True)`: the same math, a few kernels per step.
 
 use std::collections::BTreeMap;
 
-use inheritune_model::tch::{self, Kind, Tensor};
+use inheritune_model::kernels;
+use inheritune_model::tch::{self, Device, Kind, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -34,6 +37,8 @@ pub struct AdamW {
     config: AdamWConfig,
     slots: Vec<Slot>,
     step: u64,
+    /// `Some(step tensor)` when the fused kernels are used.
+    fused: Option<Tensor>,
 }
 
 /// Whether a parameter is in the weight-decay group: the matrices of linear layers (spec §4.1);
@@ -64,12 +69,43 @@ impl AdamW {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(AdamW { config, slots, step: 0 })
+        Ok(AdamW {
+            config,
+            slots,
+            step: 0,
+            fused: None,
+        })
+    }
+
+    /// Switches to PyTorch's fused multi-tensor kernels (default on CUDA; on CPU they exist too
+    /// but the single-tensor path is what `torch.optim.AdamW` runs there).
+    ///
+    /// # Errors
+    /// The kernels are not available in this build.
+    pub fn use_fused(&mut self, device: Device) -> Result<()> {
+        // Probe the kernel on throwaway tensors, so a missing kernel fails here, not mid-run.
+        let probe: Vec<Tensor> = (0..4)
+            .map(|_| Tensor::f_zeros([2], (Kind::Float, device)))
+            .collect::<std::result::Result<_, _>>()?;
+        let one = Tensor::f_ones([], (Kind::Float, device))?;
+        kernels::fused_adamw(&[&probe[0]], &[&probe[1]], &[&probe[2]], &[&probe[3]], &one, 0.0, (0.9, 0.9), 0.0, 1e-8)?;
+        self.fused = Some(Tensor::f_full([], self.step as f64, (Kind::Float, device))?);
+        Ok(())
+    }
+
+    /// Whether the fused kernels are in use.
+    pub fn is_fused(&self) -> bool {
+        self.fused.is_some()
     }
 
     /// Updates taken so far.
     pub fn steps(&self) -> u64 {
         self.step
+    }
+
+    /// The gradients that are defined, in name order (for the data-parallel all-reduce).
+    pub fn grads(&self) -> Vec<Tensor> {
+        self.slots.iter().map(|s| s.param.grad()).filter(Tensor::defined).collect()
     }
 
     /// Names of the parameters in the decay group.
@@ -84,12 +120,13 @@ impl AdamW {
         }
     }
 
-    /// Scales gradients so their global L2 norm is at most `max` (as `clip_grad_norm_`), and
-    /// returns the norm before clipping.
+    /// Scales gradients so their global L2 norm is at most `max` (as `clip_grad_norm_`: every
+    /// gradient is multiplied by min(1, max / (norm + 1e-6)) on the device), and returns the
+    /// norm before clipping as a device scalar, so no host synchronisation is forced.
     ///
     /// # Errors
     /// A torch failure.
-    pub fn clip_grad_norm(&mut self, max: f64) -> Result<f64> {
+    pub fn clip_grad_norm(&mut self, max: f64) -> Result<Tensor> {
         tch::no_grad(|| {
             let grads: Vec<Tensor> = self
                 .slots
@@ -98,17 +135,21 @@ impl AdamW {
                 .filter(Tensor::defined)
                 .collect();
             if grads.is_empty() {
-                return Ok(0.0);
+                return Ok(Tensor::from(0.0f32));
+            }
+            if self.fused.is_some() {
+                let refs: Vec<&Tensor> = grads.iter().collect();
+                return Ok(kernels::foreach_clip(&refs, max)?);
             }
             let norms: Vec<Tensor> = grads
                 .iter()
                 .map(|g| g.f_norm())
                 .collect::<std::result::Result<_, _>>()?;
-            let total = Tensor::f_stack(&norms, 0)?.f_norm()?.f_double_value(&[])?;
-            let coef = (max / (total + 1e-6)).min(1.0);
-            if max > 0.0 {
+            let total = Tensor::f_stack(&norms, 0)?.f_norm()?;
+            if max.is_finite() {
+                let coef = (total.f_add_scalar(1e-6)?.f_reciprocal()? * max).f_clamp_max(1.0)?;
                 for mut g in grads {
-                    let _ = g.f_mul_scalar_(coef)?;
+                    let _ = g.f_mul_(&coef)?;
                 }
             }
             Ok(total)
@@ -125,6 +166,31 @@ impl AdamW {
         let bias1 = 1.0 - c.beta1.powi(self.step as i32);
         let bias2_sqrt = (1.0 - c.beta2.powi(self.step as i32)).sqrt();
         let step_size = lr / bias1;
+        if let Some(step) = &mut self.fused {
+            return tch::no_grad(|| -> Result<()> {
+                let _ = step.f_add_scalar_(1.0)?;
+                for decay in [true, false] {
+                    let group: Vec<&Slot> = self
+                        .slots
+                        .iter()
+                        .filter(|s| s.decay == decay && s.param.grad().defined())
+                        .collect();
+                    let grads: Vec<Tensor> = group.iter().map(|s| s.param.grad()).collect();
+                    kernels::fused_adamw(
+                        &group.iter().map(|s| &s.param).collect::<Vec<_>>(),
+                        &grads.iter().collect::<Vec<_>>(),
+                        &group.iter().map(|s| &s.exp_avg).collect::<Vec<_>>(),
+                        &group.iter().map(|s| &s.exp_avg_sq).collect::<Vec<_>>(),
+                        step,
+                        lr,
+                        (c.beta1, c.beta2),
+                        if decay { c.weight_decay } else { 0.0 },
+                        c.eps,
+                    )?;
+                }
+                Ok(())
+            });
+        }
         tch::no_grad(|| -> Result<()> {
             for s in &mut self.slots {
                 let g = s.param.grad();
@@ -177,6 +243,9 @@ impl AdamW {
             }
         }
         self.step = steps;
+        if let Some(step) = &mut self.fused {
+            let _ = step.fill_(steps as f64);
+        }
         Ok(())
     }
 }

@@ -95,6 +95,11 @@ pub struct TrainSection {
     pub milestone_interval: u64,
     /// Seed of the initialisation and of the data order.
     pub seed: u64,
+    /// AdamW through PyTorch's fused kernel (`_fused_adamw_`, as `AdamW(fused=True)`); false runs
+    /// the single-tensor path of `torch.optim.AdamW` op by op (same math, slower).
+    pub fused_adamw: bool,
+    /// Peak TFLOP/s of one device for MFU (default: from the GPU model or the CPU's flags).
+    pub peak_tflops: Option<f64>,
 }
 
 impl Default for TrainSection {
@@ -120,6 +125,8 @@ impl Default for TrainSection {
             keep_last: 2,
             milestone_interval: 0,
             seed: 5000,
+            fused_adamw: true,
+            peak_tflops: None,
         }
     }
 }

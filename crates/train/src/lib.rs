@@ -4,12 +4,16 @@
 //! This crate must not prepare data or modify architectures.
 
 pub mod adamw;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod dist;
 pub mod error;
+pub mod peak;
 pub mod schedule;
 pub mod trainer;
 
 pub use config::RunConfig;
+pub use dist::{Collective, Dist, SingleProcess};
 pub use error::{Error, Result};
 pub use trainer::{train, Metrics, Options, Summary};

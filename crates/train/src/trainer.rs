@@ -15,12 +15,13 @@ use std::time::Instant;
 
 use inheritune_data::loader::{full_pass_offsets, Loader, Order, TokenStream};
 use inheritune_model::tch::{self, Device, Kind, Tensor};
-use inheritune_model::{hf, CausalLm, DType, ModelConfig};
+use inheritune_model::{allow_tf32, autocast, hf, CausalLm, DType, ModelConfig};
 use serde::Serialize;
 
 use crate::adamw::{AdamW, AdamWConfig};
 use crate::checkpoint::{self, TrainState};
 use crate::config::{GradAccum, RunConfig};
+use crate::dist::Dist;
 use crate::error::{file_err, Error, Result};
 use crate::schedule::lr_at;
 
@@ -33,6 +34,33 @@ pub struct Options {
     pub init: Option<PathBuf>,
     /// Continue from the newest complete checkpoint of the run folder.
     pub resume: bool,
+    /// Compute precision: `None` picks bf16 autocast on CUDA (f32 master weights, TF32 on) and
+    /// f32 on CPU.
+    pub dtype: Option<DType>,
+    /// Rank, world size and gradient averaging (one process by default).
+    pub dist: Dist,
+}
+
+impl Options {
+    /// Options for `device` with every other field at its default.
+    pub fn new(device: Device) -> Self {
+        Options {
+            device,
+            init: None,
+            resume: false,
+            dtype: None,
+            dist: Dist::default(),
+        }
+    }
+
+    /// The compute precision in effect.
+    pub fn compute_dtype(&self) -> DType {
+        self.dtype.unwrap_or(if matches!(self.device, Device::Cuda(_)) {
+            DType::Bf16
+        } else {
+            DType::F32
+        })
+    }
 }
 
 /// One line of `metrics.jsonl`.
@@ -69,13 +97,16 @@ pub struct Summary {
     pub final_val_tokens: u64,
 }
 
-fn loss_of(model: &CausalLm, x: &Tensor, y: &Tensor) -> Tensor {
-    let logits = model.forward_unchecked(x); // (B, T, V)
-    let v = logits.size()[2];
-    logits
-        .to_kind(Kind::Float)
-        .view([-1, v])
-        .cross_entropy_for_logits(&y.view([-1]))
+/// Mean cross-entropy of a batch, the forward pass under autocast to `dtype` (f32: plain).
+pub fn batch_loss(model: &CausalLm, x: &Tensor, y: &Tensor, dtype: DType) -> Result<Tensor> {
+    Ok(autocast(model.device(), dtype, || {
+        let logits = model.forward_unchecked(x); // (B, T, V)
+        let v = logits.size()[2];
+        logits
+            .to_kind(Kind::Float)
+            .view([-1, v])
+            .cross_entropy_for_logits(&y.view([-1]))
+    })?)
 }
 
 fn tensors(batch: &inheritune_data::loader::Batch, device: Device) -> (Tensor, Tensor) {
@@ -86,13 +117,8 @@ fn tensors(batch: &inheritune_data::loader::Batch, device: Device) -> (Tensor, T
     )
 }
 
-/// Peak dense bf16 FLOP/s of the device, for MFU (None on CPU, where it is not defined here).
-fn peak_flops(device: Device) -> Option<f64> {
-    matches!(device, Device::Cuda(_)).then_some(989e12)
-}
-
 /// nanoGPT's FLOPs per token: 6N + 12·L·H·Q·T with N the parameters without position embeddings.
-fn flops_per_token(config: &ModelConfig, seq: usize) -> f64 {
+pub fn flops_per_token(config: &ModelConfig, seq: usize) -> f64 {
     let n = config.num_parameters() as f64
         - if let ModelConfig::Gpt2(c) = config {
             (c.n_positions * c.n_embd) as f64
@@ -110,22 +136,27 @@ struct Run<'a> {
     model: CausalLm,
     opt: AdamW,
     device: Device,
-    metrics: std::fs::File,
+    dtype: DType,
+    /// `None` on ranks other than 0, which write nothing.
+    metrics: Option<std::fs::File>,
 }
 
 impl Run<'_> {
     fn log(&mut self, m: &Metrics) -> Result<()> {
+        let Some(file) = &mut self.metrics else {
+            return Ok(());
+        };
         let path = self.dir.join("metrics.jsonl");
         let line = serde_json::to_string(m).map_err(|e| file_err(&path, e))?;
-        writeln!(self.metrics, "{line}").map_err(|e| file_err(&path, e))?;
-        self.metrics.flush().map_err(|e| file_err(&path, e))
+        writeln!(file, "{line}").map_err(|e| file_err(&path, e))?;
+        file.flush().map_err(|e| file_err(&path, e))
     }
 
     fn mean_loss(&self, loader: &mut Loader, step: u64, iters: usize) -> Result<f64> {
         let mut total = 0.0;
         for i in 0..iters {
             let (x, y) = tensors(&loader.micro_batch(step, i as u64, 1)?, self.device);
-            total += tch::no_grad(|| loss_of(&self.model, &x, &y)).f_double_value(&[])?;
+            total += tch::no_grad(|| batch_loss(&self.model, &x, &y, self.dtype))?.f_double_value(&[])?;
         }
         Ok(total / iters as f64)
     }
@@ -150,7 +181,7 @@ impl Run<'_> {
                 seq: t.seq_len,
             };
             let (x, y) = tensors(&batch, self.device);
-            let loss = tch::no_grad(|| loss_of(&self.model, &x, &y)).f_double_value(&[])?;
+            let loss = tch::no_grad(|| batch_loss(&self.model, &x, &y, self.dtype))?.f_double_value(&[])?;
             let n = (chunk.len() * t.seq_len) as u64;
             sum += loss * n as f64;
             count += n;
@@ -224,6 +255,9 @@ pub fn train(
     );
 
     tch::manual_seed(t.seed as i64);
+    let dtype = options.compute_dtype();
+    let (rank, world) = (options.dist.0.rank(), options.dist.0.world());
+    let writer = rank == 0;
     let mut model = CausalLm::new(&model_config, options.device, DType::F32)?;
     if let Some(init) = &options.init {
         let report = hf::load_weights(&mut model, &[init.join(hf::WEIGHTS_FILE)])?;
@@ -232,7 +266,7 @@ pub fn train(
         }
     }
     let params = model.named_parameters();
-    let opt = AdamW::new(
+    let mut opt = AdamW::new(
         &params,
         AdamWConfig {
             beta1: t.beta1,
@@ -241,29 +275,43 @@ pub fn train(
             weight_decay: t.weight_decay,
         },
     )?;
+    if matches!(options.device, Device::Cuda(_)) {
+        allow_tf32(true);
+    }
+    if t.fused_adamw {
+        opt.use_fused(options.device)?;
+    }
     let metrics_path = run_dir.join("metrics.jsonl");
     let mut start = 0;
-    let mut run_opt = opt;
     if options.resume {
         if let Some((_, dir)) = checkpoint::list(run_dir).pop() {
-            let state = checkpoint::restore(&dir, &mut model, &mut run_opt)?;
+            let state = checkpoint::restore(&dir, &mut model, &mut opt)?;
             start = state.step;
-            truncate_metrics(&metrics_path, start)?;
+            if writer {
+                truncate_metrics(&metrics_path, start)?;
+            }
         }
-    } else if metrics_path.exists() {
+    } else if writer && metrics_path.exists() {
         std::fs::remove_file(&metrics_path).map_err(|e| file_err(&metrics_path, e))?;
     }
-    let metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| file_err(&metrics_path, e))?;
+    let metrics = if writer {
+        Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .map_err(|e| file_err(&metrics_path, e))?,
+        )
+    } else {
+        None
+    };
     let mut run = Run {
         config,
         dir: run_dir.to_path_buf(),
         model,
-        opt: run_opt,
+        opt,
         device: options.device,
+        dtype,
         metrics,
     };
 
@@ -274,8 +322,8 @@ pub fn train(
         t.micro_batch,
         t.seq_len,
         seed,
-        0,
-        1,
+        rank,
+        world,
     )?;
     let mut eval_train = Loader::new(
         TokenStream::open(&config.data.dir, "train")?,
@@ -283,8 +331,8 @@ pub fn train(
         t.micro_batch,
         t.seq_len,
         seed ^ 0xE7A1_0001,
-        0,
-        1,
+        rank,
+        world,
     )?;
     let mut eval_val = Loader::new(
         TokenStream::open(&config.data.dir, "val")?,
@@ -292,12 +340,16 @@ pub fn train(
         t.micro_batch,
         t.seq_len,
         seed ^ 0xE7A1_0002,
-        0,
-        1,
+        rank,
+        world,
     )?;
     let decay = t.decay_steps.unwrap_or(t.max_steps);
     let tokens_per_step = config.tokens_per_step();
     let fpt = flops_per_token(&model_config, t.seq_len);
+    let peak = t
+        .peak_tflops
+        .map(|p| p * 1e12)
+        .or_else(|| crate::peak::peak_flops(options.device, dtype));
     let resumed_at = options.resume.then_some(start);
     let mut step = start;
     loop {
@@ -323,8 +375,10 @@ pub fn train(
                 rng: "stateless: batches are functions of (seed, step)".into(),
                 loader_step: step,
             };
-            checkpoint::save(run_dir, &run.model, &run.opt, &state)?;
-            checkpoint::prune(run_dir, t.keep_last.max(1), t.milestone_interval);
+            if writer {
+                checkpoint::save(run_dir, &run.model, &run.opt, &state)?;
+                checkpoint::prune(run_dir, t.keep_last.max(1), t.milestone_interval);
+            }
             if on_metrics(&m).is_break() {
                 return Err(Error::Interrupted);
             }
@@ -334,38 +388,42 @@ pub fn train(
         }
         let began = Instant::now();
         let lr = lr_at(t.schedule, step, t.lr, t.min_lr, t.warmup_steps, decay);
-        let mut loss_sum = 0.0;
+        // Losses stay on the device until the end of the step: one host synchronisation per step.
+        let mut loss_sum = Tensor::f_zeros([], (Kind::Float, run.device))?;
         for micro in 0..t.grad_accum as u64 {
             let (x, y) = tensors(&train_loader.micro_batch(step, micro, t.grad_accum as u64)?, run.device);
-            let loss = loss_of(&run.model, &x, &y);
-            let value = loss.f_double_value(&[])?;
-            if !value.is_finite() {
-                return Err(Error::NonFinite { step, loss: value });
-            }
-            loss_sum += value;
+            let loss = batch_loss(&run.model, &x, &y, dtype)?;
+            loss_sum = loss_sum.f_add(&loss.detach())?;
             let scaled = match t.grad_accum_mode {
                 GradAccum::Mean => loss / t.grad_accum as f64,
                 GradAccum::Sum => loss,
             };
             scaled.f_backward()?;
         }
+        // The data-parallel seam: gradients averaged across ranks before clipping.
+        options.dist.0.average_gradients(&run.opt.grads())?;
         let grad_norm = run
             .opt
             .clip_grad_norm(if t.grad_clip > 0.0 { t.grad_clip } else { f64::INFINITY })?;
+        let loss_value = loss_sum.f_double_value(&[])? / t.grad_accum as f64;
+        if !loss_value.is_finite() {
+            return Err(Error::NonFinite { step, loss: loss_value });
+        }
         run.opt.step(lr)?;
         run.opt.zero_grad();
+        let grad_norm = grad_norm.f_double_value(&[])?;
         let seconds = began.elapsed().as_secs_f64();
         let tps = tokens_per_step as f64 / seconds;
         let m = Metrics {
             kind: "train",
             step,
             tokens: (step + 1) * tokens_per_step,
-            loss: Some(loss_sum / t.grad_accum as f64),
+            loss: Some(loss_value),
             val_loss: None,
             lr: Some(lr),
             grad_norm: Some(grad_norm),
             tokens_per_s: Some(tps),
-            mfu: peak_flops(run.device).map(|p| fpt * tps / p),
+            mfu: peak.map(|p| fpt * tps / p),
         };
         run.log(&m)?;
         step += 1;
@@ -393,7 +451,9 @@ pub fn train(
         rng: "stateless".into(),
         loader_step: step,
     };
-    checkpoint::save_to(&run_dir.join("final"), &run.model, None, &state)?;
+    if writer {
+        checkpoint::save_to(&run_dir.join("final"), &run.model, None, &state)?;
+    }
     let _ = on_metrics(&m);
     Ok(Summary {
         steps: step,

@@ -81,11 +81,7 @@ fn loss_falls_and_resume_is_exact() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let data = corpus(tmp.path())?;
     let cfg = config(&data, 12)?;
-    let opts = Options {
-        device: Device::Cpu,
-        init: None,
-        resume: false,
-    };
+    let opts = Options::new(Device::Cpu);
     let full = tmp.path().join("full");
     let summary = train(&cfg, &full, &opts, &mut |_| ControlFlow::Continue(()))?;
     let l = losses(&full)?;
@@ -123,6 +119,16 @@ fn loss_falls_and_resume_is_exact() -> anyhow::Result<()> {
 
 #[test]
 fn adamw_matches_hand_computed_steps() -> anyhow::Result<()> {
+    adamw_hand_computed(false)
+}
+
+/// PyTorch's `_fused_adamw_` kernel (the CUDA path) through the shim, on CPU.
+#[test]
+fn fused_adamw_matches_hand_computed_steps() -> anyhow::Result<()> {
+    adamw_hand_computed(true)
+}
+
+fn adamw_hand_computed(fused: bool) -> anyhow::Result<()> {
     let w = Tensor::from_slice(&[1.0f32, -2.0, 0.5, 3.0])
         .view([2, 2])
         .set_requires_grad(true);
@@ -134,6 +140,10 @@ fn adamw_matches_hand_computed_steps() -> anyhow::Result<()> {
         weight_decay: 0.1,
     };
     let mut opt = AdamW::new(&params, c)?;
+    if fused {
+        opt.use_fused(Device::Cpu)?;
+        assert!(opt.is_fused());
+    }
     let (mut p, mut m, mut v) = ([1.0f64, -2.0, 0.5, 3.0], [0.0f64; 4], [0.0f64; 4]);
     for (step, lr) in [(1, 0.1), (2, 0.05), (3, 0.2)] {
         let loss = (&w * &w).sum(Kind::Float) * 0.5 + w.sum(Kind::Float); // grad = w + 1
@@ -158,6 +168,34 @@ fn adamw_matches_hand_computed_steps() -> anyhow::Result<()> {
                 p[i]
             );
         }
+    }
+    Ok(())
+}
+
+/// Clipping scales by min(1, max / (norm + 1e-6)) and reports the norm before clipping, on the
+/// per-tensor path and on the foreach kernels alike.
+#[test]
+fn clipping_matches_hand_computed_norm() -> anyhow::Result<()> {
+    for fused in [false, true] {
+        let a = Tensor::from_slice(&[3.0f32, 0.0]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[0.0f32, 4.0, 12.0]).view([1, 3]).set_requires_grad(true);
+        let params = BTreeMap::from([("a".to_string(), a.shallow_clone()), ("b".to_string(), b.shallow_clone())]);
+        let mut opt = AdamW::new(&params, AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0 })?;
+        if fused {
+            opt.use_fused(Device::Cpu)?;
+        }
+        // grads equal the values: global norm sqrt(9 + 16 + 144) = 13.
+        ((&a * &a).sum(Kind::Float) * 0.5 + (&b * &b).sum(Kind::Float) * 0.5).backward();
+        let norm = opt.clip_grad_norm(6.5)?.double_value(&[]);
+        assert!((norm - 13.0).abs() < 1e-5, "norm {norm}");
+        let coef = 6.5 / (13.0 + 1e-6);
+        let got: Vec<f32> = Vec::try_from(b.grad().flatten(0, -1))?;
+        for (g, want) in got.iter().zip([0.0, 4.0 * coef, 12.0 * coef]) {
+            assert!((*g as f64 - want).abs() < 1e-5, "fused {fused}: {g} vs {want}");
+        }
+        // Below the threshold nothing changes.
+        let again = opt.clip_grad_norm(100.0)?.double_value(&[]);
+        assert!((again - 6.5).abs() < 1e-4, "second norm {again}");
     }
     Ok(())
 }

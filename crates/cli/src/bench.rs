@@ -1,0 +1,102 @@
+//! `inheritune bench train`: time full training steps on synthetic tokens, printing one JSON line
+//! with the fields of `shared/bench/torch_gpt_train.py`, so the two compare directly.
+
+use anyhow::{bail, Result};
+use inheritune_model::{tch, DType, Preset};
+use inheritune_train::bench::{bench_train, BenchSpec};
+
+use crate::args::{DTypeArg, DeviceArg};
+
+/// `inheritune bench ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Forward, backward, clipping and AdamW on a GPT-2 of the given shape.
+    Train(TrainArgs),
+}
+
+/// Arguments of `inheritune bench train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// A GPT-2 preset (gpt2-small, gpt2-medium, gpt2-large, gpt2-large-fineweb, gpt2-xl).
+    #[arg(long, conflicts_with_all = ["n_layer", "n_head", "n_embd"])]
+    preset: Option<String>,
+    /// Layers (with --n-head and --n-embd, instead of --preset).
+    #[arg(long)]
+    n_layer: Option<i64>,
+    /// Heads.
+    #[arg(long)]
+    n_head: Option<i64>,
+    /// Width.
+    #[arg(long)]
+    n_embd: Option<i64>,
+    /// Vocabulary size.
+    #[arg(long, default_value_t = 50304)]
+    vocab: i64,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 8)]
+    batch: i64,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 1024)]
+    seq: i64,
+    /// Timed steps.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+    /// Compute precision (default: bf16 on CUDA, f32 on CPU).
+    #[arg(long, value_enum)]
+    dtype: Option<DTypeArg>,
+    /// Biases on linear layers and norms.
+    #[arg(long)]
+    bias: bool,
+    /// Turn off the 1/(layer+1) attention scaling.
+    #[arg(long)]
+    no_inv_layer_scale: bool,
+    /// CPU threads (0: libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    threads: i32,
+}
+
+/// Runs a bench verb.
+pub fn run(command: &BenchCommand) -> Result<()> {
+    let BenchCommand::Train(a) = command;
+    if a.threads > 0 {
+        tch::set_num_threads(a.threads);
+    }
+    let (n_layer, n_head, n_embd) = match (&a.preset, a.n_layer, a.n_head, a.n_embd) {
+        (Some(name), ..) => {
+            let Some(p) = Preset::ALL.into_iter().find(|p| p.name() == name) else {
+                bail!("--preset: unknown preset {name:?}");
+            };
+            let c = p.config();
+            (c.n_layer(), c.n_head(), c.n_embd())
+        }
+        (None, Some(l), Some(h), Some(d)) => (l, h, d),
+        _ => bail!("give --preset or all of --n-layer, --n-head and --n-embd"),
+    };
+    let device = a.device.device()?;
+    let dtype = a.dtype.map(DType::from).unwrap_or(match a.device {
+        DeviceArg::Cuda => DType::Bf16,
+        DeviceArg::Cpu => DType::F32,
+    });
+    let result = bench_train(&BenchSpec {
+        n_layer,
+        n_head,
+        n_embd,
+        vocab: a.vocab,
+        batch: a.batch,
+        seq: a.seq,
+        steps: a.steps,
+        warmup: a.warmup,
+        bias: a.bias,
+        inv_layer_scale: !a.no_inv_layer_scale,
+        device,
+        dtype,
+    })?;
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! `inheritune train` killed with SIGKILL at several points and resumed with `--resume` logs
+//! bit-identical losses, learning rates and gradient norms to an uninterrupted run, and ends
+//! with the same final validation loss.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_inheritune"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/prepare/owt.parquet");
+    let out = dir.join("data");
+    let status = bin()
+        .args(["prepare", "--input"])
+        .arg(input)
+        .arg("--out")
+        .arg(&out)
+        .args(["--val-tokens", "300", "--threads", "1"])
+        .stderr(Stdio::null())
+        .status()?;
+    assert!(status.success());
+    Ok(out)
+}
+
+fn write_config(dir: &Path, data: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join("run.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[model]
+preset = "gpt2-tiny"
+[model.overrides]
+vocab_size = 50304
+n_positions = 32
+n_embd = 32
+n_head = 2
+n_layer = 2
+[data]
+dir = "{}"
+order = "random"
+[train]
+micro_batch = 2
+seq_len = 16
+grad_accum = 2
+max_steps = 40
+lr = 3e-3
+min_lr = 3e-4
+warmup_steps = 4
+eval_interval = 5
+eval_iters = 2
+keep_last = 1
+seed = 11
+"#,
+            data.display()
+        ),
+    )?;
+    Ok(path)
+}
+
+fn start(config: &Path, run: &Path, resume: bool) -> anyhow::Result<Child> {
+    let mut c = bin();
+    c.arg("train").arg("--config").arg(config).arg("--run").arg(run);
+    if resume {
+        c.arg("--resume");
+    }
+    Ok(c.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?)
+}
+
+/// The deterministic fields of every metrics line (timings excluded).
+fn metrics(run: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl"))?;
+    Ok(text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("metrics line is JSON");
+            format!(
+                "{} {} {} {} {} {} {}",
+                v["kind"], v["step"], v["tokens"], v["loss"], v["val_loss"], v["lr"], v["grad_norm"]
+            )
+        })
+        .collect())
+}
+
+fn lines(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn sigkill_and_resume_repeat_the_uninterrupted_run() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let data = prepare(tmp.path())?;
+    let config = write_config(tmp.path(), &data)?;
+
+    let full = tmp.path().join("full");
+    assert!(start(&config, &full, false)?.wait()?.success());
+    let reference = metrics(&full)?;
+    assert_eq!(reference.iter().filter(|l| l.starts_with("\"train\"")).count(), 40);
+
+    // Kill after a few lines (mid first interval), after more (around a checkpoint), and late.
+    let part = tmp.path().join("part");
+    let mut resume = false;
+    let mut kills = 0;
+    for threshold in [3, 14, 30, 44] {
+        let mut child = start(&config, &part, resume)?;
+        let began = Instant::now();
+        while lines(&part) < threshold && child.try_wait()?.is_none() && began.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if child.try_wait()?.is_none() {
+            child.kill()?; // SIGKILL
+            kills += 1;
+        }
+        child.wait()?;
+        resume = true;
+    }
+    assert!(kills >= 3, "the run finished before it could be killed ({kills} kills)");
+    assert!(start(&config, &part, true)?.wait()?.success());
+    assert_eq!(metrics(&part)?, reference, "resumed metrics differ from the uninterrupted run");
+    for run in [&full, &part] {
+        assert!(run.join("final").join("DONE").exists());
+        assert!(!std::fs::read_dir(run)?.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".tmp"))));
+    }
+    let weights = |run: &Path| std::fs::read(run.join("final").join("model.safetensors"));
+    assert_eq!(weights(&full)?, weights(&part)?, "final weights differ");
+    Ok(())
+}
