@@ -249,3 +249,86 @@ fn heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> s
         .map_err(|e| e.to_string())?;
     Ok(())
 }
+
+/// One line of a [`line_chart`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Legend label.
+    pub label: String,
+    /// Points in x order.
+    pub points: Vec<(f64, f64)>,
+    /// Drawn dashed-looking (thin and light) instead of solid.
+    pub light: bool,
+}
+
+/// A line chart of several series (e.g. loss curves of runs), as `<stem>.png` and `<stem>.svg`
+/// in `dir`; the y range spans the data, the x range starts at 0.
+///
+/// # Errors
+/// A file that cannot be written.
+pub fn line_chart(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    axes: (&str, &str),
+    series: &[Series],
+) -> Result<Vec<PathBuf>> {
+    let all = || series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+    let x_max = all().map(|p| p.0).fold(f64::MIN_POSITIVE, f64::max);
+    let (y_min, y_max) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (y_min, y_max) = if y_min.is_finite() { (y_min, y_max.max(y_min + 1e-3)) } else { (0.0, 1.0) };
+    let pad = 0.05 * (y_max - y_min);
+    let ranges = (x_max * 1.02, y_min - pad, y_max + pad);
+    Ok(both!(dir, stem, (900, 520), |root| lines(root, title, axes, series, ranges)))
+}
+
+fn lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    axes: (&str, &str),
+    series: &[Series],
+    (x_top, y_low, y_high): (f64, f64, f64),
+) -> std::result::Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..x_top, y_low..y_high)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(axes.0)
+        .y_desc(axes.1)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (i, s) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let style = if s.light {
+            color.mix(0.45).stroke_width(1)
+        } else {
+            color.stroke_width(2)
+        };
+        let points: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, style))
+            .map_err(|e| e.to_string())?
+            .label(s.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| e.to_string())
+}

@@ -27,6 +27,8 @@ enum Command {
     Prepare(prepare::Args),
     /// Train a model from a TOML run config (checkpoints, exact resume, metrics.jsonl).
     Train(train::Args),
+    /// Plot the loss curves of one or more runs (loss.png, loss.svg).
+    PlotLoss(train::PlotArgs),
     /// Perplexity of a text file under a Hugging Face checkpoint folder.
     Perplexity(perplexity::Args),
     /// Attention rank and column mass per layer and head: lazy layers and the inheritance depth.
@@ -59,6 +61,7 @@ fn main() {
         Command::Prepare(args) => prepare::run(&args),
         Command::Perplexity(args) => perplexity::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::PlotLoss(args) => train::plot(&args),
         Command::Analyze(args) => analyze::run(&args),
         Command::Inherit(args) => surgery::inherit(&args),
         Command::Grow(args) => surgery::grow(&args),

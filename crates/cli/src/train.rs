@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use inheritune_analysis::plot::{line_chart, Series};
 use inheritune_train::{train, Options, RunConfig};
 
 use crate::args::{DTypeArg, DeviceArg};
@@ -66,6 +67,75 @@ pub fn run(args: &Args) -> Result<()> {
     })
     .with_context(|| format!("training {}", args.run.display()))?;
     bar.finish_and_clear();
+    plot_runs(&[args.run.clone()], &args.run, "loss")?;
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
+}
+
+/// Arguments of `inheritune plot-loss`.
+#[derive(Debug, clap::Args)]
+pub struct PlotArgs {
+    /// Run folders (each with metrics.jsonl); one line per run and split.
+    #[arg(long = "run", required = true, num_args = 1..)]
+    runs: Vec<PathBuf>,
+    /// Output folder for loss.png and loss.svg.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `inheritune plot-loss`: loss curves of one or more runs against training tokens.
+pub fn plot(args: &PlotArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    for f in plot_runs(&args.runs, &args.out, "loss")? {
+        println!("{}", f.display());
+    }
+    Ok(())
+}
+
+/// Writes `<stem>.png/.svg` in `out`: each run's validation loss (solid) and per-step train
+/// loss (light) against tokens.
+pub fn plot_runs(runs: &[PathBuf], out: &std::path::Path, stem: &str) -> Result<Vec<PathBuf>> {
+    let curves = runs
+        .iter()
+        .map(|r| inheritune_train::curves::read_curves(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let most = curves
+        .iter()
+        .flat_map(|c| c.train.iter().chain(&c.val))
+        .map(|p| p.0)
+        .fold(0.0, f64::max);
+    let (unit, scale) = if most >= 1e7 {
+        ("millions", 1e6)
+    } else if most >= 1e4 {
+        ("thousands", 1e3)
+    } else {
+        ("", 1.0)
+    };
+    let x_desc = if unit.is_empty() {
+        "training tokens".to_string()
+    } else {
+        format!("training tokens ({unit})")
+    };
+    let mut series = Vec::new();
+    for (run, c) in runs.iter().zip(curves) {
+        let name = run.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let m = |(t, l): (f64, f64)| (t / scale, l);
+        series.push(Series {
+            label: format!("{name} val"),
+            points: c.val.into_iter().map(m).collect(),
+            light: false,
+        });
+        series.push(Series {
+            label: format!("{name} train"),
+            points: c.train.into_iter().map(m).collect(),
+            light: true,
+        });
+    }
+    Ok(line_chart(
+        out,
+        stem,
+        "loss",
+        (&x_desc, "cross-entropy"),
+        &series,
+    )?)
 }

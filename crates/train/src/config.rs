@@ -131,10 +131,25 @@ impl Default for TrainSection {
     }
 }
 
+/// The training presets of the paper's families (spec §4.1, §4.2, §4.5), TOML with `[train]`
+/// (and `[data]`) keys; a run config naming one with `preset = "..."` inherits every key it does
+/// not set itself.
+pub const PRESETS: &[(&str, &str)] = &[
+    ("owt-gpt2-medium", include_str!("../presets/owt-gpt2-medium.toml")),
+    ("owt-gpt2-large", include_str!("../presets/owt-gpt2-large.toml")),
+    ("owt-gpt2-xl", include_str!("../presets/owt-gpt2-xl.toml")),
+    ("fineweb-gpt2-medium", include_str!("../presets/fineweb-gpt2-medium.toml")),
+    ("fineweb-gpt2-large", include_str!("../presets/fineweb-gpt2-large.toml")),
+    ("llama-lowdata", include_str!("../presets/llama-lowdata.toml")),
+];
+
 /// A whole run config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
+    /// The training preset this config starts from (see [`PRESETS`]), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
     /// The model.
     pub model: ModelSection,
     /// The data.
@@ -151,11 +166,12 @@ impl RunConfig {
     /// Unreadable file, unknown keys or wrong types, or any invalid value (all listed).
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| crate::error::file_err(path, e))?;
-        let config: RunConfig = toml::from_str(&text).map_err(|e| Error::Config {
-            path: Some(path.to_path_buf()),
-            problems: vec![
-                e.message().to_string() + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default(),
-            ],
+        let config = Self::parse(&text).map_err(|e| match e {
+            Error::Config { problems, .. } => Error::Config {
+                path: Some(path.to_path_buf()),
+                problems,
+            },
+            other => other,
         })?;
         config.validate().map_err(|e| match e {
             Error::Config { problems, .. } => Error::Config {
@@ -165,6 +181,42 @@ impl RunConfig {
             other => other,
         })?;
         Ok(config)
+    }
+
+    /// Parses TOML text (without validating values), applying the named preset's defaults.
+    ///
+    /// # Errors
+    /// Invalid TOML, unknown keys, wrong types, or an unknown preset.
+    pub fn parse(text: &str) -> Result<Self> {
+        let syntax = |e: toml::de::Error| {
+            config_err(e.message().to_string() + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default())
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
+        if let Some(name) = table.get("preset") {
+            let name = name.as_str().ok_or_else(|| config_err("preset must be a string".into()))?;
+            let (_, preset) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+                config_err(format!(
+                    "preset: unknown training preset {name:?} (known: {})",
+                    PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            let preset: toml::Table = toml::from_str(preset).map_err(syntax)?;
+            for (section, values) in preset {
+                let (Some(values), Some(target)) = (
+                    values.as_table(),
+                    table
+                        .entry(section.clone())
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                        .as_table_mut(),
+                ) else {
+                    continue;
+                };
+                for (k, v) in values {
+                    target.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        toml::Value::Table(table).try_into().map_err(syntax)
     }
 
     /// The model configuration the `[model]` section names.

@@ -7,6 +7,7 @@ pub mod adamw;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod curves;
 pub mod dist;
 pub mod error;
 pub mod peak;

@@ -232,3 +232,40 @@ fn bad_configs_list_every_problem() -> anyhow::Result<()> {
     assert!(err.contains("colour"), "{err}");
     Ok(())
 }
+
+/// The family presets carry spec §4.1/§4.2/§4.5's tokens per step, rates and betas, and keys the
+/// config sets itself win over the preset.
+#[test]
+fn presets_match_the_spec() -> anyhow::Result<()> {
+    // (preset, tokens per step, lr, beta2, grad_accum sum?, sequential?)
+    let expected = [
+        ("owt-gpt2-medium", 393_216, 3e-4, 0.95, true, false),
+        ("owt-gpt2-large", 131_072, 2e-4, 0.95, true, false),
+        ("owt-gpt2-xl", 131_072, 1.5e-4, 0.95, true, false),
+        ("fineweb-gpt2-large", 61_440, 2e-4, 0.999, true, true),
+        ("fineweb-gpt2-medium", 61_440, 2e-4, 0.999, true, true),
+        ("llama-lowdata", 131_072, 3e-4, 0.999, false, false),
+    ];
+    assert_eq!(expected.len(), inheritune_train::config::PRESETS.len());
+    for (name, tokens, lr, beta2, sum, sequential) in expected {
+        let cfg = RunConfig::parse(&format!(
+            "preset = \"{name}\"\n[model]\npreset = \"gpt2-medium\"\n[data]\ndir = \"d\"\n"
+        ))?;
+        assert_eq!(cfg.tokens_per_step(), tokens, "{name}");
+        assert_eq!(cfg.train.lr, lr, "{name}");
+        assert_eq!(cfg.train.beta2, beta2, "{name}");
+        assert_eq!(cfg.train.max_steps, if name == "llama-lowdata" { 64_000 } else { 100_000 });
+        assert_eq!(cfg.train.grad_accum_mode == inheritune_train::config::GradAccum::Sum, sum, "{name}");
+        assert_eq!(cfg.data.order == inheritune_data::loader::Order::Sequential, sequential, "{name}");
+    }
+    let cfg = RunConfig::parse(
+        "preset = \"owt-gpt2-xl\"\n[model]\npreset = \"gpt2-xl\"\n[data]\ndir = \"d\"\n[train]\nlr = 1e-3\n",
+    )?;
+    assert_eq!((cfg.train.lr, cfg.train.warmup_steps), (1e-3, 2000));
+    let err = RunConfig::parse("preset = \"nope\"\n[model]\npreset = \"gpt2-xl\"\n[data]\ndir = \"d\"\n")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("unknown training preset \"nope\""), "{err}");
+    Ok(())
+}

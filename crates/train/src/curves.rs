@@ -1,0 +1,56 @@
+//! Reading a run's `metrics.jsonl` back as loss curves (for plots and reports).
+
+use std::path::Path;
+
+use crate::error::{file_err, Result};
+
+/// The loss curves of one run, x in training tokens.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Curves {
+    /// (tokens after the update, train loss of the step).
+    pub train: Vec<(f64, f64)>,
+    /// (tokens, val loss) of each evaluation.
+    pub val: Vec<(f64, f64)>,
+    /// (tokens, train loss) of each evaluation (eval_iters random batches).
+    pub eval_train: Vec<(f64, f64)>,
+    /// The final full-pass validation loss, when the run finished.
+    pub final_val: Option<f64>,
+    /// Steps logged.
+    pub steps: u64,
+}
+
+/// Reads `run/metrics.jsonl`; lines that are not complete JSON (a run killed mid-write) are
+/// skipped.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn read_curves(run: &Path) -> Result<Curves> {
+    let path = run.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+    let mut c = Curves::default();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let tokens = v["tokens"].as_f64().unwrap_or(0.0);
+        match v["kind"].as_str() {
+            Some("train") => {
+                if let Some(l) = v["loss"].as_f64() {
+                    c.train.push((tokens, l));
+                }
+                c.steps = c.steps.max(v["step"].as_u64().unwrap_or(0) + 1);
+            }
+            Some("eval") => {
+                if let Some(l) = v["val_loss"].as_f64() {
+                    c.val.push((tokens, l));
+                }
+                if let Some(l) = v["loss"].as_f64() {
+                    c.eval_train.push((tokens, l));
+                }
+            }
+            Some("final") => c.final_val = v["val_loss"].as_f64(),
+            _ => {}
+        }
+    }
+    Ok(c)
+}
