@@ -394,7 +394,10 @@ fn bench_train() -> Result<()> {
     let binary = build_release()?;
     let script = root.join("..").join("shared").join("bench").join("torch_gpt_train.py");
     if !script.exists() {
-        bail!("{} not found (the reference script lives next to the repository)", script.display());
+        bail!(
+            "{} not found (the reference script lives next to the repository)",
+            script.display()
+        );
     }
     let shape = std::env::var("BENCH_SHAPE").unwrap_or_else(|_| "6,6,384,8,256".into());
     let dims: Vec<&str> = shape.split(',').collect();
@@ -408,12 +411,31 @@ fn bench_train() -> Result<()> {
         .unwrap_or(3);
     let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
     let common = [
-        "--n-layer", l, "--n-head", h, "--n-embd", d, "--batch", b, "--seq", t, "--steps", &steps, "--warmup", "1",
-        "--threads", &threads,
+        "--n-layer",
+        l,
+        "--n-head",
+        h,
+        "--n-embd",
+        d,
+        "--batch",
+        b,
+        "--seq",
+        t,
+        "--steps",
+        &steps,
+        "--warmup",
+        "1",
+        "--threads",
+        &threads,
     ];
     let time_of = |cmd: &mut Command, what: &str| -> Result<(f64, String)> {
         let out = cmd.output().with_context(|| format!("running {what}"))?;
-        let line = String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_string();
+        let line = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
         if !out.status.success() {
             bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
@@ -441,7 +463,10 @@ fn bench_train() -> Result<()> {
             println!("{lb}");
             println!("{la}");
         }
-        println!("round {}: inheritune {a:.0} ms/step, pytorch eager {b:.0} ms/step", round + 1);
+        println!(
+            "round {}: inheritune {a:.0} ms/step, pytorch eager {b:.0} ms/step",
+            round + 1
+        );
         ours.push(a);
         theirs.push(b);
     }
@@ -450,6 +475,9 @@ fn bench_train() -> Result<()> {
         v[v.len() / 2]
     };
     let (a, b) = (median(&mut ours), median(&mut theirs));
-    println!("speed-up inheritune / pytorch eager (CPU f32, {threads} threads, L,H,D,B,T = {shape}): {:.2}x", b / a);
+    println!(
+        "speed-up inheritune / pytorch eager (CPU f32, {threads} threads, L,H,D,B,T = {shape}): {:.2}x",
+        b / a
+    );
     Ok(())
 }

@@ -266,20 +266,25 @@ pub struct Series {
 ///
 /// # Errors
 /// A file that cannot be written.
-pub fn line_chart(
-    dir: &Path,
-    stem: &str,
-    title: &str,
-    axes: (&str, &str),
-    series: &[Series],
-) -> Result<Vec<PathBuf>> {
-    let all = || series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+pub fn line_chart(dir: &Path, stem: &str, title: &str, axes: (&str, &str), series: &[Series]) -> Result<Vec<PathBuf>> {
+    let all = || {
+        series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+    };
     let x_max = all().map(|p| p.0).fold(f64::MIN_POSITIVE, f64::max);
     let (y_min, y_max) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let (y_min, y_max) = if y_min.is_finite() { (y_min, y_max.max(y_min + 1e-3)) } else { (0.0, 1.0) };
+    let (y_min, y_max) = if y_min.is_finite() {
+        (y_min, y_max.max(y_min + 1e-3))
+    } else {
+        (0.0, 1.0)
+    };
     let pad = 0.05 * (y_max - y_min);
     let ranges = (x_max * 1.02, y_min - pad, y_max + pad);
-    Ok(both!(dir, stem, (900, 520), |root| lines(root, title, axes, series, ranges)))
+    Ok(both!(dir, stem, (900, 520), |root| lines(
+        root, title, axes, series, ranges
+    )))
 }
 
 fn lines<DB: DrawingBackend>(

@@ -6,6 +6,7 @@
 mod analyze;
 mod args;
 mod bench;
+mod eval;
 mod perplexity;
 mod prepare;
 mod surgery;
@@ -29,6 +30,8 @@ enum Command {
     Train(train::Args),
     /// Plot the loss curves of one or more runs (loss.png, loss.svg).
     PlotLoss(train::PlotArgs),
+    /// Downstream tasks with lm-evaluation-harness semantics; `eval loss` for a prepared split.
+    Eval(eval::Args),
     /// Perplexity of a text file under a Hugging Face checkpoint folder.
     Perplexity(perplexity::Args),
     /// Attention rank and column mass per layer and head: lazy layers and the inheritance depth.
@@ -62,6 +65,7 @@ fn main() {
         Command::Perplexity(args) => perplexity::run(&args),
         Command::Train(args) => train::run(&args),
         Command::PlotLoss(args) => train::plot(&args),
+        Command::Eval(args) => eval::run(&args),
         Command::Analyze(args) => analyze::run(&args),
         Command::Inherit(args) => surgery::inherit(&args),
         Command::Grow(args) => surgery::grow(&args),

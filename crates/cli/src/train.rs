@@ -118,7 +118,10 @@ pub fn plot_runs(runs: &[PathBuf], out: &std::path::Path, stem: &str) -> Result<
     };
     let mut series = Vec::new();
     for (run, c) in runs.iter().zip(curves) {
-        let name = run.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = run
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let m = |(t, l): (f64, f64)| (t / scale, l);
         series.push(Series {
             label: format!("{name} val"),
@@ -131,11 +134,5 @@ pub fn plot_runs(runs: &[PathBuf], out: &std::path::Path, stem: &str) -> Result<
             light: true,
         });
     }
-    Ok(line_chart(
-        out,
-        stem,
-        "loss",
-        (&x_desc, "cross-entropy"),
-        &series,
-    )?)
+    Ok(line_chart(out, stem, "loss", (&x_desc, "cross-entropy"), &series)?)
 }

@@ -122,7 +122,11 @@ fn sigkill_and_resume_repeat_the_uninterrupted_run() -> anyhow::Result<()> {
     }
     assert!(kills >= 3, "the run finished before it could be killed ({kills} kills)");
     assert!(start(&config, &part, true)?.wait()?.success());
-    assert_eq!(metrics(&part)?, reference, "resumed metrics differ from the uninterrupted run");
+    assert_eq!(
+        metrics(&part)?,
+        reference,
+        "resumed metrics differ from the uninterrupted run"
+    );
     for run in [&full, &part] {
         assert!(run.join("final").join("DONE").exists());
         assert!(!std::fs::read_dir(run)?.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".tmp"))));

@@ -93,4 +93,15 @@ int inheritune_foreach_clip(at::Tensor** grads, int n, double max_norm, at::Tens
     return -1;
   }
 }
+
+// optimizer.zero_grad(set_to_none=True): drops the gradients, so their memory is free during the
+// next forward pass (tch's zero_grad fills them with zeros instead).
+int inheritune_grads_to_none(at::Tensor** ts, int n) {
+  try {
+    for (int i = 0; i < n; ++i) ts[i]->mutable_grad() = at::Tensor();
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
 }

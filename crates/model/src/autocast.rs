@@ -51,7 +51,10 @@ pub fn autocast<T>(device: Device, dtype: DType, f: impl FnOnce() -> T) -> Resul
     let region = {
         let was = unsafe { inheritune_autocast_set(code, 1, i32::from(dtype == DType::F16)) };
         if was < 0 {
-            return Err(Error::Unavailable(format!("autocast to {} failed on {device:?}", dtype.hf_name())));
+            return Err(Error::Unavailable(format!(
+                "autocast to {} failed on {device:?}",
+                dtype.hf_name()
+            )));
         }
         unsafe { inheritune_autocast_nesting(1) };
         Region {

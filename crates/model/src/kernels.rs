@@ -24,6 +24,7 @@ extern "C" {
         weight_decay: f64,
         eps: f64,
     ) -> i32;
+    fn inheritune_grads_to_none(ts: *const *mut c_void, n: i32) -> i32;
     fn inheritune_foreach_clip(grads: *const *mut c_void, n: i32, max_norm: f64, total: *mut *mut c_void) -> i32;
 }
 
@@ -32,7 +33,9 @@ fn ptrs(ts: &[&Tensor]) -> Vec<*mut c_void> {
 }
 
 fn unavailable(what: &str) -> Error {
-    Error::Unavailable(format!("{what} failed (or the shim was not built: LIBTORCH unset at build time)"))
+    Error::Unavailable(format!(
+        "{what} failed (or the shim was not built: LIBTORCH unset at build time)"
+    ))
 }
 
 /// One fused AdamW update (torch's `_fused_adamw_`, the kernel of `AdamW(fused=True)`) of a
@@ -107,3 +110,18 @@ pub fn foreach_clip(grads: &[&Tensor], max_norm: f64) -> Result<Tensor> {
     Err(unavailable("foreach_clip"))
 }
 
+/// Drops the gradients of `params` (`zero_grad(set_to_none=True)`), falling back to zero-filling
+/// them when the shim is missing.
+pub fn grads_to_none(params: &mut [Tensor]) {
+    #[cfg(autocast_shim)]
+    {
+        let refs: Vec<&Tensor> = params.iter().collect();
+        let p = ptrs(&refs);
+        if unsafe { inheritune_grads_to_none(p.as_ptr(), p.len() as i32) } == 0 {
+            return;
+        }
+    }
+    for t in params.iter_mut() {
+        t.zero_grad();
+    }
+}

@@ -171,6 +171,11 @@ impl Llama {
 
     /// Logits `(B, T, V)` for ids `(B, T)` already checked by the caller.
     pub fn logits(&self, idx: &Tensor, visitor: Option<AttentionVisitor>) -> Tensor {
-        self.hidden(idx, visitor).linear(&self.lm_head, None::<&Tensor>)
+        self.head(&self.hidden(idx, visitor))
+    }
+
+    /// Logits for final hidden states of any leading shape `(..., d)`.
+    pub fn head(&self, hidden: &Tensor) -> Tensor {
+        hidden.linear(&self.lm_head, None::<&Tensor>)
     }
 }

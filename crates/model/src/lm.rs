@@ -201,6 +201,24 @@ impl CausalLm {
         }
     }
 
+    /// Final hidden states `(B, T, d)` (after the last norm) through the fast path, for inputs
+    /// the caller has validated; with [`CausalLm::head`] this scores only the positions needed.
+    pub fn hidden_unchecked(&self, idx: &Tensor) -> Tensor {
+        let idx = idx.to_device(self.device());
+        match &self.arch {
+            Arch::Gpt2(m) => m.hidden(&idx, None),
+            Arch::Llama(m) => m.hidden(&idx, None),
+        }
+    }
+
+    /// Logits `(..., V)` of hidden states `(..., d)` from [`CausalLm::hidden_unchecked`].
+    pub fn head(&self, hidden: &Tensor) -> Tensor {
+        match &self.arch {
+            Arch::Gpt2(m) => m.head(hidden),
+            Arch::Llama(m) => m.head(hidden),
+        }
+    }
+
     /// Logits `(B, T, V)` through the explicit attention path; `visitor(l, probs)` receives each
     /// layer's post-softmax attention `(B, nh, T, T)` in f32 as it is computed, so at most one
     /// layer's matrices are alive at a time.

@@ -88,7 +88,17 @@ impl AdamW {
             .map(|_| Tensor::f_zeros([2], (Kind::Float, device)))
             .collect::<std::result::Result<_, _>>()?;
         let one = Tensor::f_ones([], (Kind::Float, device))?;
-        kernels::fused_adamw(&[&probe[0]], &[&probe[1]], &[&probe[2]], &[&probe[3]], &one, 0.0, (0.9, 0.9), 0.0, 1e-8)?;
+        kernels::fused_adamw(
+            &[&probe[0]],
+            &[&probe[1]],
+            &[&probe[2]],
+            &[&probe[3]],
+            &one,
+            0.0,
+            (0.9, 0.9),
+            0.0,
+            1e-8,
+        )?;
         self.fused = Some(Tensor::f_full([], self.step as f64, (Kind::Float, device))?);
         Ok(())
     }
@@ -105,7 +115,11 @@ impl AdamW {
 
     /// The gradients that are defined, in name order (for the data-parallel all-reduce).
     pub fn grads(&self) -> Vec<Tensor> {
-        self.slots.iter().map(|s| s.param.grad()).filter(Tensor::defined).collect()
+        self.slots
+            .iter()
+            .map(|s| s.param.grad())
+            .filter(Tensor::defined)
+            .collect()
     }
 
     /// Names of the parameters in the decay group.
@@ -113,11 +127,11 @@ impl AdamW {
         self.slots.iter().filter(|s| s.decay).map(|s| s.name.as_str()).collect()
     }
 
-    /// Sets every gradient to zero (or leaves undefined ones undefined).
+    /// Drops every gradient (`zero_grad(set_to_none=True)`, PyTorch's default), so the next
+    /// backward pass allocates them afresh and the forward pass runs without them in memory.
     pub fn zero_grad(&mut self) {
-        for s in &mut self.slots {
-            s.param.zero_grad();
-        }
+        let mut params: Vec<Tensor> = self.slots.iter().map(|s| s.param.shallow_clone()).collect();
+        kernels::grads_to_none(&mut params);
     }
 
     /// Scales gradients so their global L2 norm is at most `max` (as `clip_grad_norm_`: every

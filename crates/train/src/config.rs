@@ -138,7 +138,10 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("owt-gpt2-medium", include_str!("../presets/owt-gpt2-medium.toml")),
     ("owt-gpt2-large", include_str!("../presets/owt-gpt2-large.toml")),
     ("owt-gpt2-xl", include_str!("../presets/owt-gpt2-xl.toml")),
-    ("fineweb-gpt2-medium", include_str!("../presets/fineweb-gpt2-medium.toml")),
+    (
+        "fineweb-gpt2-medium",
+        include_str!("../presets/fineweb-gpt2-medium.toml"),
+    ),
     ("fineweb-gpt2-large", include_str!("../presets/fineweb-gpt2-large.toml")),
     ("llama-lowdata", include_str!("../presets/llama-lowdata.toml")),
 ];
@@ -189,11 +192,15 @@ impl RunConfig {
     /// Invalid TOML, unknown keys, wrong types, or an unknown preset.
     pub fn parse(text: &str) -> Result<Self> {
         let syntax = |e: toml::de::Error| {
-            config_err(e.message().to_string() + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default())
+            config_err(
+                e.message().to_string() + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default(),
+            )
         };
         let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
         if let Some(name) = table.get("preset") {
-            let name = name.as_str().ok_or_else(|| config_err("preset must be a string".into()))?;
+            let name = name
+                .as_str()
+                .ok_or_else(|| config_err("preset must be a string".into()))?;
             let (_, preset) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
                 config_err(format!(
                     "preset: unknown training preset {name:?} (known: {})",

@@ -12,7 +12,11 @@ use inheritune_model::DType;
 pub fn peak_flops(device: Device, dtype: DType) -> Option<f64> {
     match device {
         Device::Cuda(i) => gpu_peak(&gpu_name(i)?, dtype),
-        _ => cpu_peak(&std::fs::read_to_string("/proc/cpuinfo").ok()?, tch::get_num_threads(), dtype),
+        _ => cpu_peak(
+            &std::fs::read_to_string("/proc/cpuinfo").ok()?,
+            tch::get_num_threads(),
+            dtype,
+        ),
     }
 }
 
@@ -21,7 +25,9 @@ fn gpu_name(index: usize) -> Option<String> {
         .args(["--query-gpu=name", "--format=csv,noheader", &format!("--id={index}")])
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Dense tensor-core peaks (bf16, TF32) from the vendors' data sheets, SXM parts.

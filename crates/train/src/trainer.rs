@@ -97,16 +97,17 @@ pub struct Summary {
     pub final_val_tokens: u64,
 }
 
-/// Mean cross-entropy of a batch, the forward pass under autocast to `dtype` (f32: plain).
+/// Mean cross-entropy of a batch, the forward pass under autocast to `dtype` (f32: plain). The
+/// loss takes the logits as they come, so under autocast ATen casts them to f32 itself, as
+/// `F.cross_entropy` does in PyTorch (the model's weights are always f32 here).
 pub fn batch_loss(model: &CausalLm, x: &Tensor, y: &Tensor, dtype: DType) -> Result<Tensor> {
     Ok(autocast(model.device(), dtype, || {
         let logits = model.forward_unchecked(x); // (B, T, V)
         let v = logits.size()[2];
         logits
-            .to_kind(Kind::Float)
             .view([-1, v])
-            .cross_entropy_for_logits(&y.view([-1]))
-    })?)
+            .f_cross_entropy_loss(&y.view([-1]), None::<Tensor>, tch::Reduction::Mean, -100, 0.0)
+    })??)
 }
 
 fn tensors(batch: &inheritune_data::loader::Batch, device: Device) -> (Tensor, Tensor) {

@@ -69,14 +69,20 @@ fused_adamw = {fused}
         assert_eq!(train_lines.len(), 8);
         for (s, line) in train_lines.iter().enumerate() {
             let (loss, want) = (line["loss"].as_f64().unwrap(), expected["loss"][s].as_f64().unwrap());
-            assert!(close(loss, want, 1e-4), "fused {fused} step {s}: loss {loss} vs pytorch {want}");
+            assert!(
+                close(loss, want, 1e-4),
+                "fused {fused} step {s}: loss {loss} vs pytorch {want}"
+            );
             let (lr, want_lr) = (line["lr"].as_f64().unwrap(), expected["lr"][s].as_f64().unwrap());
             assert!((lr - want_lr).abs() < 1e-12, "step {s}: lr {lr} vs {want_lr}");
             let (norm, want_norm) = (
                 line["grad_norm"].as_f64().unwrap(),
                 expected["grad_norm"][s].as_f64().unwrap(),
             );
-            assert!(close(norm, want_norm, 1e-4), "fused {fused} step {s}: grad norm {norm} vs {want_norm}");
+            assert!(
+                close(norm, want_norm, 1e-4),
+                "fused {fused} step {s}: grad norm {norm} vs {want_norm}"
+            );
         }
         let want = expected["final_val_loss"].as_f64().unwrap();
         assert!(

@@ -178,9 +178,22 @@ fn adamw_hand_computed(fused: bool) -> anyhow::Result<()> {
 fn clipping_matches_hand_computed_norm() -> anyhow::Result<()> {
     for fused in [false, true] {
         let a = Tensor::from_slice(&[3.0f32, 0.0]).set_requires_grad(true);
-        let b = Tensor::from_slice(&[0.0f32, 4.0, 12.0]).view([1, 3]).set_requires_grad(true);
-        let params = BTreeMap::from([("a".to_string(), a.shallow_clone()), ("b".to_string(), b.shallow_clone())]);
-        let mut opt = AdamW::new(&params, AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0 })?;
+        let b = Tensor::from_slice(&[0.0f32, 4.0, 12.0])
+            .view([1, 3])
+            .set_requires_grad(true);
+        let params = BTreeMap::from([
+            ("a".to_string(), a.shallow_clone()),
+            ("b".to_string(), b.shallow_clone()),
+        ]);
+        let mut opt = AdamW::new(
+            &params,
+            AdamWConfig {
+                beta1: 0.9,
+                beta2: 0.95,
+                eps: 1e-8,
+                weight_decay: 0.0,
+            },
+        )?;
         if fused {
             opt.use_fused(Device::Cpu)?;
         }
@@ -254,9 +267,20 @@ fn presets_match_the_spec() -> anyhow::Result<()> {
         assert_eq!(cfg.tokens_per_step(), tokens, "{name}");
         assert_eq!(cfg.train.lr, lr, "{name}");
         assert_eq!(cfg.train.beta2, beta2, "{name}");
-        assert_eq!(cfg.train.max_steps, if name == "llama-lowdata" { 64_000 } else { 100_000 });
-        assert_eq!(cfg.train.grad_accum_mode == inheritune_train::config::GradAccum::Sum, sum, "{name}");
-        assert_eq!(cfg.data.order == inheritune_data::loader::Order::Sequential, sequential, "{name}");
+        assert_eq!(
+            cfg.train.max_steps,
+            if name == "llama-lowdata" { 64_000 } else { 100_000 }
+        );
+        assert_eq!(
+            cfg.train.grad_accum_mode == inheritune_train::config::GradAccum::Sum,
+            sum,
+            "{name}"
+        );
+        assert_eq!(
+            cfg.data.order == inheritune_data::loader::Order::Sequential,
+            sequential,
+            "{name}"
+        );
     }
     let cfg = RunConfig::parse(
         "preset = \"owt-gpt2-xl\"\n[model]\npreset = \"gpt2-xl\"\n[data]\ndir = \"d\"\n[train]\nlr = 1e-3\n",

@@ -1,0 +1,187 @@
+//! `inheritune eval`: the paper's downstream tasks with lm-evaluation-harness semantics, and
+//! `inheritune eval loss`: mean cross-entropy over a whole prepared split.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use inheritune_eval::{evaluate, Scorer};
+use inheritune_model::{hf, DType, LoadOptions};
+use serde_json::json;
+
+use crate::args::{DTypeArg, DeviceArg};
+
+/// Arguments of `inheritune eval`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Args {
+    /// `loss`: validation loss of a prepared split instead of tasks.
+    #[command(subcommand)]
+    command: Option<EvalCommand>,
+    /// Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer files).
+    #[arg(long, required = true)]
+    model: Option<PathBuf>,
+    /// Comma-separated tasks: arc_easy, piqa, sciq, hellaswag, lambada_openai, winogrande, boolq,
+    /// wsc, wnli, qnli, mnli, logiqa, truthfulqa_mc1, truthfulqa_mc2, mmlu (or mmlu_<subject>), wikitext.
+    #[arg(long, required = true, value_delimiter = ',')]
+    tasks: Vec<String>,
+    /// Folder with one subfolder per task holding the hub's files (see datasets/eval.md).
+    #[arg(long, required = true)]
+    data_dir: Option<PathBuf>,
+    /// Evaluate only the first N documents of each task.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Few-shot examples for MMLU (default 5; the other tasks are zero-shot).
+    #[arg(long)]
+    num_fewshot: Option<usize>,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+    /// Forward-pass precision (f32 for parity; bf16 autocast is faster on GPUs).
+    #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
+    dtype: DTypeArg,
+    /// Output folder: results.json, results.md, and samples.jsonl with --log-samples.
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
+    /// Write every request (context, continuation, loglikelihood, is_greedy) to samples.jsonl.
+    #[arg(long)]
+    log_samples: bool,
+}
+
+/// `inheritune eval loss`.
+#[derive(Debug, clap::Subcommand)]
+pub enum EvalCommand {
+    /// Mean cross-entropy over every window of a prepared split (deterministic).
+    Loss(LossArgs),
+}
+
+/// Arguments of `inheritune eval loss`.
+#[derive(Debug, clap::Args)]
+pub struct LossArgs {
+    /// Hugging Face checkpoint folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// A folder written by `inheritune prepare`.
+    #[arg(long)]
+    data: PathBuf,
+    /// Split.
+    #[arg(long, default_value = "val")]
+    split: String,
+    /// Window length (default: the model's context length).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+    /// Forward-pass precision.
+    #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
+    dtype: DTypeArg,
+}
+
+fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs the verb.
+pub fn run(args: &Args) -> Result<()> {
+    if let Some(EvalCommand::Loss(a)) = &args.command {
+        return loss(a);
+    }
+    let (Some(model), Some(data_dir), Some(out)) = (&args.model, &args.data_dir, &args.out) else {
+        anyhow::bail!("--model, --data-dir and --out are required");
+    };
+    let device = args.device.device()?;
+    let dtype = DType::from(args.dtype);
+    let scorer = Scorer::load(model, device, dtype, args.batch_size)?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{msg:>24} {bar:40} {pos}/{len} requests eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let began = std::time::Instant::now();
+    let eval = evaluate(
+        &scorer,
+        &args.tasks,
+        data_dir,
+        args.limit,
+        args.num_fewshot,
+        &mut |task, done, total| {
+            bar.set_message(task.to_string());
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    let seconds = began.elapsed().as_secs_f64();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let config = json!({
+        "model": model.display().to_string(),
+        "tasks": args.tasks,
+        "limit": args.limit,
+        "num_fewshot": args.num_fewshot.unwrap_or(5),
+        "batch_size": args.batch_size,
+        "device": format!("{device:?}"),
+        "dtype": dtype.hf_name(),
+        "max_length": scorer.max_length,
+        "seconds": seconds,
+        "harness_semantics": "lm-evaluation-harness 0.4.13",
+    });
+    let results = eval.results_json(config);
+    write_atomic(&out.join("results.json"), &serde_json::to_string_pretty(&results)?)?;
+    let name = model
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let table = eval.markdown_table(&name);
+    write_atomic(&out.join("results.md"), &table)?;
+    if args.log_samples {
+        let lines: Vec<String> = eval
+            .samples
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<_, _>>()?;
+        write_atomic(&out.join("samples.jsonl"), &(lines.join("\n") + "\n"))?;
+    }
+    print!("{table}");
+    eprintln!(
+        "{} requests in {seconds:.1} s; results in {}",
+        eval.samples.len(),
+        out.join("results.json").display()
+    );
+    Ok(())
+}
+
+fn loss(a: &LossArgs) -> Result<()> {
+    let device = a.device.device()?;
+    let (model, _) = hf::load(
+        &a.model,
+        &LoadOptions {
+            device,
+            dtype: DType::F32,
+            strict: true,
+        },
+    )?;
+    let seq = a.seq_len.unwrap_or(model.config().context_length() as usize);
+    let (mean, tokens) = inheritune_eval::loss::split_loss(
+        &model,
+        &a.data,
+        &a.split,
+        seq,
+        a.batch_size,
+        DType::from(a.dtype),
+        &mut |_, _| {},
+    )?;
+    println!(
+        "{}",
+        json!({"model": a.model.display().to_string(), "data": a.data.display().to_string(), "split": a.split,
+               "seq_len": seq, "loss": mean, "tokens": tokens})
+    );
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! Mean cross-entropy over a whole prepared split: consecutive windows of `seq + 1` tokens
+//! overlapping by one (every token but the first predicted exactly once), token-weighted,
+//! deterministic. This is the final validation loss of a training run.
+
+use std::path::Path;
+
+use inheritune_data::loader::{full_pass_offsets, TokenStream};
+use inheritune_model::tch::{self, Kind, Tensor};
+use inheritune_model::{autocast, CausalLm, DType};
+
+use crate::error::Result;
+
+/// (mean cross-entropy in nats, tokens scored) of `split` in the prepared folder `data`.
+///
+/// # Errors
+/// Unreadable shards, a window longer than the model's context, a model failure.
+pub fn split_loss(
+    model: &CausalLm,
+    data: &Path,
+    split: &str,
+    seq: usize,
+    batch: usize,
+    dtype: DType,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(f64, u64)> {
+    let mut stream = TokenStream::open(data, split)?;
+    let offsets = full_pass_offsets(stream.len(), seq);
+    let (mut sum, mut count) = (0.0f64, 0u64);
+    let device = model.device();
+    for (i, chunk) in offsets.chunks(batch.max(1)).enumerate() {
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for &o in chunk {
+            let w = stream.read(o, seq + 1)?;
+            xs.extend(w[..seq].iter().map(|&v| v as i64));
+            ys.extend(w[1..].iter().map(|&v| v as i64));
+        }
+        let shape = [chunk.len() as i64, seq as i64];
+        let x = Tensor::from_slice(&xs).view(shape).to_device(device);
+        let y = Tensor::from_slice(&ys).view([-1]).to_device(device);
+        model.check_input(&x)?;
+        let loss = tch::no_grad(|| {
+            autocast(device, dtype, || {
+                let logits = model.forward_unchecked(&x);
+                let v = logits.size()[2];
+                logits
+                    .view([-1, v])
+                    .f_cross_entropy_loss(&y, None::<Tensor>, tch::Reduction::Mean, -100, 0.0)
+            })
+        })??;
+        let n = (chunk.len() * seq) as u64;
+        sum += loss.to_kind(Kind::Double).double_value(&[]) * n as f64;
+        count += n;
+        progress(i + 1, offsets.len().div_ceil(batch.max(1)));
+    }
+    Ok((if count > 0 { sum / count as f64 } else { f64::NAN }, count))
+}
