@@ -14,11 +14,16 @@ const TORCH_VERSION: &str = "2.11.0";
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
+  reproduce <recipe> [--dry-run] [--from STAGE] [--only STAGE] [--device cpu|cuda] [--run DIR]
+          the whole Inheritune recipe (xtask/recipes/<recipe>.toml, or a path): sets up libtorch,
+          builds the release binary and runs `inheritune recipe` (resumable; runs/<recipe>/)
   setup   install torch==2.11.0 into a cached virtual environment and link it as .libtorch
   test    setup, then cargo fmt --check, clippy -D warnings, and the workspace's tests
   ci      the same as test
   bench prepare   inheritune prepare vs Python tiktoken on ~50 MB of text, same threads
   bench analyze   attention metrics (k*, m*, dom) vs numpy on the same attention tensors
+  bench eval      inheritune eval vs lm-evaluation-harness 0.4.13 (hf backend), same model, docs,
+                  device (CPU), batch size and threads; prints examples/s of both and the ratio
   bench train     training steps: inheritune bench train vs ../shared/bench/torch_gpt_train.py
                   (CPU, f32, same shapes and threads, alternating runs; BENCH_SHAPE=L,H,D,B,T,
                   BENCH_STEPS, BENCH_ROUNDS, BENCH_THREADS override)";
@@ -27,12 +32,14 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("setup") => setup().map(|_| ()),
+        Some("reproduce") => reproduce(&args[1..]),
         Some("test") | Some("ci") => test(),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("prepare") => bench_prepare(),
             Some("analyze") => bench_analyze(),
             Some("train") => bench_train(),
-            other => bail!("unknown benchmark {other:?} (available: prepare, analyze, train)\n\n{USAGE}"),
+            Some("eval") => bench_eval(),
+            other => bail!("unknown benchmark {other:?} (available: prepare, analyze, train, eval)\n\n{USAGE}"),
         },
         Some("-h") | Some("--help") | Some("help") => {
             println!("{USAGE}");
@@ -193,7 +200,7 @@ fn bench_python(packages: &[&str]) -> Result<PathBuf> {
         .join("python");
     let imports = packages
         .iter()
-        .map(|p| p.replace('-', "_"))
+        .map(|p| p.split("==").next().unwrap_or(p).replace('-', "_"))
         .collect::<Vec<_>>()
         .join(", ");
     if output_of(&python, &["-c", &format!("import {imports}")]).is_none() {
@@ -480,4 +487,141 @@ fn bench_train() -> Result<()> {
         b / a
     );
     Ok(())
+}
+
+/// `cargo xtask bench eval`: seven zero-shot tasks (the oracle kit's docs repeated, a 4-layer
+/// random GPT-2 with context 128) through `lm_eval run --model hf` and `inheritune eval`, both as
+/// whole processes with the same batch size and threads on the CPU; prints examples/s and the ratio.
+fn bench_eval() -> Result<()> {
+    let root = workspace_root();
+    let python = bench_python(&["lm-eval==0.4.13", "datasets", "accelerate", "transformers"])?;
+    let binary = build_release()?;
+    let kit = root.join("..").join("shared").join("spec").join("lmeval-oracle");
+    if !kit.exists() {
+        bail!(
+            "{} not found (the oracle kit lives next to the repository)",
+            kit.display()
+        );
+    }
+    let dir = root.join("target").join("bench").join("eval");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let repeat = std::env::var("BENCH_REPEAT").unwrap_or_else(|_| "40".into());
+    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
+    let batch = std::env::var("BENCH_BATCH").unwrap_or_else(|_| "16".into());
+    let made = Command::new(&python)
+        .arg(root.join("crates").join("eval").join("bench").join("make_bench.py"))
+        .env("BENCH_DIR", &dir)
+        .env("KIT", &kit)
+        .env("REPEAT", &repeat)
+        .output()
+        .context("running make_bench.py")?;
+    if !made.status.success() {
+        bail!("make_bench.py failed: {}", String::from_utf8_lossy(&made.stderr));
+    }
+    let line = String::from_utf8_lossy(&made.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    let docs = json_field(&line, "docs").context("make_bench.py printed no doc count")?;
+    let tasks = [
+        "arc_easy",
+        "piqa",
+        "sciq",
+        "hellaswag",
+        "lambada_openai",
+        "winogrande",
+        "boolq",
+    ];
+    let model = dir.join("model").join("bench-gpt2");
+    let lm_eval = python.with_file_name("lm_eval");
+    let timed = |cmd: &mut Command, what: &str| -> Result<f64> {
+        let began = std::time::Instant::now();
+        let out = cmd
+            .env("OMP_NUM_THREADS", &threads)
+            .env("HF_DATASETS_OFFLINE", "1")
+            .env("HF_HUB_OFFLINE", "1")
+            .env("TRANSFORMERS_OFFLINE", "1")
+            .env("HF_HOME", dir.join("hf_home"))
+            .output()
+            .with_context(|| format!("running {what}"))?;
+        if !out.status.success() {
+            bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(began.elapsed().as_secs_f64())
+    };
+    let local: Vec<String> = tasks.iter().map(|t| format!("{t}_local")).collect();
+    let theirs = timed(
+        Command::new(&lm_eval)
+            .args(["run", "--model", "hf", "--model_args"])
+            .arg(format!("pretrained={},dtype=float32", model.display()))
+            .args(["--device", "cpu", "--batch_size", &batch, "--include_path"])
+            .arg(dir.join("tasks"))
+            .args(["--tasks", &local.join(",")])
+            .arg("--output_path")
+            .arg(dir.join("lm_eval_out")),
+        "lm_eval",
+    )?;
+    let ours = timed(
+        Command::new(&binary)
+            .arg("eval")
+            .arg("--model")
+            .arg(&model)
+            .args(["--tasks", &tasks.join(","), "--batch-size", &batch])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--out")
+            .arg(dir.join("ours_out")),
+        "inheritune eval",
+    )?;
+    println!("{docs} documents, 7 tasks, batch {batch}, {threads} threads, CPU, f32, whole processes:");
+    println!("lm-eval 0.4.13 (hf): {theirs:.1} s, {:.1} examples/s", docs / theirs);
+    println!("inheritune eval:     {ours:.1} s, {:.1} examples/s", docs / ours);
+    println!("speed-up inheritune / lm-eval: {:.2}x", theirs / ours);
+    Ok(())
+}
+
+/// `cargo xtask reproduce <recipe> [flags]`: setup, release build, then the recipe through the
+/// binary (xtask itself links no libtorch). Flags are passed on to `inheritune recipe`.
+fn reproduce(args: &[String]) -> Result<()> {
+    let Some(recipe) = args.first() else {
+        bail!("usage: cargo xtask reproduce <recipe> [--dry-run] [--from STAGE] [--only STAGE] [--device cpu|cuda] [--run DIR]\n(recipes: xtask/recipes/*.toml)");
+    };
+    let root = workspace_root();
+    let path = if Path::new(recipe).exists() {
+        PathBuf::from(recipe)
+    } else {
+        root.join("xtask").join("recipes").join(format!("{recipe}.toml"))
+    };
+    if !path.exists() {
+        let known: Vec<String> = std::fs::read_dir(root.join("xtask").join("recipes"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        bail!("unknown recipe {recipe:?} (known: {})", known.join(", "));
+    }
+    let dry = args.iter().any(|a| a == "--dry-run");
+    if !dry {
+        setup()?;
+    }
+    let binary = build_release()?;
+    let mut cmd = Command::new(&binary);
+    cmd.current_dir(&root)
+        .arg("recipe")
+        .arg("--config")
+        .arg(&path)
+        .args(&args[1..]);
+    if !args.iter().any(|a| a == "--run") && !dry {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        cmd.arg("--run").arg(root.join("runs").join(name));
+    }
+    run(&mut cmd, "inheritune recipe")
 }

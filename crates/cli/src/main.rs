@@ -9,7 +9,10 @@ mod bench;
 mod eval;
 mod perplexity;
 mod prepare;
+mod recipe;
+mod report;
 mod surgery;
+mod tokenizer;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -24,8 +27,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole Inheritune recipe from a recipe file, resumable (see xtask/recipes/).
+    Recipe(recipe::Args),
     /// Tokenize raw text (Parquet, JSONL, .txt) into token shards and a manifest.
     Prepare(prepare::Args),
+    /// Train a byte-level BPE tokenizer on a corpus (tokenizer.json + tokenizer_config.json).
+    TrainTokenizer(tokenizer::Args),
     /// Train a model from a TOML run config (checkpoints, exact resume, metrics.jsonl).
     Train(train::Args),
     /// Plot the loss curves of one or more runs (loss.png, loss.svg).
@@ -62,8 +69,10 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Prepare(args) => prepare::run(&args),
+        Command::Recipe(args) => recipe::run(&args),
         Command::Perplexity(args) => perplexity::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::TrainTokenizer(args) => tokenizer::run(&args),
         Command::PlotLoss(args) => train::plot(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Analyze(args) => analyze::run(&args),

@@ -67,7 +67,12 @@ pub fn run(args: &Args) -> Result<()> {
     })
     .with_context(|| format!("training {}", args.run.display()))?;
     bar.finish_and_clear();
-    plot_runs(&[args.run.clone()], &args.run, "loss")?;
+    let name = args
+        .run
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    plot_runs(&[(name, args.run.clone())], &args.run, "loss", true)?;
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }
@@ -86,18 +91,35 @@ pub struct PlotArgs {
 /// `inheritune plot-loss`: loss curves of one or more runs against training tokens.
 pub fn plot(args: &PlotArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    for f in plot_runs(&args.runs, &args.out, "loss")? {
+    let runs: Vec<(String, PathBuf)> = args
+        .runs
+        .iter()
+        .map(|r| {
+            (
+                r.file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default(),
+                r.clone(),
+            )
+        })
+        .collect();
+    for f in plot_runs(&runs, &args.out, "loss", true)? {
         println!("{}", f.display());
     }
     Ok(())
 }
 
-/// Writes `<stem>.png/.svg` in `out`: each run's validation loss (solid) and per-step train
-/// loss (light) against tokens.
-pub fn plot_runs(runs: &[PathBuf], out: &std::path::Path, stem: &str) -> Result<Vec<PathBuf>> {
+/// Writes `<stem>.png/.svg` in `out`: each (label, run folder)'s validation loss (solid) and,
+/// with `train_too`, its per-step train loss (light) against tokens.
+pub fn plot_runs(
+    runs: &[(String, PathBuf)],
+    out: &std::path::Path,
+    stem: &str,
+    train_too: bool,
+) -> Result<Vec<PathBuf>> {
     let curves = runs
         .iter()
-        .map(|r| inheritune_train::curves::read_curves(r))
+        .map(|(_, r)| inheritune_train::curves::read_curves(r))
         .collect::<Result<Vec<_>, _>>()?;
     let most = curves
         .iter()
@@ -117,22 +139,20 @@ pub fn plot_runs(runs: &[PathBuf], out: &std::path::Path, stem: &str) -> Result<
         format!("training tokens ({unit})")
     };
     let mut series = Vec::new();
-    for (run, c) in runs.iter().zip(curves) {
-        let name = run
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+    for ((name, _), c) in runs.iter().zip(curves) {
         let m = |(t, l): (f64, f64)| (t / scale, l);
         series.push(Series {
             label: format!("{name} val"),
             points: c.val.into_iter().map(m).collect(),
             light: false,
         });
-        series.push(Series {
-            label: format!("{name} train"),
-            points: c.train.into_iter().map(m).collect(),
-            light: true,
-        });
+        if train_too {
+            series.push(Series {
+                label: format!("{name} train"),
+                points: c.train.into_iter().map(m).collect(),
+                light: true,
+            });
+        }
     }
     Ok(line_chart(out, stem, "loss", (&x_desc, "cross-entropy"), &series)?)
 }

@@ -62,13 +62,19 @@ fn results_json_and_samples_match_lm_eval() -> anyhow::Result<()> {
     ] {
         let ours = results["results"][task][format!("{metric},none")].as_f64().unwrap();
         let theirs = expected[task]["metrics"][metric].as_f64().unwrap();
-        assert!((ours - theirs).abs() <= 1e-5 * theirs.abs().max(1e-9), "{task} {metric}: {ours} vs {theirs}");
+        assert!(
+            (ours - theirs).abs() <= 1e-5 * theirs.abs().max(1e-9),
+            "{task} {metric}: {ours} vs {theirs}"
+        );
     }
     let samples = std::fs::read_to_string(out.join("samples.jsonl"))?;
     // 3 arc docs (4 + 3 + 5 choices), 3 × 4 hellaswag, 4 + 3 mc2, 3 pages, 3 lambada rows.
     assert_eq!(samples.lines().count(), 12 + 12 + 7 + 3 + 3);
     let table = std::fs::read_to_string(out.join("results.md"))?;
-    assert!(table.contains("hellaswag (acc_norm)") && table.contains("| avg |"), "{table}");
+    assert!(
+        table.contains("hellaswag (acc_norm)") && table.contains("| avg |"),
+        "{table}"
+    );
     Ok(())
 }
 
@@ -89,7 +95,10 @@ fn eval_loss_matches_pytorch_full_pass() -> anyhow::Result<()> {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got: serde_json::Value = serde_json::from_slice(&o.stdout)?;
     let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join("expected.json"))?)?;
-    let (ours, theirs) = (got["loss"].as_f64().unwrap(), expected["init_val_loss"].as_f64().unwrap());
+    let (ours, theirs) = (
+        got["loss"].as_f64().unwrap(),
+        expected["init_val_loss"].as_f64().unwrap(),
+    );
     assert!((ours - theirs).abs() < 1e-5 * theirs, "{ours} vs pytorch {theirs}");
     assert_eq!(got["tokens"], expected["final_val_tokens"]);
     Ok(())
@@ -102,7 +111,10 @@ fn bad_data_folders_give_one_line_errors() -> anyhow::Result<()> {
     let data = tmp.path().join("data");
     copy_dir(&fx.join("data"), &data)?;
     std::fs::remove_dir_all(data.join("sciq"))?;
-    std::fs::write(data.join("boolq/validation.jsonl"), "{\"question\": \"q\", \"passage\": \"p\", \"label\": 1}\n{oops\n")?;
+    std::fs::write(
+        data.join("boolq/validation.jsonl"),
+        "{\"question\": \"q\", \"passage\": \"p\", \"label\": 1}\n{oops\n",
+    )?;
     std::fs::write(data.join("piqa/validation.jsonl"), "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\", \"label\": 0}\n{\"sol1\": \"a\", \"sol2\": \"b\", \"label\": 0}\n")?;
     let out = tmp.path().join("out");
     for (task, needles) in [

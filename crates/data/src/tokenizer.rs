@@ -179,6 +179,44 @@ impl Tokenizer {
         }
     }
 
+    /// Trains a byte-level BPE tokenizer like GPT-2's (same pre-tokenizer and decoder, no
+    /// prefix space) with `vocab_size` tokens, `<|endoftext|>` first (id 0).
+    /// Deterministic for the same texts in the same order.
+    ///
+    /// # Errors
+    /// A vocabulary too small for the byte alphabet, or a training failure.
+    pub fn train_bpe(texts: impl Iterator<Item = String> + Send, vocab_size: usize) -> Result<Self> {
+        use tokenizers::models::bpe::BpeTrainerBuilder;
+        use tokenizers::models::TrainerWrapper;
+        let err = |m: String| Error::Tokenizer {
+            path: PathBuf::from("<bpe training>"),
+            message: m,
+        };
+        if vocab_size < 257 {
+            return Err(err(format!(
+                "vocab_size {vocab_size} is below the 256 bytes + <|endoftext|>"
+            )));
+        }
+        let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
+            .vocab_size(vocab_size)
+            .min_frequency(2)
+            .show_progress(false)
+            .special_tokens(vec![AddedToken::from(GPT2_EOT, true)])
+            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+            .build()
+            .into();
+        let mut inner = tokenizers::Tokenizer::new(BPE::default());
+        inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        inner.train(&mut trainer, texts).map_err(|e| err(e.to_string()))?;
+        inner.add_special_tokens(&[AddedToken::from(GPT2_EOT, true)]);
+        Ok(Tokenizer {
+            inner,
+            name: format!("byte-level BPE ({vocab_size})"),
+            fast_gpt2: None,
+        })
+    }
+
     /// A name for logs and manifests.
     pub fn name(&self) -> &str {
         &self.name

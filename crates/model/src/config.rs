@@ -652,6 +652,15 @@ impl ModelConfig {
     }
 
     /// `gpt2` or `llama`.
+    /// The same architecture with another depth (an inherited or same-size scratch model).
+    pub fn with_layers(&self, n_layer: i64) -> ModelConfig {
+        match self {
+            ModelConfig::Gpt2(c) => ModelConfig::Gpt2(c.with_layers(n_layer)),
+            ModelConfig::Llama(c) => ModelConfig::Llama(c.with_layers(n_layer)),
+        }
+    }
+
+    /// `model_type` of config.json.
     pub fn model_type(&self) -> &'static str {
         match self {
             ModelConfig::Gpt2(_) => "gpt2",

@@ -38,6 +38,9 @@ pub enum Error {
     /// The data crate failed.
     #[error(transparent)]
     Data(#[from] inheritune_data::Error),
+    /// The evaluation crate failed (the final validation pass).
+    #[error(transparent)]
+    Eval(#[from] inheritune_eval::Error),
     /// libtorch reported an error.
     #[error("torch: {0}")]
     Torch(#[from] inheritune_model::tch::TchError),

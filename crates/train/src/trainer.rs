@@ -13,7 +13,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use inheritune_data::loader::{full_pass_offsets, Loader, Order, TokenStream};
+use inheritune_data::loader::{Loader, Order, TokenStream};
 use inheritune_model::tch::{self, Device, Kind, Tensor};
 use inheritune_model::{allow_tf32, autocast, hf, CausalLm, DType, ModelConfig};
 use serde::Serialize;
@@ -162,32 +162,19 @@ impl Run<'_> {
         Ok(total / iters as f64)
     }
 
-    /// Token-weighted mean cross-entropy over every window of the val split.
+    /// Token-weighted mean cross-entropy over every window of the val split (the same pass as
+    /// `inheritune eval loss`).
     fn full_val_pass(&self) -> Result<(f64, u64)> {
         let t = &self.config.train;
-        let mut stream = TokenStream::open(&self.config.data.dir, "val")?;
-        let offsets = full_pass_offsets(stream.len(), t.seq_len);
-        let (mut sum, mut count) = (0.0f64, 0u64);
-        for chunk in offsets.chunks(t.micro_batch) {
-            let (mut xs, mut ys) = (Vec::new(), Vec::new());
-            for &o in chunk {
-                let w = stream.read(o, t.seq_len + 1)?;
-                xs.extend(w[..t.seq_len].iter().map(|&v| v as i64));
-                ys.extend(w[1..].iter().map(|&v| v as i64));
-            }
-            let batch = inheritune_data::loader::Batch {
-                x: xs,
-                y: ys,
-                batch: chunk.len(),
-                seq: t.seq_len,
-            };
-            let (x, y) = tensors(&batch, self.device);
-            let loss = tch::no_grad(|| batch_loss(&self.model, &x, &y, self.dtype))?.f_double_value(&[])?;
-            let n = (chunk.len() * t.seq_len) as u64;
-            sum += loss * n as f64;
-            count += n;
-        }
-        Ok((if count > 0 { sum / count as f64 } else { f64::NAN }, count))
+        Ok(inheritune_eval::loss::split_loss(
+            &self.model,
+            &self.config.data.dir,
+            "val",
+            t.seq_len,
+            t.micro_batch,
+            self.dtype,
+            &mut |_, _| {},
+        )?)
     }
 }
 

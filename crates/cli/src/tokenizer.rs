@@ -1,0 +1,57 @@
+//! `inheritune train-tokenizer`: a byte-level BPE (GPT-2 style) trained on a corpus, written as
+//! `tokenizer.json` + `tokenizer_config.json` (`<|endoftext|>` as BOS/EOS), loadable by
+//! `transformers` and usable by `inheritune prepare --tokenizer`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use inheritune_data::source::{discover, for_each_batch};
+use inheritune_data::Tokenizer;
+
+/// Arguments of `inheritune train-tokenizer`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Parquet, JSONL or .txt files or folders (as for `prepare`).
+    #[arg(long, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Text column (Parquet) or field (JSONL).
+    #[arg(long, default_value = "text")]
+    column: String,
+    /// Tokens in the vocabulary, `<|endoftext|>` included (id 0).
+    #[arg(long, default_value_t = 4096)]
+    vocab_size: usize,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Runs the verb.
+pub fn run(args: &Args) -> Result<()> {
+    let sources = discover(&args.input)?;
+    let mut texts = Vec::new();
+    for_each_batch(&sources, &args.column, 1024, 0, &mut |_, batch| {
+        texts.extend(batch);
+        Ok(())
+    })?;
+    let documents = texts.len();
+    let tokenizer = Tokenizer::train_bpe(texts.into_iter(), args.vocab_size)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    tokenizer.save(&args.out.join("tokenizer.json"))?;
+    let config = serde_json::json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<|endoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "model_max_length": 1_000_000_000_000_000_019_884_624_838_656f64,
+    });
+    let path = args.out.join("tokenizer_config.json");
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&config)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "{}",
+        serde_json::json!({"documents": documents, "vocab_size": tokenizer.vocab_size(), "out": args.out.display().to_string()})
+    );
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! The whole recipe end to end on a reduced tiny recipe (the bundled corpus, a 4-layer 32-wide
+//! reference, a 512-token BPE, 30 steps per run): tokenizer, data, reference, analysis, two
+//! Inheritune rounds (the tolerance forces growth 2 → 4 layers), scratch baselines at 1× and 2×,
+//! target analysis and the report. The run is killed with SIGKILL in the middle of a training
+//! stage and rerun: finished stages are skipped, the interrupted one resumes from its
+//! checkpoint (every step logged once), and the report's numbers equal the metrics files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `inheritune` binary `cargo test --workspace` builds next to this test (built here if absent).
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("inheritune");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .current_dir(root())
+            .args(["build", "-p", "inheritune-cli"])
+            .status()
+            .expect("cargo build");
+        assert!(ok.success(), "building the inheritune binary failed");
+    }
+    bin
+}
+
+fn recipe(dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join("e2e.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "e2e"
+description = "reduced tiny recipe for the end-to-end test"
+[data]
+inputs = ["{corpus}"]
+val_fraction = 0.05
+tokenizer = "bpe-512"
+[reference.model]
+preset = "gpt2-tiny"
+[reference.model.overrides]
+vocab_size = 512
+n_positions = 32
+n_embd = 32
+n_head = 2
+n_layer = 4
+[train]
+micro_batch = 4
+seq_len = 32
+max_steps = 30
+lr = 3e-3
+min_lr = 3e-4
+warmup_steps = 5
+eval_interval = 10
+eval_iters = 2
+keep_last = 1
+[inheritune]
+tolerance = -100.0
+max_rounds = 3
+[baselines]
+scratch = true
+scratch_2x = true
+[analysis]
+windows = 8
+window_len = 32
+"#,
+            corpus = root().join("datasets/sotu/sotu.parquet").display()
+        ),
+    )?;
+    Ok(path)
+}
+
+fn start(recipe: &Path, run: &Path) -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    Command::new(binary())
+        .arg("recipe")
+        .arg("--config")
+        .arg(recipe)
+        .arg("--run")
+        .arg(run)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .spawn()
+}
+
+fn final_loss(run: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["kind"] == "final")
+        .and_then(|v| v["val_loss"].as_f64())
+}
+
+#[test]
+fn tiny_recipe_runs_resumes_and_reports() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let recipe = recipe(tmp.path())?;
+    let run = tmp.path().join("run");
+
+    // Interrupt the first Inheritune round mid-training (the whole process group, SIGKILL).
+    let mut child = start(&recipe, &run)?;
+    let metrics = run.join("inheritune-l2/run/metrics.jsonl");
+    let began = Instant::now();
+    while child.try_wait()?.is_none() && began.elapsed() < Duration::from_secs(600) {
+        let lines = std::fs::read_to_string(&metrics)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if lines >= 15 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        child.try_wait()?.is_none(),
+        "the recipe ended before it could be interrupted"
+    );
+    let killed = Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{}", child.id())])
+        .status()?;
+    assert!(killed.success(), "kill failed");
+    child.wait()?;
+    assert!(run.join("reference/DONE").exists(), "reference unfinished at the kill");
+    assert!(
+        !run.join("inheritune-l2/DONE").exists(),
+        "inheritune-l2 finished before the kill"
+    );
+    let reference_done = std::fs::metadata(run.join("reference/DONE"))?.modified()?;
+
+    // Rerun: finished stages are skipped, the interrupted one resumes.
+    let status = start(&recipe, &run)?.wait()?;
+    assert!(status.success(), "rerun failed");
+    assert_eq!(
+        std::fs::metadata(run.join("reference/DONE"))?.modified()?,
+        reference_done,
+        "reference was redone"
+    );
+    for stage in [
+        "tokenizer",
+        "data",
+        "reference",
+        "analyze-reference",
+        "inheritune-l2",
+        "inheritune-l4",
+        "scratch-l4",
+        "scratch-l4-2x",
+        "analyze-target",
+        "report",
+    ] {
+        assert!(run.join(stage).join("DONE").exists(), "{stage} has no DONE");
+    }
+    let steps: Vec<u64> = std::fs::read_to_string(&metrics)?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == "train")
+        .filter_map(|v| v["step"].as_u64())
+        .collect();
+    assert_eq!(
+        steps,
+        (0..30).collect::<Vec<_>>(),
+        "every step of the resumed stage logged once"
+    );
+
+    // The report's facts are the metrics files' facts.
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(run.join("report/summary.json"))?)?;
+    let reference_loss = final_loss(&run.join("reference/run")).expect("reference final");
+    assert_eq!(summary["reference_final_val_loss"].as_f64(), Some(reference_loss));
+    let rows = summary["rows"].as_array().expect("rows");
+    for (name, dir) in [
+        ("inheritune-l2", "inheritune-l2/run"),
+        ("inheritune-l4", "inheritune-l4/run"),
+        ("scratch-l4", "scratch-l4/run"),
+        ("scratch-l4-2x", "scratch-l4-2x/run"),
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} row"));
+        assert_eq!(row["final_val_loss"].as_f64(), final_loss(&run.join(dir)), "{name}");
+    }
+    let two_x = rows.iter().find(|r| r["name"] == "scratch-l4-2x").unwrap();
+    assert_eq!(
+        two_x["steps"].as_u64(),
+        Some(60),
+        "the 2x baseline trains twice the steps"
+    );
+    assert_eq!(
+        summary["rounds"].as_array().map(Vec::len),
+        Some(2),
+        "growth 2 -> 4 layers"
+    );
+    let report = std::fs::read_to_string(run.join("report/report.md"))?;
+    assert!(
+        report.contains(&format!("{reference_loss:.4}")),
+        "report lists the reference loss"
+    );
+    for f in ["val_loss.png", "val_loss.svg", "max_rank.png", "avg_mass.svg"] {
+        assert!(run.join("report").join(f).exists(), "{f} missing");
+    }
+    Ok(())
+}
