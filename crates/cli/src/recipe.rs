@@ -904,7 +904,7 @@ pub fn run(args: &Args) -> Result<()> {
     // Report (always rewritten).
     let dir = r.dir("report");
     if r.only.as_deref().is_none_or(|o| "report".starts_with(o)) {
-        crate::report::write(&recipe, &run_dir, &dir, ref_loss, &rounds, &baselines)?;
+        crate::report::write(&recipe, &run_dir, &dir, ref_loss, l_ref, &rounds, &baselines)?;
         write_done(&dir, &json!({"report": dir.join("report.md").display().to_string()}))?;
         eprintln!("[recipe] report: {}", dir.join("report.md").display());
     }

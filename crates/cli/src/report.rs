@@ -79,6 +79,7 @@ pub fn write(
     run: &Path,
     out: &Path,
     ref_loss: Option<f64>,
+    ref_layers: i64,
     rounds: &[(i64, Option<Value>)],
     baselines: &[(String, Option<Value>)],
 ) -> Result<()> {
@@ -103,6 +104,7 @@ pub fn write(
         .and_then(|t| serde_json::from_str(&t).ok());
     let mut rows = vec![row("reference".into(), "reference", &reference_facts)?];
     rows[0].final_val = ref_loss.or(rows[0].final_val);
+    rows[0].layers = Some(ref_layers);
     for (l, facts) in rounds {
         let mut r = row(format!("inheritune-l{l}"), "inheritune", facts)?;
         r.layers = Some(*l);
@@ -232,7 +234,7 @@ pub fn write(
         );
     }
     md += &format!(
-        "\nMatch rule: target ≤ reference + {} (spec §1.6 DECISION). Final val = token-weighted cross-entropy over the whole val split.\n\n",
+        "\nMatch rule: target ≤ reference + {} (this recipe's tolerance; spec §1.6 DECISION: 0.005). Final val = token-weighted cross-entropy over the whole val split.\n\n",
         recipe.inheritune.tolerance
     );
     md += &md_signature;
