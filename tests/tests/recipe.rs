@@ -51,6 +51,8 @@ n_positions = 32
 n_embd = 32
 n_head = 2
 n_layer = 4
+bos_token_id = 0
+eos_token_id = 0
 [train]
 micro_batch = 4
 seq_len = 32
