@@ -85,9 +85,7 @@ pub struct LossArgs {
 }
 
 fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    Ok(hf::write_atomic(path, text.as_bytes())?)
 }
 
 /// Runs the verb.

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use inheritune_model::hf::write_atomic;
 use inheritune_model::ModelConfig;
 use inheritune_train::config::ModelSection;
 use serde::Deserialize;
@@ -457,9 +458,10 @@ struct Runner<'a> {
 
 fn write_done(dir: &Path, facts: &Value) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join("DONE.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(facts)?)?;
-    std::fs::rename(&tmp, dir.join("DONE")).with_context(|| format!("marking {} done", dir.display()))
+    Ok(write_atomic(
+        &dir.join("DONE"),
+        serde_json::to_string_pretty(facts)?.as_bytes(),
+    )?)
 }
 
 fn read_done(dir: &Path) -> Option<Value> {
@@ -544,7 +546,7 @@ impl Runner<'_> {
         train.remove("order");
         doc.insert("train".into(), toml::Value::Table(train));
         let config = dir.join("config.toml");
-        std::fs::write(&config, toml::to_string(&doc)?)?;
+        write_atomic(&config, toml::to_string(&doc)?.as_bytes())?;
         let run = dir.join("run");
         let (config_s, run_s) = (config.display().to_string(), run.display().to_string());
         let mut args = vec![
@@ -587,7 +589,8 @@ impl Runner<'_> {
                 continue;
             };
             if src.exists() && model.exists() {
-                std::fs::copy(&src, model.join(f)).with_context(|| format!("copying {}", src.display()))?;
+                let bytes = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+                write_atomic(&model.join(f), &bytes)?;
             }
         }
         Ok(())
@@ -642,9 +645,9 @@ pub fn run(args: &Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name));
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    std::fs::copy(&args.config, run_dir.join("recipe.toml"))
-        .with_context(|| format!("copying {}", args.config.display()))?;
-    std::fs::write(run_dir.join("plan.md"), plan(&recipe)?)?;
+    let text = std::fs::read(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
+    write_atomic(&run_dir.join("recipe.toml"), &text).with_context(|| format!("copying {}", args.config.display()))?;
+    write_atomic(&run_dir.join("plan.md"), plan(&recipe)?.as_bytes())?;
     let mut r = Runner {
         recipe: &recipe,
         run: run_dir.clone(),
@@ -722,7 +725,10 @@ pub fn run(args: &Args) -> Result<()> {
             return Ok(json!({"final_val_loss": v["loss"], "final_val_tokens": v["tokens"], "model": m}));
         }
         let config_path = dir.join("model-config.json");
-        std::fs::write(&config_path, serde_json::to_string_pretty(&reference_cfg.to_value())?)?;
+        write_atomic(
+            &config_path,
+            serde_json::to_string_pretty(&reference_cfg.to_value())?.as_bytes(),
+        )?;
         r.train(dir, Runner::model_table(&config_path), None, 1)
     })?;
     let ref_model = reference
@@ -798,7 +804,7 @@ pub fn run(args: &Args) -> Result<()> {
         let cfg = reference_cfg.with_layers(layers);
         r.stage(name, |r, dir| {
             let config_path = dir.join("model-config.json");
-            std::fs::write(&config_path, serde_json::to_string_pretty(&cfg.to_value())?)?;
+            write_atomic(&config_path, serde_json::to_string_pretty(&cfg.to_value())?.as_bytes())?;
             let mut f = r.train(dir, Runner::model_table(&config_path), None, factor)?;
             f["layers"] = json!(layers);
             Ok(f)

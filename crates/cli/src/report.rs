@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use inheritune_analysis::plot::{line_chart, Series};
+use inheritune_model::hf::write_atomic;
 use inheritune_train::curves::{read_curves, Curves};
 use serde_json::{json, Value};
 
@@ -264,9 +265,7 @@ pub fn write(
         }
         md += "\n";
     }
-    let tmp = out.join("report.md.tmp");
-    std::fs::write(&tmp, &md)?;
-    std::fs::rename(&tmp, out.join("report.md"))?;
+    write_atomic(&out.join("report.md"), md.as_bytes())?;
     let summary = json!({
         "recipe": recipe.name,
         "reference_final_val_loss": rows[0].final_val,
@@ -276,8 +275,9 @@ pub fn write(
         "signature": signature,
         "figures": figures.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
     });
-    let tmp = out.join("summary.json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&summary)?)?;
-    std::fs::rename(&tmp, out.join("summary.json"))?;
+    write_atomic(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
     Ok(())
 }

@@ -70,3 +70,22 @@ pub fn cpu_peak(cpuinfo: &str, threads: i32, dtype: DType) -> Option<f64> {
     }
     Some(threads.max(1) as f64 * mhz * 1e6 * 2.0 * lanes * 2.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peaks_from_hand_derived_values() {
+        let avx512 = "processor\t: 0\ncpu MHz\t\t: 2000.000\nflags\t\t: fpu avx2 fma avx512f avx512_bf16\n";
+        // 2 threads × 2.0 GHz × 2 FMA ports × 16 lanes × 2 FLOPs = 256 GFLOP/s; bf16 doubles the lanes.
+        assert_eq!(cpu_peak(avx512, 2, DType::F32), Some(256e9));
+        assert_eq!(cpu_peak(avx512, 2, DType::Bf16), Some(512e9));
+        let avx2 = "cpu MHz : 3000.0\nflags : sse avx2 fma\n";
+        assert_eq!(cpu_peak(avx2, 1, DType::F32), Some(3e9 * 2.0 * 8.0 * 2.0));
+        assert_eq!(cpu_peak("flags : avx2\n", 1, DType::F32), None, "no clock, no peak");
+        assert_eq!(gpu_peak("NVIDIA H100 80GB HBM3", DType::Bf16), Some(989.4e12));
+        assert_eq!(gpu_peak("NVIDIA H100 PCIe", DType::F32), Some(378.0e12));
+        assert_eq!(gpu_peak("Tesla T4", DType::Bf16), None);
+    }
+}

@@ -235,7 +235,7 @@ pub fn train(
     std::fs::create_dir_all(run_dir).map_err(|e| file_err(run_dir, e))?;
     let resolved = toml::to_string(config).map_err(|e| file_err(run_dir, e))?;
     let config_path = run_dir.join("config.toml");
-    std::fs::write(&config_path, &resolved).map_err(|e| file_err(&config_path, e))?;
+    hf::write_atomic(&config_path, resolved.as_bytes())?;
     let config_hash = format!(
         "{:016x}",
         resolved.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64)
@@ -303,34 +303,14 @@ pub fn train(
         metrics,
     };
 
-    let seed = t.seed;
-    let mut train_loader = Loader::new(
-        TokenStream::open(&config.data.dir, "train")?,
-        config.data.order,
-        t.micro_batch,
-        t.seq_len,
-        seed,
-        rank,
-        world,
-    )?;
-    let mut eval_train = Loader::new(
-        TokenStream::open(&config.data.dir, "train")?,
-        Order::Random,
-        t.micro_batch,
-        t.seq_len,
-        seed ^ 0xE7A1_0001,
-        rank,
-        world,
-    )?;
-    let mut eval_val = Loader::new(
-        TokenStream::open(&config.data.dir, "val")?,
-        Order::Random,
-        t.micro_batch,
-        t.seq_len,
-        seed ^ 0xE7A1_0002,
-        rank,
-        world,
-    )?;
+    // The training stream, and independent random streams for the evaluations of each split.
+    let loader = |split: &str, order: Order, seed: u64| -> Result<Loader> {
+        let stream = TokenStream::open(&config.data.dir, split)?;
+        Ok(Loader::new(stream, order, t.micro_batch, t.seq_len, seed, rank, world)?)
+    };
+    let mut train_loader = loader("train", config.data.order, t.seed)?;
+    let mut eval_train = loader("train", Order::Random, t.seed ^ 0xE7A1_0001)?;
+    let mut eval_val = loader("val", Order::Random, t.seed ^ 0xE7A1_0002)?;
     let decay = t.decay_steps.unwrap_or(t.max_steps);
     let tokens_per_step = config.tokens_per_step();
     let fpt = flops_per_token(&model_config, t.seq_len);
