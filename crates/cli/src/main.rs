@@ -7,6 +7,7 @@ mod analyze;
 mod args;
 mod bench;
 mod eval;
+mod launch;
 mod perplexity;
 mod prepare;
 mod recipe;

@@ -10,6 +10,7 @@ use inheritune_analysis::plot::{line_chart, Series};
 use inheritune_train::{train, Options, RunConfig};
 
 use crate::args::{DTypeArg, DeviceArg};
+use crate::launch;
 
 /// Arguments of `inheritune train`.
 #[derive(Debug, clap::Args)]
@@ -32,18 +33,39 @@ pub struct Args {
     /// Compute precision (default: bf16 autocast on CUDA, f32 on CPU); weights stay f32.
     #[arg(long, value_enum)]
     dtype: Option<DTypeArg>,
+    /// Data-parallel ranks.
+    #[command(flatten)]
+    dist: launch::DistArgs,
 }
 
 /// Runs the verb and prints the summary as JSON.
 pub fn run(args: &Args) -> Result<()> {
     let config = RunConfig::from_file(&args.config)?;
+    if let Some(n) = args.dist.nproc.filter(|&n| n > 1) {
+        // Fail here, once, rather than in every rank.
+        config.accum(n as u64)?;
+        return launch::launch_local(n, &launch::args_without_nproc());
+    }
+    let (device, dist) = launch::join(args.device, args.dist.dist_timeout)?;
+    let rank = dist.0.rank();
+    let who = if dist.0.world() > 1 {
+        format!("rank {rank} of {}: ", dist.0.world())
+    } else {
+        String::new()
+    };
     let options = Options {
         init: args.init.clone(),
         resume: args.resume,
         dtype: args.dtype.map(Into::into),
-        ..Options::new(args.device.device()?)
+        dist,
+        ..Options::new(device)
     };
-    let bar = ProgressBar::new(config.train.max_steps).with_style(
+    let bar = if rank == 0 {
+        ProgressBar::new(config.train.max_steps)
+    } else {
+        ProgressBar::hidden()
+    };
+    let bar = bar.with_style(
         ProgressStyle::with_template("{bar:40} step {pos}/{len} {msg} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
@@ -65,8 +87,11 @@ pub fn run(args: &Args) -> Result<()> {
         }
         ControlFlow::Continue(())
     })
-    .with_context(|| format!("training {}", args.run.display()))?;
+    .with_context(|| format!("{who}training {}", args.run.display()))?;
     bar.finish_and_clear();
+    if rank != 0 {
+        return Ok(());
+    }
     let name = args
         .run
         .file_name()

@@ -3,15 +3,19 @@
 //! A split is one concatenated token stream over its shards, read row group by row group through a
 //! small cache, so memory stays near a few row groups whatever the corpus size.
 //!
+//! A step of a data-parallel run consumes `accum × W` micro-batches; micro-step m on rank r of W
+//! reads the step's micro-batch with global index g = m·W + r. Micro-batch g of step s:
 //! - `Random` (nanoGPT `get_batch`): each of the B windows starts at an offset uniform in
-//!   `[0, len − T)`, drawn from a generator seeded by (seed, rank, step, micro-step); x is the T
-//!   tokens at the offset, y the T tokens one later. Windows may cross shard boundaries.
-//! - `Sequential` (FineWeb `DataLoaderLite`, without its reset bug): micro-step m of step s on
-//!   rank r of W reads the B·T + 1 tokens at offset `((s·accum + m)·W + r)·B·T` of the stream,
-//!   wrapping around after `⌊(len − 1)/(B·T)⌋` chunks; x is all but the last token, y all but the first.
+//!   `[0, len − T)`, drawn from a generator seeded by (seed, s, g); x is the T tokens at the
+//!   offset, y the T tokens one later. Windows may cross shard boundaries.
+//! - `Sequential` (FineWeb `DataLoaderLite`, without its reset bug): the B·T + 1 tokens at offset
+//!   `(s·accum·W + g)·B·T = ((s·accum + m)·W + r)·B·T` of the stream, wrapping around after
+//!   `⌊(len − 1)/(B·T)⌋` chunks; x is all but the last token, y all but the first.
 //!
-//! Both are pure functions of (seed, rank, world, step, micro-step): a resumed run sees exactly the
-//! batches it would have seen, and ranks read disjoint chunks (sequential) or independent draws (random).
+//! Both are pure functions of (seed, step, global index): a resumed run sees exactly the batches it
+//! would have seen, ranks read disjoint chunks (sequential) or independent draws (random), and a
+//! step's set of micro-batches depends only on `accum × W`, not on how it is split across ranks,
+//! so 2 ranks × accum A read what 1 process × 2A reads.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -211,19 +215,27 @@ impl Loader {
         })
     }
 
-    /// The micro-batch `micro` of `step` (with `accum` micro-batches per step).
+    /// This rank's micro-batch `micro` of `step` (with `accum` micro-batches per step on each
+    /// rank): the step's global micro-batch `micro · world + rank` of `accum · world`.
     ///
     /// # Errors
     /// An unreadable shard.
     pub fn micro_batch(&mut self, step: u64, micro: u64, accum: u64) -> Result<Batch> {
+        self.batch(step, micro * self.world + self.rank, accum * self.world)
+    }
+
+    /// Micro-batch `index` of the `per_step` micro-batches of `step`, the same on every rank
+    /// (evaluation batches are shared out by index).
+    ///
+    /// # Errors
+    /// An unreadable shard.
+    pub fn batch(&mut self, step: u64, index: u64, per_step: u64) -> Result<Batch> {
         let (b, t) = (self.batch, self.seq);
         let mut x = Vec::with_capacity(b * t);
         let mut y = Vec::with_capacity(b * t);
         match self.order {
             Order::Random => {
-                let mut state = mix(self.seed)
-                    ^ mix(self.rank.wrapping_mul(0x1000_0000_01B3))
-                    ^ mix(step.wrapping_mul(31).wrapping_add(micro));
+                let mut state = mix(mix(mix(self.seed) ^ step) ^ index);
                 let span = self.stream.len() - t as u64;
                 for _ in 0..b {
                     state = mix(state);
@@ -236,7 +248,7 @@ impl Loader {
             Order::Sequential => {
                 let chunk = (b * t) as u64;
                 let chunks = (self.stream.len() - 1) / chunk;
-                let c = ((step * accum + micro) * self.world + self.rank) % chunks;
+                let c = (step.wrapping_mul(per_step).wrapping_add(index)) % chunks;
                 let w = self.stream.read(c * chunk, b * t + 1)?;
                 x.extend(w[..b * t].iter().map(|&v| v as i64));
                 y.extend(w[1..].iter().map(|&v| v as i64));

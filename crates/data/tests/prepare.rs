@@ -297,6 +297,23 @@ fn loader_is_deterministic_and_ranks_are_disjoint() -> anyhow::Result<()> {
     }
     let (mut q0, mut q1) = (open(Order::Random, 0, 2)?, open(Order::Random, 1, 2)?);
     assert_ne!(q0.micro_batch(0, 0, 1)?, q1.micro_batch(0, 0, 1)?);
+    // A step's micro-batches depend on accum × world only: rank r's micro-step m of 2 ranks × 2
+    // is micro-step 2m + r of one process × 4, in both orders.
+    for order in [Order::Random, Order::Sequential] {
+        let mut solo = open(order, 0, 1)?;
+        let mut ranks = [open(order, 0, 2)?, open(order, 1, 2)?];
+        for step in [0u64, 3, 11] {
+            for m in 0..2u64 {
+                for (r, loader) in ranks.iter_mut().enumerate() {
+                    assert_eq!(loader.micro_batch(step, m, 2)?, solo.micro_batch(step, 2 * m + r as u64, 4)?);
+                }
+            }
+            if order == Order::Random {
+                // Micro-batches of consecutive steps do not coincide (no step·31 + m aliasing).
+                assert_ne!(solo.micro_batch(step, 31, 40)?, solo.micro_batch(step + 1, 0, 40)?);
+            }
+        }
+    }
     assert_eq!(full_pass_offsets(17, 8), vec![0, 8]);
     assert_eq!(full_pass_offsets(16, 8), vec![0]);
     Ok(())

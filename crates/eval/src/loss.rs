@@ -23,11 +23,36 @@ pub fn split_loss(
     dtype: DType,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(f64, u64)> {
+    let (sum, count) = split_loss_shard(model, data, split, seq, batch, dtype, (0, 1), progress)?;
+    Ok((if count > 0 { sum / count as f64 } else { f64::NAN }, count))
+}
+
+/// One rank's share of [`split_loss`]: batch i of the pass goes to rank i mod world; returns the
+/// (summed cross-entropy in nats, tokens scored) of this rank's batches. Adding every rank's
+/// pair and dividing gives the one-process mean (the same per-batch terms, summed in f64).
+///
+/// # Errors
+/// As [`split_loss`].
+#[allow(clippy::too_many_arguments)]
+pub fn split_loss_shard(
+    model: &CausalLm,
+    data: &Path,
+    split: &str,
+    seq: usize,
+    batch: usize,
+    dtype: DType,
+    (rank, world): (usize, usize),
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(f64, u64)> {
     let mut stream = TokenStream::open(data, split)?;
     let offsets = full_pass_offsets(stream.len(), seq);
     let (mut sum, mut count) = (0.0f64, 0u64);
     let device = model.device();
+    let world = world.max(1);
     for (i, chunk) in offsets.chunks(batch.max(1)).enumerate() {
+        if i % world != rank {
+            continue;
+        }
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
         for &o in chunk {
             let w = stream.read(o, seq + 1)?;
@@ -52,5 +77,5 @@ pub fn split_loss(
         count += n;
         progress(i + 1, offsets.len().div_ceil(batch.max(1)));
     }
-    Ok((if count > 0 { sum / count as f64 } else { f64::NAN }, count))
+    Ok((sum, count))
 }

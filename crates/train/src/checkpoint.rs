@@ -26,6 +26,16 @@ pub struct TrainState {
     pub rng: String,
     /// Loader position: the step the next batch is drawn for.
     pub loader_step: u64,
+    /// Ranks of the run that wrote it (1 for checkpoints from before data parallelism).
+    #[serde(default = "one")]
+    pub world: u64,
+    /// Micro-batches per step on each rank (0: not recorded).
+    #[serde(default)]
+    pub accum: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// The folder name of a checkpoint.

@@ -59,10 +59,17 @@ pub struct TrainSection {
     pub micro_batch: usize,
     /// Tokens per sequence.
     pub seq_len: usize,
-    /// Micro-batches per optimizer step.
-    pub grad_accum: usize,
+    /// Micro-batches per optimizer step on each rank. Give this or `tokens_per_step`, not both
+    /// (default: 1, or derived from `tokens_per_step`).
+    pub grad_accum: Option<usize>,
+    /// Tokens per optimizer step over all ranks (the global batch); `grad_accum` is then derived
+    /// from the world size, so the global batch does not change with the number of GPUs.
+    pub tokens_per_step: Option<u64>,
     /// Combination of micro-batch gradients.
     pub grad_accum_mode: GradAccum,
+    /// Data-parallel runs: overlap the gradient all-reduce with the last micro-step's backward
+    /// (c10d's Reducer, as DDP does); false all-reduces flat buckets after backward.
+    pub overlap: bool,
     /// Optimizer steps.
     pub max_steps: u64,
     /// Peak learning rate.
@@ -107,8 +114,10 @@ impl Default for TrainSection {
         TrainSection {
             micro_batch: 8,
             seq_len: 1024,
-            grad_accum: 1,
+            grad_accum: None,
+            tokens_per_step: None,
             grad_accum_mode: GradAccum::Mean,
+            overlap: false,
             max_steps: 100_000,
             lr: 3e-4,
             min_lr: 1e-5,
@@ -127,6 +136,36 @@ impl Default for TrainSection {
             seed: 5000,
             fused_adamw: true,
             peak_tflops: None,
+        }
+    }
+}
+
+impl TrainSection {
+    /// Micro-batches per optimizer step on each of `world` ranks: `grad_accum`, or
+    /// `tokens_per_step / (micro_batch × seq_len × world)`.
+    ///
+    /// # Errors
+    /// A `tokens_per_step` that `micro_batch × seq_len × world` does not divide, naming both.
+    pub fn accum(&self, world: u64) -> Result<usize> {
+        let t = self;
+        let Some(tokens) = t.tokens_per_step else {
+            return Ok(t.grad_accum.unwrap_or(1));
+        };
+        let per = t.micro_batch as u64 * t.seq_len as u64 * world.max(1);
+        if per == 0 || tokens % per != 0 || tokens == 0 {
+            return Err(config_err(format!(
+                "train.tokens_per_step {tokens} is not a multiple of micro_batch × seq_len × world = {} × {} × {world} = {per}",
+                t.micro_batch, t.seq_len
+            )));
+        }
+        Ok((tokens / per) as usize)
+    }
+
+    /// Tokens per optimizer step over `world` ranks (the global batch).
+    pub fn tokens_per_step(&self, world: u64) -> u64 {
+        match self.tokens_per_step {
+            Some(tokens) => tokens,
+            None => (self.micro_batch * self.seq_len * self.grad_accum.unwrap_or(1)) as u64 * world,
         }
     }
 }
@@ -208,6 +247,11 @@ impl RunConfig {
                 ))
             })?;
             let preset: toml::Table = toml::from_str(preset).map_err(syntax)?;
+            // The batch keys form one group: a file that sets either takes neither from the preset.
+            let own_batch = table
+                .get("train")
+                .and_then(|t| t.as_table())
+                .is_some_and(|t| t.contains_key("grad_accum") || t.contains_key("tokens_per_step"));
             for (section, values) in preset {
                 let (Some(values), Some(target)) = (
                     values.as_table(),
@@ -219,6 +263,9 @@ impl RunConfig {
                     continue;
                 };
                 for (k, v) in values {
+                    if own_batch && section == "train" && (k == "grad_accum" || k == "tokens_per_step") {
+                        continue;
+                    }
                     target.entry(k.clone()).or_insert_with(|| v.clone());
                 }
             }
@@ -266,11 +313,20 @@ impl RunConfig {
         for (key, v) in [
             ("micro_batch", t.micro_batch),
             ("seq_len", t.seq_len),
-            ("grad_accum", t.grad_accum),
+            ("grad_accum", t.grad_accum.unwrap_or(1)),
             ("eval_iters", t.eval_iters),
+            ("tokens_per_step", t.tokens_per_step.unwrap_or(1) as usize),
         ] {
             if v == 0 {
                 p.push(format!("train.{key} must be positive"));
+            }
+        }
+        if t.grad_accum.is_some() && t.tokens_per_step.is_some() {
+            p.push("train: give grad_accum (per rank) or tokens_per_step (global), not both".into());
+        }
+        if let Err(e) = self.accum(1) {
+            if t.micro_batch > 0 && t.seq_len > 0 && t.tokens_per_step != Some(0) {
+                p.push(e.to_string().trim_start_matches("invalid run config: ").to_string());
             }
         }
         if t.max_steps == 0 {
@@ -339,9 +395,17 @@ impl RunConfig {
         }
     }
 
-    /// Tokens per optimizer step.
-    pub fn tokens_per_step(&self) -> u64 {
-        (self.train.micro_batch * self.train.seq_len * self.train.grad_accum) as u64
+    /// Micro-batches per optimizer step on each of `world` ranks (see [`TrainSection::accum`]).
+    ///
+    /// # Errors
+    /// A `tokens_per_step` that `micro_batch × seq_len × world` does not divide, naming both.
+    pub fn accum(&self, world: u64) -> Result<usize> {
+        self.train.accum(world)
+    }
+
+    /// Tokens per optimizer step over `world` ranks (the global batch).
+    pub fn tokens_per_step(&self, world: u64) -> u64 {
+        self.train.tokens_per_step(world)
     }
 }
 

@@ -21,13 +21,15 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
-    /// The loss became NaN or infinite.
-    #[error("loss is {loss} at step {step}; stopped (the last good checkpoint is kept)")]
+    /// The loss or the gradient norm became NaN or infinite; the update was not applied.
+    #[error("loss is {loss} and gradient norm {grad_norm} at step {step}; stopped before the update (the last good checkpoint is kept)")]
     NonFinite {
         /// The step.
         step: u64,
         /// The loss value.
         loss: f64,
+        /// The gradient norm before clipping.
+        grad_norm: f64,
     },
     /// The caller stopped the run.
     #[error("interrupted")]
@@ -41,6 +43,12 @@ pub enum Error {
     /// The evaluation crate failed (the final validation pass).
     #[error(transparent)]
     Eval(#[from] inheritune_eval::Error),
+    /// A collective of a data-parallel run failed (a rank died or stalled), or the launch was bad.
+    #[error(transparent)]
+    Dist(#[from] inheritune_dist::Error),
+    /// A resumed data-parallel run does not fit the saved one.
+    #[error("{0}")]
+    Resume(String),
     /// libtorch reported an error.
     #[error("torch: {0}")]
     Torch(#[from] inheritune_model::tch::TchError),

@@ -15,6 +15,6 @@ pub mod schedule;
 pub mod trainer;
 
 pub use config::RunConfig;
-pub use dist::{Collective, Dist, SingleProcess};
+pub use dist::{Collective, Dist, OverlappedReduce, SingleProcess};
 pub use error::{Error, Result};
 pub use trainer::{train, Metrics, Options, Summary};

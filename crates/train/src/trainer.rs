@@ -7,6 +7,13 @@
 //! s = max_steps, then a deterministic full pass over the val split, written as `final/`.
 //! Data and evaluation batches are pure functions of (seed, step), so a resumed run repeats the
 //! uninterrupted one exactly on CPU.
+//!
+//! Data parallelism (`Options::dist`): each of W ranks runs `accum` micro-steps of its own
+//! micro-batches (the step's global micro-batches m·W + r), gradients are averaged over ranks
+//! once per step (so `mean` is the mean over all accum·W micro-batches, and `sum` is each rank's
+//! sum averaged over ranks, as DDP with the released code), the logged loss and every evaluation
+//! are reduced over ranks, evaluation batches and the final pass are shared out by index, and
+//! rank 0 writes while the others wait at a barrier.
 
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -138,6 +145,7 @@ struct Run<'a> {
     opt: AdamW,
     device: Device,
     dtype: DType,
+    dist: &'a Dist,
     /// `None` on ranks other than 0, which write nothing.
     metrics: Option<std::fs::File>,
 }
@@ -153,28 +161,53 @@ impl Run<'_> {
         file.flush().map_err(|e| file_err(&path, e))
     }
 
+    /// Sums `values` over ranks (f64, on the run's device so CUDA runs reduce through NCCL).
+    fn sum_over_ranks(&self, values: &[f64]) -> Result<Vec<f64>> {
+        if self.dist.0.world() == 1 {
+            return Ok(values.to_vec());
+        }
+        let t = Tensor::from_slice(values).to_device(self.device);
+        self.dist.0.sum(&t)?;
+        Ok(Vec::<f64>::try_from(t.to_device(Device::Cpu)).map_err(crate::error::Error::Torch)?)
+    }
+
+    /// Mean loss over the `iters` evaluation batches of `step`; batch i runs on rank i mod W.
     fn mean_loss(&self, loader: &mut Loader, step: u64, iters: usize) -> Result<f64> {
+        let (rank, world) = (self.dist.0.rank() as usize, self.dist.0.world() as usize);
         let mut total = 0.0;
-        for i in 0..iters {
-            let (x, y) = tensors(&loader.micro_batch(step, i as u64, 1)?, self.device);
+        for i in (rank..iters).step_by(world) {
+            let (x, y) = tensors(&loader.batch(step, i as u64, iters as u64)?, self.device);
             total += tch::no_grad(|| batch_loss(&self.model, &x, &y, self.dtype))?.f_double_value(&[])?;
         }
-        Ok(total / iters as f64)
+        Ok(self.sum_over_ranks(&[total])?[0] / iters as f64)
     }
 
     /// Token-weighted mean cross-entropy over every window of the val split (the same pass as
-    /// `inheritune eval loss`).
+    /// `inheritune eval loss`), shared out over the ranks.
     fn full_val_pass(&self) -> Result<(f64, u64)> {
         let t = &self.config.train;
-        Ok(inheritune_eval::loss::split_loss(
+        let (sum, count) = inheritune_eval::loss::split_loss_shard(
             &self.model,
             &self.config.data.dir,
             "val",
             t.seq_len,
             t.micro_batch,
             self.dtype,
+            (self.dist.0.rank() as usize, self.dist.0.world() as usize),
             &mut |_, _| {},
-        )?)
+        )?;
+        let total = self.sum_over_ranks(&[sum, count as f64])?;
+        let count = total[1].round() as u64;
+        Ok((if count > 0 { total[0] / count as f64 } else { f64::NAN }, count))
+    }
+
+    /// Rank 0 writes a checkpoint (and prunes old ones); every rank then waits for it.
+    fn checkpoint(&self, state: &TrainState, keep: usize, milestone: u64) -> Result<()> {
+        if self.dist.0.rank() == 0 {
+            checkpoint::save(&self.dir, &self.model, &self.opt, state)?;
+            checkpoint::prune(&self.dir, keep, milestone);
+        }
+        self.dist.0.barrier()
     }
 }
 
@@ -196,16 +229,44 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
             }
         })
         .collect();
-    let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, kept.iter().map(|l| format!("{l}\n")).collect::<String>()).map_err(|e| file_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| file_err(path, e))
+    let text: String = kept.iter().map(|l| format!("{l}\n")).collect();
+    hf::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
+/// Whether a checkpoint written by `state.world` ranks may continue on `world` ranks with
+/// `accum` micro-steps each: the data order must be the one it would have had (the same global
+/// micro-batches per step), and in `sum` mode the gradient scale (the per-rank accumulation) too.
+fn check_resume(dir: &Path, state: &TrainState, world: u64, accum: u64, mode: GradAccum) -> Result<()> {
+    if state.world == world && (state.accum == 0 || state.accum == accum) {
+        return Ok(());
+    }
+    let here = format!(
+        "cannot resume from {}: it was saved by a run of world size {} with {} micro-steps per rank, and this run has world size {world} with {accum}",
+        dir.display(),
+        state.world,
+        if state.accum == 0 { "an unrecorded number of".to_string() } else { state.accum.to_string() },
+    );
+    if state.accum == 0 || state.accum * state.world != accum * world {
+        return Err(Error::Resume(format!(
+            "{here}: the global batch differs, so the data order would change"
+        )));
+    }
+    if mode == GradAccum::Sum {
+        return Err(Error::Resume(format!(
+            "{here}: grad_accum_mode = \"sum\" scales the gradient by the per-rank micro-steps, so resume on {} ranks",
+            state.world
+        )));
+    }
+    Ok(())
 }
 
 /// Trains per `config` in `run_dir`; `on_metrics` sees every metrics line and may stop the run.
 ///
 /// # Errors
 /// An invalid config, an init checkpoint of another architecture, unreadable data, a non-finite
-/// loss (the last good checkpoint is kept), an interruption, or a write failure.
+/// loss (the last good checkpoint is kept), an interruption, a failed collective, or a write
+/// failure.
 pub fn train(
     config: &RunConfig,
     run_dir: &Path,
@@ -214,6 +275,10 @@ pub fn train(
 ) -> Result<Summary> {
     config.validate()?;
     let t = &config.train;
+    let dist = &options.dist;
+    let (rank, world) = (dist.0.rank(), dist.0.world());
+    let writer = rank == 0;
+    let accum = config.accum(world)?;
     let mut model_config = config.model_config()?;
     if let Some(init) = &options.init {
         let init_config = ModelConfig::from_file(&init.join(hf::CONFIG_FILE))?;
@@ -232,10 +297,11 @@ pub fn train(
         }
         model_config = init_config;
     }
-    std::fs::create_dir_all(run_dir).map_err(|e| file_err(run_dir, e))?;
     let resolved = toml::to_string(config).map_err(|e| file_err(run_dir, e))?;
-    let config_path = run_dir.join("config.toml");
-    hf::write_atomic(&config_path, resolved.as_bytes())?;
+    if writer {
+        std::fs::create_dir_all(run_dir).map_err(|e| file_err(run_dir, e))?;
+        hf::write_atomic(&run_dir.join("config.toml"), resolved.as_bytes())?;
+    }
     let config_hash = format!(
         "{:016x}",
         resolved.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64)
@@ -244,8 +310,6 @@ pub fn train(
 
     tch::manual_seed(t.seed as i64);
     let dtype = options.compute_dtype();
-    let (rank, world) = (options.dist.0.rank(), options.dist.0.world());
-    let writer = rank == 0;
     let mut model = CausalLm::new(&model_config, options.device, DType::F32)?;
     if let Some(init) = &options.init {
         let report = hf::load_weights(&mut model, &[init.join(hf::WEIGHTS_FILE)])?;
@@ -272,8 +336,25 @@ pub fn train(
     let metrics_path = run_dir.join("metrics.jsonl");
     let mut start = 0;
     if options.resume {
-        if let Some((_, dir)) = checkpoint::list(run_dir).pop() {
+        // Rank 0 chooses the newest complete checkpoint and every rank loads that one.
+        let newest = if writer {
+            checkpoint::list(run_dir).pop().map_or(-1, |(s, _)| s as i64)
+        } else {
+            -1
+        };
+        let chosen = Tensor::from_slice(&[newest]);
+        dist.0.broadcast(&chosen, 0)?;
+        let chosen = chosen.int64_value(&[0]);
+        if chosen >= 0 {
+            let dir = checkpoint::step_dir(run_dir, chosen as u64);
+            if !dir.join("DONE").exists() {
+                return Err(file_err(
+                    &dir,
+                    format!("rank {rank}: rank 0 resumes from this checkpoint but it is not complete here (the run folder must be on a file system every rank sees)"),
+                ));
+            }
             let state = checkpoint::restore(&dir, &mut model, &mut opt)?;
+            check_resume(&dir, &state, world, accum as u64, t.grad_accum_mode)?;
             start = state.step;
             if writer {
                 truncate_metrics(&metrics_path, start)?;
@@ -281,6 +362,12 @@ pub fn train(
         }
     } else if writer && metrics_path.exists() {
         std::fs::remove_file(&metrics_path).map_err(|e| file_err(&metrics_path, e))?;
+    }
+    // Every rank starts from rank 0's parameters.
+    if world > 1 {
+        for p in params.values() {
+            dist.0.broadcast(&p.detach(), 0)?;
+        }
     }
     let metrics = if writer {
         Some(
@@ -293,6 +380,11 @@ pub fn train(
     } else {
         None
     };
+    let overlap = if t.overlap && world > 1 {
+        dist.0.overlapped(&params.values().map(Tensor::shallow_clone).collect::<Vec<_>>())?
+    } else {
+        None
+    };
     let mut run = Run {
         config,
         dir: run_dir.to_path_buf(),
@@ -300,6 +392,7 @@ pub fn train(
         opt,
         device: options.device,
         dtype,
+        dist,
         metrics,
     };
 
@@ -312,12 +405,14 @@ pub fn train(
     let mut eval_train = loader("train", Order::Random, t.seed ^ 0xE7A1_0001)?;
     let mut eval_val = loader("val", Order::Random, t.seed ^ 0xE7A1_0002)?;
     let decay = t.decay_steps.unwrap_or(t.max_steps);
-    let tokens_per_step = config.tokens_per_step();
+    let tokens_per_step = config.tokens_per_step(world);
+    let micro_batches = (accum as u64 * world) as f64;
     let fpt = flops_per_token(&model_config, t.seq_len);
     let peak = t
         .peak_tflops
         .map(|p| p * 1e12)
-        .or_else(|| crate::peak::peak_flops(options.device, dtype));
+        .or_else(|| crate::peak::peak_flops(options.device, dtype))
+        .map(|p| p * world as f64);
     let resumed_at = options.resume.then_some(start);
     let mut step = start;
     loop {
@@ -340,13 +435,12 @@ pub fn train(
                 step,
                 tokens: step * tokens_per_step,
                 config_hash: config_hash.clone(),
-                rng: "stateless: batches are functions of (seed, step)".into(),
+                rng: "stateless: batches are functions of (seed, step, global micro-batch)".into(),
                 loader_step: step,
+                world,
+                accum: accum as u64,
             };
-            if writer {
-                checkpoint::save(run_dir, &run.model, &run.opt, &state)?;
-                checkpoint::prune(run_dir, t.keep_last.max(1), t.milestone_interval);
-            }
+            run.checkpoint(&state, t.keep_last.max(1), t.milestone_interval)?;
             if on_metrics(&m).is_break() {
                 return Err(Error::Interrupted);
             }
@@ -358,28 +452,38 @@ pub fn train(
         let lr = lr_at(t.schedule, step, t.lr, t.min_lr, t.warmup_steps, decay);
         // Losses stay on the device until the end of the step: one host synchronisation per step.
         let mut loss_sum = Tensor::f_zeros([], (Kind::Float, run.device))?;
-        for micro in 0..t.grad_accum as u64 {
-            let (x, y) = tensors(&train_loader.micro_batch(step, micro, t.grad_accum as u64)?, run.device);
+        for micro in 0..accum as u64 {
+            let (x, y) = tensors(&train_loader.micro_batch(step, micro, accum as u64)?, run.device);
             let loss = batch_loss(&run.model, &x, &y, dtype)?;
             loss_sum = loss_sum.f_add(&loss.detach())?;
             let scaled = match t.grad_accum_mode {
-                GradAccum::Mean => loss / t.grad_accum as f64,
+                GradAccum::Mean => loss / accum as f64,
                 GradAccum::Sum => loss,
             };
+            if let (Some(o), true) = (&overlap, micro + 1 == accum as u64) {
+                o.arm(&scaled)?; // this backward averages the gradients across ranks
+            }
             scaled.f_backward()?;
         }
-        // The data-parallel seam: gradients averaged across ranks before clipping.
-        options.dist.0.average_gradients(&run.opt.grads())?;
+        if overlap.is_none() {
+            dist.0.average_gradients(&run.opt.grads())?;
+        }
+        dist.0.sum(&loss_sum)?;
         let grad_norm = run
             .opt
             .clip_grad_norm(if t.grad_clip > 0.0 { t.grad_clip } else { f64::INFINITY })?;
-        let loss_value = loss_sum.f_double_value(&[])? / t.grad_accum as f64;
-        if !loss_value.is_finite() {
-            return Err(Error::NonFinite { step, loss: loss_value });
+        let loss_value = loss_sum.f_double_value(&[])? / micro_batches;
+        let grad_norm = grad_norm.f_double_value(&[])?;
+        // Every rank holds the same reduced values, so all of them stop here together.
+        if !loss_value.is_finite() || !grad_norm.is_finite() {
+            return Err(Error::NonFinite {
+                step,
+                loss: loss_value,
+                grad_norm,
+            });
         }
         run.opt.step(lr)?;
         run.opt.zero_grad();
-        let grad_norm = grad_norm.f_double_value(&[])?;
         let seconds = began.elapsed().as_secs_f64();
         let tps = tokens_per_step as f64 / seconds;
         let m = Metrics {
@@ -418,10 +522,13 @@ pub fn train(
         config_hash,
         rng: "stateless".into(),
         loader_step: step,
+        world,
+        accum: accum as u64,
     };
     if writer {
         checkpoint::save_to(&run_dir.join("final"), &run.model, None, &state)?;
     }
+    dist.0.barrier()?;
     let _ = on_metrics(&m);
     Ok(Summary {
         steps: step,

@@ -264,7 +264,18 @@ fn presets_match_the_spec() -> anyhow::Result<()> {
         let cfg = RunConfig::parse(&format!(
             "preset = \"{name}\"\n[model]\npreset = \"gpt2-medium\"\n[data]\ndir = \"d\"\n"
         ))?;
-        assert_eq!(cfg.tokens_per_step(), tokens, "{name}");
+        // The global batch does not change with the world size; the accumulation follows it.
+        for world in [1, 2, 4] {
+            assert_eq!(cfg.tokens_per_step(world), tokens, "{name}");
+            let (b, t) = (cfg.train.micro_batch as u64, cfg.train.seq_len as u64);
+            if tokens % (b * t * world) == 0 {
+                assert_eq!(cfg.accum(world)? as u64 * b * t * world, tokens, "{name} on {world}");
+            } else {
+                let err = cfg.accum(world).unwrap_err().to_string();
+                assert!(err.contains(&format!("tokens_per_step {tokens}")), "{err}");
+                assert!(err.contains(&format!("= {}", b * t * world)), "{err}");
+            }
+        }
         assert_eq!(cfg.train.lr, lr, "{name}");
         assert_eq!(cfg.train.beta2, beta2, "{name}");
         assert_eq!(
@@ -286,6 +297,12 @@ fn presets_match_the_spec() -> anyhow::Result<()> {
         "preset = \"owt-gpt2-xl\"\n[model]\npreset = \"gpt2-xl\"\n[data]\ndir = \"d\"\n[train]\nlr = 1e-3\n",
     )?;
     assert_eq!((cfg.train.lr, cfg.train.warmup_steps), (1e-3, 2000));
+    // A config that sets the per-rank accumulation takes no batch key from the preset.
+    let cfg = RunConfig::parse(
+        "preset = \"owt-gpt2-xl\"\n[model]\npreset = \"gpt2-xl\"\n[data]\ndir = \"d\"\n[train]\ngrad_accum = 3\n",
+    )?;
+    assert_eq!((cfg.train.grad_accum, cfg.train.tokens_per_step), (Some(3), None));
+    assert_eq!(cfg.tokens_per_step(2), 8 * 1024 * 3 * 2);
     let err = RunConfig::parse("preset = \"nope\"\n[model]\npreset = \"gpt2-xl\"\n[data]\ndir = \"d\"\n")
         .err()
         .map(|e| e.to_string())
