@@ -18,8 +18,9 @@ pub struct Args {
     /// Run config (TOML with [model], [data], [train]).
     #[arg(long)]
     config: PathBuf,
-    /// Run folder (checkpoints, metrics.jsonl, config.toml, final/).
-    #[arg(long)]
+    /// Run folder (checkpoints, metrics.jsonl, config.toml, final/). `--run-dir` is the same flag,
+    /// for torchrun, whose argument parser takes `--run` for its own `--run-path`.
+    #[arg(long, alias = "run-dir")]
     run: PathBuf,
     /// Start from this Hugging Face checkpoint (e.g. an inherited model).
     #[arg(long)]

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,11 @@ int idist_has_nccl() {
 void* idist_init(int rank, int world, const char* addr, int port, int serve_store,
                  const char* prefix, int64_t timeout_ms, int nccl, int device) {
   auto* g = new Group;
+  // Connection retries log each attempt with a C++ stack trace; the outcome comes back as one
+  // error line instead. TORCH_CPP_LOG_LEVEL, when set, is left to decide.
+  const bool quiet = std::getenv("TORCH_CPP_LOG_LEVEL") == nullptr;
+  const int log_level = FLAGS_caffe2_log_level;
+  if (quiet) FLAGS_caffe2_log_level = 3;  // FATAL only
   int rc = guarded([&] {
     g->rank = rank;
     g->world = world;
@@ -119,6 +125,7 @@ void* idist_init(int rank, int world, const char* addr, int port, int serve_stor
 #endif
     }
   });
+  if (quiet) FLAGS_caffe2_log_level = log_level;
   if (rc != 0) {
     delete g;
     return nullptr;
