@@ -3,7 +3,8 @@
 //! Inheritune rounds (the tolerance forces growth 2 → 4 layers), scratch baselines at 1× and 2×,
 //! target analysis and the report. The run is killed with SIGKILL in the middle of a training
 //! stage and rerun: finished stages are skipped, the interrupted one resumes from its
-//! checkpoint (every step logged once), and the report's numbers equal the metrics files.
+//! checkpoint (every step logged once), and the report's numbers equal the metrics files. Every
+//! training stage runs data parallel on 2 Gloo ranks (`--nproc 2`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -87,6 +88,7 @@ fn start(recipe: &Path, run: &Path) -> std::io::Result<std::process::Child> {
         .arg(recipe)
         .arg("--run")
         .arg(run)
+        .args(["--nproc", "2"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

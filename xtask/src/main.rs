@@ -14,7 +14,7 @@ const TORCH_VERSION: &str = "2.11.0";
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  reproduce <recipe> [--dry-run] [--from STAGE] [--only STAGE] [--device cpu|cuda] [--run DIR]
+  reproduce <recipe> [--dry-run] [--from STAGE] [--only STAGE] [--device cpu|cuda] [--nproc N] [--run DIR]
           the whole Inheritune recipe (xtask/recipes/<recipe>.toml, or a path): sets up libtorch,
           builds the release binary and runs `inheritune recipe` (resumable; runs/<recipe>/)
   setup   install torch==2.11.0 into a cached virtual environment and link it as .libtorch
@@ -26,7 +26,10 @@ commands:
                   device (CPU), batch size and threads; prints examples/s of both and the ratio
   bench train     training steps: inheritune bench train vs ../shared/bench/torch_gpt_train.py
                   (CPU, f32, same shapes and threads, alternating runs; BENCH_SHAPE=L,H,D,B,T,
-                  BENCH_STEPS, BENCH_ROUNDS, BENCH_THREADS override)";
+                  BENCH_STEPS, BENCH_ROUNDS, BENCH_THREADS override)
+  bench allreduce all-reduce of 100M f32 over 2 Gloo ranks: inheritune bench allreduce --nproc 2
+                  vs Python torch.distributed (crates/dist/bench/torch_allreduce.py under torchrun),
+                  alternating runs; BENCH_NUMEL, BENCH_RANKS, BENCH_ROUNDS override";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,7 +42,10 @@ fn main() -> Result<()> {
             Some("analyze") => bench_analyze(),
             Some("train") => bench_train(),
             Some("eval") => bench_eval(),
-            other => bail!("unknown benchmark {other:?} (available: prepare, analyze, train, eval)\n\n{USAGE}"),
+            Some("allreduce") => bench_allreduce(),
+            other => {
+                bail!("unknown benchmark {other:?} (available: prepare, analyze, train, eval, allreduce)\n\n{USAGE}")
+            }
         },
         Some("-h") | Some("--help") | Some("help") => {
             println!("{USAGE}");
@@ -106,6 +112,8 @@ fn setup() -> Result<PathBuf> {
         Some(dir) => dir,
         None => install_torch(&cache, &venv)?,
     };
+    fix_scripts(&venv)?;
+    install_cuda_headers(&venv, &torch)?;
     let link = workspace_root().join(".libtorch");
     let current = std::fs::read_link(&link).ok();
     if current.as_deref() != Some(torch.as_path()) {
@@ -117,6 +125,55 @@ fn setup() -> Result<PathBuf> {
         eprintln!("xtask: linked {} -> {}", link.display(), torch.display());
     }
     Ok(torch)
+}
+
+/// The venv is built under a temporary name and renamed, so the scripts pip wrote (`torchrun`, ...)
+/// name the temporary folder in their `#!` line: point them at the venv's own python.
+fn fix_scripts(venv: &Path) -> Result<()> {
+    let partial = venv.with_extension("partial");
+    let (old, new) = (
+        partial.to_string_lossy().to_string(),
+        venv.to_string_lossy().to_string(),
+    );
+    let bin = venv.join("bin");
+    for entry in std::fs::read_dir(&bin).with_context(|| format!("reading {}", bin.display()))? {
+        let path = entry?.path();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue; // binaries and links
+        };
+        if std::fs::symlink_metadata(&path)?.file_type().is_symlink() || !text.contains(&old) {
+            continue;
+        }
+        let fixed = text.replace(&old, &new);
+        let tmp = path.with_extension("fixing");
+        std::fs::write(&tmp, fixed).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::set_permissions(&tmp, std::fs::metadata(&path)?.permissions())?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The CUDA headers that ProcessGroupNCCL.hpp needs besides the wheel's own (`crt/host_config.h`,
+/// `nv/target`), so inheritune-dist compiles NCCL in (see crates/dist/build.rs).
+fn install_cuda_headers(venv: &Path, torch: &Path) -> Result<()> {
+    let include = torch.join("..").join("nvidia").join("cu13").join("include");
+    if include.join("crt").join("host_config.h").exists() && include.join("nv").join("target").exists() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the CUDA headers NCCL support compiles against (cuda-toolkit[crt,cccl])");
+    run(
+        Command::new(venv.join("bin").join("python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--quiet",
+            ])
+            .arg("cuda-toolkit[crt,cccl]==13.0.2"),
+        "pip install cuda-toolkit[crt,cccl]",
+    )
 }
 
 fn install_torch(cache: &Path, venv: &Path) -> Result<PathBuf> {
@@ -489,6 +546,85 @@ fn bench_train() -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench allreduce`: all-reduce (sum) of one f32 tensor across local Gloo ranks,
+/// ours (`inheritune bench allreduce --nproc N`, c10d through the Rust shim) against Python
+/// `torch.distributed` launched by torchrun, alternating, on the same machine; prints both
+/// medians and the ratio (theirs / ours: above 1 means ours is faster).
+fn bench_allreduce() -> Result<()> {
+    let root = workspace_root();
+    let python = bench_python(&["numpy"])?;
+    let binary = build_release()?;
+    let script = root
+        .join("crates")
+        .join("dist")
+        .join("bench")
+        .join("torch_allreduce.py");
+    let numel = std::env::var("BENCH_NUMEL").unwrap_or_else(|_| "100000000".into());
+    let ranks = std::env::var("BENCH_RANKS").unwrap_or_else(|_| "2".into());
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let common = ["--numel", numel.as_str(), "--iters", "5", "--warmup", "1"];
+    let time_of = |cmd: &mut Command, what: &str| -> Result<(f64, String)> {
+        let out = cmd.output().with_context(|| format!("running {what}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.trim().lines().last().unwrap_or_default().to_string();
+        if !out.status.success() {
+            bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let s = json_field(&line, "median_s").with_context(|| format!("{what} printed no median_s: {line}"))?;
+        Ok((s, line))
+    };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (a, la) = time_of(
+            Command::new(&binary)
+                .args(["bench", "allreduce", "--nproc", ranks.as_str()])
+                .args(common)
+                .env("RUST_LOG", "warn"),
+            "inheritune bench allreduce",
+        )?;
+        let (b, lb) = time_of(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "torch.distributed.run",
+                    "--standalone",
+                    "--nproc-per-node",
+                    ranks.as_str(),
+                ])
+                .arg(&script)
+                .args(common),
+            "torch_allreduce.py",
+        )?;
+        if round == 0 {
+            println!("{lb}");
+            println!("{la}");
+        }
+        println!(
+            "round {}: inheritune {:.0} ms, torch.distributed {:.0} ms per all-reduce",
+            round + 1,
+            a * 1e3,
+            b * 1e3
+        );
+        ours.push(a);
+        theirs.push(b);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (a, b) = (median(&mut ours), median(&mut theirs));
+    println!(
+        "all-reduce of {numel} f32 over {ranks} Gloo ranks: inheritune {:.0} ms, torch.distributed {:.0} ms, ratio torch / inheritune {:.2}x",
+        a * 1e3,
+        b * 1e3,
+        b / a
+    );
+    Ok(())
+}
+
 /// `cargo xtask bench eval`: seven zero-shot tasks (the oracle kit's docs repeated, a 4-layer
 /// random GPT-2 with context 128) through `lm_eval run --model hf` and `inheritune eval`, both as
 /// whole processes with the same batch size and threads on the CPU; prints examples/s and the ratio.
@@ -587,7 +723,7 @@ fn bench_eval() -> Result<()> {
 /// binary (xtask itself links no libtorch). Flags are passed on to `inheritune recipe`.
 fn reproduce(args: &[String]) -> Result<()> {
     let Some(recipe) = args.first() else {
-        bail!("usage: cargo xtask reproduce <recipe> [--dry-run] [--from STAGE] [--only STAGE] [--device cpu|cuda] [--run DIR]\n(recipes: xtask/recipes/*.toml)");
+        bail!("usage: cargo xtask reproduce <recipe> [--dry-run] [--from STAGE] [--only STAGE] [--device cpu|cuda] [--nproc N] [--run DIR]\n(recipes: xtask/recipes/*.toml)");
     };
     let root = workspace_root();
     let path = if Path::new(recipe).exists() {

@@ -1,5 +1,7 @@
 //! `inheritune bench train`: time full training steps on synthetic tokens, printing one JSON line
 //! with the fields of `shared/bench/torch_gpt_train.py`, so the two compare directly.
+//! `inheritune bench allreduce`: time c10d all-reduces of one large f32 tensor across the ranks of
+//! a job, printing the fields of `crates/dist/bench/torch_allreduce.py`.
 
 use anyhow::{bail, Result};
 use inheritune_model::{tch, DType, Preset};
@@ -12,6 +14,75 @@ use crate::args::{DTypeArg, DeviceArg};
 pub enum BenchCommand {
     /// Forward, backward, clipping and AdamW on a GPT-2 of the given shape.
     Train(TrainArgs),
+    /// All-reduce (sum) of one f32 tensor across the ranks of a job (`--nproc N`, torchrun, ...).
+    Allreduce(AllreduceArgs),
+}
+
+/// Arguments of `inheritune bench allreduce`.
+#[derive(Debug, clap::Args)]
+pub struct AllreduceArgs {
+    /// Elements of the f32 tensor.
+    #[arg(long, default_value_t = 100_000_000)]
+    numel: i64,
+    /// Timed all-reduces.
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Untimed all-reduces first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Device of the tensor (CUDA: NCCL).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+    /// Ranks.
+    #[command(flatten)]
+    dist: crate::launch::DistArgs,
+}
+
+fn bench_allreduce(a: &AllreduceArgs) -> Result<()> {
+    if let Some(n) = a.dist.nproc.filter(|&n| n > 1) {
+        return crate::launch::launch_local(n, &crate::launch::args_without_nproc());
+    }
+    if a.numel <= 0 || a.iters == 0 {
+        bail!("--numel and --iters must be positive");
+    }
+    let (device, dist) = crate::launch::join(a.device, a.dist.dist_timeout)?;
+    let world = dist.0.world();
+    let t = tch::Tensor::f_ones([a.numel], (tch::Kind::Float, device))?;
+    let mut times = Vec::with_capacity(a.iters);
+    for i in 0..a.warmup + a.iters {
+        dist.0.barrier()?;
+        let began = std::time::Instant::now();
+        dist.0.sum(&t)?;
+        if let tch::Device::Cuda(d) = device {
+            tch::Cuda::synchronize(d as i64);
+        }
+        if i >= a.warmup {
+            times.push(began.elapsed().as_secs_f64());
+        }
+    }
+    // Ones summed over (warmup + iters) rounds of W ranks: W^(rounds), checked on one element.
+    let got = t.f_double_value(&[0])?;
+    let want = (world as f64).powi((a.warmup + a.iters) as i32);
+    if (got - want).abs() > 1e-3 * want {
+        bail!("all-reduce result {got} is not {want}");
+    }
+    times.sort_by(f64::total_cmp);
+    if dist.0.rank() == 0 {
+        println!(
+            "{}",
+            serde_json::json!({
+                "impl": "inheritune (c10d through the Rust shim)",
+                "world": world,
+                "numel": a.numel,
+                "bytes": a.numel * 4,
+                "iters": a.iters,
+                "median_s": times[times.len() / 2],
+                "min_s": times[0],
+                "device": format!("{device:?}"),
+            })
+        );
+    }
+    Ok(())
 }
 
 /// Arguments of `inheritune bench train`.
@@ -63,7 +134,10 @@ pub struct TrainArgs {
 
 /// Runs a bench verb.
 pub fn run(command: &BenchCommand) -> Result<()> {
-    let BenchCommand::Train(a) = command;
+    let a = match command {
+        BenchCommand::Train(a) => a,
+        BenchCommand::Allreduce(a) => return bench_allreduce(a),
+    };
     if a.threads > 0 {
         tch::set_num_threads(a.threads);
     }

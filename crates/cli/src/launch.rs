@@ -54,8 +54,12 @@ pub fn join(device: DeviceArg, timeout_s: u64) -> Result<(Device, Dist)> {
         }
         DeviceArg::Cuda => Device::Cuda(env.local_rank),
     };
-    inheritune_model::check_device(dev)
-        .with_context(|| format!("rank {} of {}: device for LOCAL_RANK {}", env.rank, env.world, env.local_rank))?;
+    inheritune_model::check_device(dev).with_context(|| {
+        format!(
+            "rank {} of {}: device for LOCAL_RANK {}",
+            env.rank, env.world, env.local_rank
+        )
+    })?;
     let pg = ProcessGroup::join(&env, Duration::from_secs(timeout_s), matches!(dev, Device::Cuda(_)))?;
     Ok((dev, Dist(Arc::new(pg))))
 }
@@ -87,7 +91,7 @@ fn signal_all(children: &mut [(usize, Child)], sig: libc::c_int) {
 }
 
 /// Stops every rank still running: SIGTERM, then SIGKILL after a grace period.
-fn stop_all(children: &mut Vec<(usize, Child)>) {
+fn stop_all(children: &mut [(usize, Child)]) {
     signal_all(children, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && children.iter_mut().any(|(_, c)| matches!(c.try_wait(), Ok(None))) {
@@ -150,7 +154,10 @@ pub fn launch_local(nproc: usize, args: &[String]) -> Result<()> {
             }
         }
         if let Some((rank, status)) = failed {
-            eprintln!("[launch] rank {rank} of {nproc} failed ({}); stopping the other ranks", describe(status));
+            eprintln!(
+                "[launch] rank {rank} of {nproc} failed ({}); stopping the other ranks",
+                describe(status)
+            );
             stop_all(&mut children);
             bail!("rank {rank} of {nproc} failed ({})", describe(status));
         }

@@ -460,7 +460,11 @@ pub fn plan(recipe: &Recipe) -> Result<String> {
         hw.gpu,
         wall(total),
         efficiency * 100.0,
-        if gpus > 1 { ", [hardware] scaling_efficiency" } else { ": one GPU" }
+        if gpus > 1 {
+            ", [hardware] scaling_efficiency"
+        } else {
+            ": one GPU"
+        }
     );
     Ok(out)
 }

@@ -19,7 +19,15 @@ use inheritune_model::tch::Tensor;
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_inheritune"));
     c.env("RUST_LOG", "warn");
-    for var in ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS"] {
+    for var in [
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "SLURM_PROCID",
+        "SLURM_NTASKS",
+    ] {
         c.env_remove(var);
     }
     c
@@ -31,7 +39,10 @@ fn workspace() -> PathBuf {
 
 /// The python of the torch venv that `cargo xtask setup` links as `.libtorch`.
 fn python() -> PathBuf {
-    let torch = workspace().join(".libtorch").canonicalize().expect(".libtorch: run `cargo xtask setup`");
+    let torch = workspace()
+        .join(".libtorch")
+        .canonicalize()
+        .expect(".libtorch: run `cargo xtask setup`");
     // <venv>/lib/python3.X/site-packages/torch
     let venv = torch.ancestors().nth(4).expect("venv above site-packages");
     venv.join("bin").join("python")
@@ -118,7 +129,10 @@ fn same_metrics(a: &Path, b: &Path, rel: f64) {
 
 fn max_weight_diff(a: &Path, b: &Path) -> f64 {
     let read = |p: &Path| -> std::collections::BTreeMap<String, Tensor> {
-        Tensor::read_safetensors(p.join("final/model.safetensors")).unwrap().into_iter().collect()
+        Tensor::read_safetensors(p.join("final/model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect()
     };
     let (a, b) = (read(a), read(b));
     assert_eq!(a.len(), b.len());
@@ -137,8 +151,17 @@ fn two_ranks_equal_one_process_with_twice_the_accumulation() {
     let data = prepare(tmp.path());
     let solo_cfg = write(tmp.path(), "solo.toml", &data, "max_steps = 12\ngrad_accum = 4");
     let duo_cfg = write(tmp.path(), "duo.toml", &data, "max_steps = 12\ngrad_accum = 2");
-    let overlap_cfg = write(tmp.path(), "overlap.toml", &data, "max_steps = 12\ngrad_accum = 2\noverlap = true");
-    let (solo, duo, overlap) = (tmp.path().join("solo"), tmp.path().join("duo"), tmp.path().join("overlap"));
+    let overlap_cfg = write(
+        tmp.path(),
+        "overlap.toml",
+        &data,
+        "max_steps = 12\ngrad_accum = 2\noverlap = true",
+    );
+    let (solo, duo, overlap) = (
+        tmp.path().join("solo"),
+        tmp.path().join("duo"),
+        tmp.path().join("overlap"),
+    );
     ok(train(&solo_cfg, &solo, &[]));
     ok(train(&duo_cfg, &duo, &["--nproc", "2"]));
     ok(train(&overlap_cfg, &overlap, &["--nproc", "2"]));
@@ -172,7 +195,14 @@ fn sum_mode_under_torchrun_equals_pytorch_ddp() {
     .unwrap();
     let run = tmp.path().join("run");
     let out = Command::new(python())
-        .args(["-m", "torch.distributed.run", "--no-python", "--nproc-per-node", "2", "--standalone"])
+        .args([
+            "-m",
+            "torch.distributed.run",
+            "--no-python",
+            "--nproc-per-node",
+            "2",
+            "--standalone",
+        ])
         .arg(env!("CARGO_BIN_EXE_inheritune"))
         .arg("train")
         .arg("--config")
@@ -195,7 +225,10 @@ fn sum_mode_under_torchrun_equals_pytorch_ddp() {
     }
     let last = lines(&run).pop().unwrap();
     let want = expected["final_val_loss"].as_f64().unwrap();
-    assert!(close(last["val_loss"].as_f64().unwrap(), want, 1e-4), "final {last} vs {want}");
+    assert!(
+        close(last["val_loss"].as_f64().unwrap(), want, 1e-4),
+        "final {last} vs {want}"
+    );
     assert_eq!(last["kind"], "final");
 }
 
@@ -204,13 +237,18 @@ fn killed_rank_stops_the_job_and_resume_is_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let data = prepare(tmp.path());
     let mean = write(tmp.path(), "mean.toml", &data, "max_steps = 60\ntokens_per_step = 128");
-    let sum = write(tmp.path(), "sum.toml", &data, "max_steps = 60\ntokens_per_step = 128\ngrad_accum_mode = \"sum\"");
+    let sum = write(
+        tmp.path(),
+        "sum.toml",
+        &data,
+        "max_steps = 60\ntokens_per_step = 128\ngrad_accum_mode = \"sum\"",
+    );
     let full = tmp.path().join("full");
     ok(train(&mean, &full, &["--nproc", "2"]));
 
     let killed = |config: &Path, name: &str| -> PathBuf {
         let run = tmp.path().join(name);
-        let mut launcher = bin()
+        let launcher = bin()
             .arg("train")
             .arg("--config")
             .arg(config)
@@ -232,16 +270,29 @@ fn killed_rank_stops_the_job_and_resume_is_exact() {
         let killed_at = Instant::now();
         Command::new("kill").args(["-9", &rank1.to_string()]).status().unwrap();
         let out = launcher.wait_with_output().unwrap();
-        assert!(killed_at.elapsed() < Duration::from_secs(15), "the job took {:?} to stop", killed_at.elapsed());
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(15),
+            "the job took {:?} to stop",
+            killed_at.elapsed()
+        );
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("of 2 failed (signal 9"), "{err}");
-        assert!(lines(&run).len() < lines(&full).len(), "the run finished before the kill");
+        assert!(
+            lines(&run).len() < lines(&full).len(),
+            "the run finished before the kill"
+        );
         run
     };
     let part = killed(&mean, "part");
     let copy = tmp.path().join("part-1");
-    assert!(Command::new("cp").arg("-r").arg(&part).arg(&copy).status().unwrap().success());
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg(&part)
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success());
     ok(train(&mean, &part, &["--nproc", "2", "--resume"]));
     same_metrics(&part, &full, 0.0);
     let weights = |run: &Path| std::fs::read(run.join("final/model.safetensors")).unwrap();
@@ -268,11 +319,22 @@ fn bad_launch_environments_fail_fast_with_one_line() {
     let port = |p: u16| p.to_string();
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy_port = busy.local_addr().unwrap().port();
-    let free_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
-        (vec![("WORLD_SIZE", "2".into()), ("RANK", "0".into())], "MASTER_ADDR is not set"),
         (
-            vec![("WORLD_SIZE", "2".into()), ("RANK", "2".into()), ("MASTER_ADDR", "127.0.0.1".into())],
+            vec![("WORLD_SIZE", "2".into()), ("RANK", "0".into())],
+            "MASTER_ADDR is not set",
+        ),
+        (
+            vec![
+                ("WORLD_SIZE", "2".into()),
+                ("RANK", "2".into()),
+                ("MASTER_ADDR", "127.0.0.1".into()),
+            ],
             "RANK=2 is not below WORLD_SIZE=2",
         ),
         (
@@ -317,7 +379,11 @@ fn bad_launch_environments_fail_fast_with_one_line() {
             .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .unwrap();
-        assert!(began.elapsed() < Duration::from_secs(12), "{vars:?} took {:?}", began.elapsed());
+        assert!(
+            began.elapsed() < Duration::from_secs(12),
+            "{vars:?} took {:?}",
+            began.elapsed()
+        );
         assert!(!out.status.success(), "{vars:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{vars:?}: {err}");

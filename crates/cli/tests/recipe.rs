@@ -53,3 +53,29 @@ fn every_recipe_plans() {
         "{medium}"
     );
 }
+
+/// `--nproc 8`: the global batch stays the paper's, and the wall clock is the GPU-hours spread
+/// over 8 GPUs at the stated scaling efficiency (0.9 by default).
+#[test]
+fn plan_on_eight_gpus() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../xtask/recipes/gpt2-xl.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_inheritune"))
+        .args(["recipe", "--dry-run", "--nproc", "8", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan = String::from_utf8(out.stdout).unwrap();
+    assert!(plan.contains("131072 tokens/step x 100000 steps"), "{plan}");
+    let number_after = |key: &str| -> f64 {
+        let rest = &plan[plan.find(key).unwrap_or_else(|| panic!("{key}: {plan}")) + key.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let gpu_hours = number_after("FLOPs,");
+    let wall = number_after("wall clock on 8 x H100 SXM:");
+    assert!(
+        (wall - gpu_hours / (8.0 * 0.9)).abs() < 0.1,
+        "{wall} vs {gpu_hours} / 7.2"
+    );
+    assert!(plan.contains("90% scaling efficiency assumed"), "{plan}");
+}

@@ -305,7 +305,10 @@ fn loader_is_deterministic_and_ranks_are_disjoint() -> anyhow::Result<()> {
         for step in [0u64, 3, 11] {
             for m in 0..2u64 {
                 for (r, loader) in ranks.iter_mut().enumerate() {
-                    assert_eq!(loader.micro_batch(step, m, 2)?, solo.micro_batch(step, 2 * m + r as u64, 4)?);
+                    assert_eq!(
+                        loader.micro_batch(step, m, 2)?,
+                        solo.micro_batch(step, 2 * m + r as u64, 4)?
+                    );
                 }
             }
             if order == Order::Random {

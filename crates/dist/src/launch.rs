@@ -55,9 +55,11 @@ pub struct LaunchEnv {
 }
 
 fn first(get: &dyn Fn(&str) -> Option<String>, names: &[&'static str]) -> Option<(&'static str, String)> {
-    names
-        .iter()
-        .find_map(|&n| get(n).filter(|v| !v.trim().is_empty()).map(|v| (n, v.trim().to_string())))
+    names.iter().find_map(|&n| {
+        get(n)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (n, v.trim().to_string()))
+    })
 }
 
 fn number(get: &dyn Fn(&str) -> Option<String>, names: &[&'static str]) -> Result<Option<(&'static str, usize)>> {
@@ -89,10 +91,14 @@ impl LaunchEnv {
         let (rank, world) = match (rank, world) {
             (None, None) => return Ok(None),
             (Some((r, _)), None) => {
-                return Err(Error::Env(format!("{r} is set but WORLD_SIZE (or its launcher's equivalent) is not")))
+                return Err(Error::Env(format!(
+                    "{r} is set but WORLD_SIZE (or its launcher's equivalent) is not"
+                )))
             }
             (None, Some((w, _))) => {
-                return Err(Error::Env(format!("{w} is set but RANK (or its launcher's equivalent) is not")))
+                return Err(Error::Env(format!(
+                    "{w} is set but RANK (or its launcher's equivalent) is not"
+                )))
             }
             (Some(r), Some(w)) => (r, w),
         };
@@ -216,7 +222,10 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!((e.rank, e.world, e.local_rank, e.local_world, e.master_port), (5, 16, 5, 8, 29500));
+        assert_eq!(
+            (e.rank, e.world, e.local_rank, e.local_world, e.master_port),
+            (5, 16, 5, 8, 29500)
+        );
         let e = env(&[
             ("OMPI_COMM_WORLD_RANK", "1"),
             ("OMPI_COMM_WORLD_SIZE", "2"),
@@ -235,13 +244,21 @@ mod tests {
     fn bad_environments_name_the_variable() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("WORLD_SIZE", "2"), ("RANK", "0")], "MASTER_ADDR is not set"),
-            (&[("WORLD_SIZE", "2"), ("RANK", "2"), ("MASTER_ADDR", "h")], "RANK=2 is not below WORLD_SIZE=2"),
+            (
+                &[("WORLD_SIZE", "2"), ("RANK", "2"), ("MASTER_ADDR", "h")],
+                "RANK=2 is not below WORLD_SIZE=2",
+            ),
             (&[("WORLD_SIZE", "2")], "WORLD_SIZE is set but RANK"),
             (&[("RANK", "1")], "RANK is set but WORLD_SIZE"),
             (&[("WORLD_SIZE", "two"), ("RANK", "0")], "WORLD_SIZE=\"two\""),
             (&[("WORLD_SIZE", "0"), ("RANK", "0")], "WORLD_SIZE=0"),
             (
-                &[("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "70000")],
+                &[
+                    ("WORLD_SIZE", "2"),
+                    ("RANK", "0"),
+                    ("MASTER_ADDR", "h"),
+                    ("MASTER_PORT", "70000"),
+                ],
                 "MASTER_PORT=\"70000\"",
             ),
         ];

@@ -90,7 +90,8 @@ impl ProcessGroup {
             port: env.master_port,
             message,
         };
-        let addr = CString::new(env.master_addr.as_str()).map_err(|_| join_err("MASTER_ADDR contains a NUL byte".into()))?;
+        let addr =
+            CString::new(env.master_addr.as_str()).map_err(|_| join_err("MASTER_ADDR contains a NUL byte".into()))?;
         let prefix = CString::new(env.store_prefix.as_str()).map_err(|_| join_err("bad store prefix".into()))?;
         let handle = shim::init(
             env.rank as c_int,
@@ -156,7 +157,9 @@ impl ProcessGroup {
     pub fn all_reduce_mean(&self, ts: &[Tensor], bucket_bytes: usize) -> Result<()> {
         let ps: Vec<*mut c_void> = ts.iter().map(ptr).collect();
         let world = self.world as f64;
-        self.call("gradient all-reduce", |h| shim::all_reduce_buckets(h, &ps, bucket_bytes, world))
+        self.call("gradient all-reduce", |h| {
+            shim::all_reduce_buckets(h, &ps, bucket_bytes, world)
+        })
     }
 
     /// In place: every rank's `t` (contiguous) becomes `root`'s.

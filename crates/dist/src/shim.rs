@@ -26,7 +26,13 @@ mod ffi {
         ) -> *mut c_void;
         pub fn idist_free(h: *mut c_void);
         pub fn idist_allreduce_sum(h: *mut c_void, t: *mut c_void) -> c_int;
-        pub fn idist_allreduce_buckets(h: *mut c_void, ts: *const *mut c_void, n: c_int, bucket: i64, divisor: f64) -> c_int;
+        pub fn idist_allreduce_buckets(
+            h: *mut c_void,
+            ts: *const *mut c_void,
+            n: c_int,
+            bucket: i64,
+            divisor: f64,
+        ) -> c_int;
         pub fn idist_broadcast(h: *mut c_void, t: *mut c_void, root: c_int) -> c_int;
         pub fn idist_barrier(h: *mut c_void) -> c_int;
         pub fn idist_reducer_new(h: *mut c_void, ps: *const *mut c_void, n: c_int, bucket: i64) -> *mut c_void;
@@ -38,7 +44,9 @@ mod ffi {
 #[cfg(c10d_shim)]
 fn last_error() -> String {
     // SAFETY: the shim returns a NUL-terminated thread-local string.
-    unsafe { CStr::from_ptr(ffi::idist_last_error()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(ffi::idist_last_error()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[cfg(c10d_shim)]
@@ -154,7 +162,17 @@ mod imp {
         false
     }
     #[allow(clippy::too_many_arguments)]
-    pub fn init(_: c_int, _: c_int, _: &CStr, _: c_int, _: bool, _: &CStr, _: i64, _: bool, _: c_int) -> Result<Handle, String> {
+    pub fn init(
+        _: c_int,
+        _: c_int,
+        _: &CStr,
+        _: c_int,
+        _: bool,
+        _: &CStr,
+        _: i64,
+        _: bool,
+        _: c_int,
+    ) -> Result<Handle, String> {
         Err(NONE.into())
     }
     pub fn free(_: *mut c_void) {}

@@ -13,7 +13,11 @@ const ROLE: &str = "INHERITUNE_DIST_TEST_ROLE";
 
 /// Runs `test` (this file's test of that name) as 2 ranks; returns their exit statuses.
 fn two_ranks(test: &str, role: &str) -> Vec<std::process::ExitStatus> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..2)
         .map(|rank| {
@@ -67,9 +71,16 @@ fn collectives_on_two_ranks() {
     pg.all_reduce_mean(&tensors, 64).unwrap();
     for (i, t) in tensors.iter().enumerate() {
         let want = 1.5 * (i + 1) as f64;
-        assert!(values(t).iter().all(|&v| v == want), "tensor {i}: {:?} vs {want}", values(t));
+        assert!(
+            values(t).iter().all(|&v| v == want),
+            "tensor {i}: {:?} vs {want}",
+            values(t)
+        );
     }
-    assert!(values(&base).iter().all(|&v| v == 3.0), "the view wrote through to its base");
+    assert!(
+        values(&base).iter().all(|&v| v == 3.0),
+        "the view wrote through to its base"
+    );
     // Broadcast from rank 1.
     let t = Tensor::full([3], r * 10.0 + 7.0, (Kind::Float, Device::Cpu));
     pg.broadcast(&t, 1).unwrap();
@@ -124,10 +135,16 @@ fn nccl_without_a_gpu_is_a_clean_error() {
     if tch::Cuda::is_available() {
         return; // this check is about machines without a GPU
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let vars: std::collections::HashMap<&str, String> = LaunchEnv::local_vars(0, 1, port).into_iter().collect();
     let env = LaunchEnv::from_vars(&|k| vars.get(k).cloned()).unwrap().unwrap();
-    let err = ProcessGroup::join(&env, Duration::from_secs(10), true).unwrap_err().to_string();
+    let err = ProcessGroup::join(&env, Duration::from_secs(10), true)
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("rank 0 of 1: joining the job"), "{err}");
     if inheritune_dist::nccl_compiled() {
         assert!(err.to_lowercase().contains("cuda"), "{err}");

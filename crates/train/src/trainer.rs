@@ -168,7 +168,7 @@ impl Run<'_> {
         }
         let t = Tensor::from_slice(values).to_device(self.device);
         self.dist.0.sum(&t)?;
-        Ok(Vec::<f64>::try_from(t.to_device(Device::Cpu)).map_err(crate::error::Error::Torch)?)
+        Vec::<f64>::try_from(t.to_device(Device::Cpu)).map_err(Error::Torch)
     }
 
     /// Mean loss over the `iters` evaluation batches of `step`; batch i runs on rank i mod W.
@@ -381,7 +381,8 @@ pub fn train(
         None
     };
     let overlap = if t.overlap && world > 1 {
-        dist.0.overlapped(&params.values().map(Tensor::shallow_clone).collect::<Vec<_>>())?
+        dist.0
+            .overlapped(&params.values().map(Tensor::shallow_clone).collect::<Vec<_>>())?
     } else {
         None
     };
