@@ -30,22 +30,36 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Draws with `$draw(&root)` into `<stem>.png` and `<stem>.svg`, returning both paths.
+/// Moves a finished temporary plot into place (removing it when drawing failed).
+fn finish(tmp: &Path, path: &Path, drawn: Result<()>) -> Result<()> {
+    if drawn.is_err() {
+        let _ = std::fs::remove_file(tmp);
+        return drawn;
+    }
+    std::fs::rename(tmp, path).map_err(|e| plot_err(path, e))
+}
+
+/// Draws with `$draw(&root)` into `<stem>.png` and `<stem>.svg`, returning both paths. Each is
+/// drawn as `<stem>.tmp.<ext>` and renamed when complete, so a failure leaves no partial file.
 macro_rules! both {
     ($dir:expr, $stem:expr, $size:expr, $draw:expr) => {{
         ensure_font();
         let png = $dir.join(format!("{}.png", $stem));
         let svg = $dir.join(format!("{}.svg", $stem));
-        {
-            let root = BitMapBackend::new(&png, $size).into_drawing_area();
+        let png_tmp = $dir.join(format!("{}.tmp.png", $stem));
+        let svg_tmp = $dir.join(format!("{}.tmp.svg", $stem));
+        let drawn = (|| -> Result<()> {
+            let root = BitMapBackend::new(&png_tmp, $size).into_drawing_area();
             $draw(&root).map_err(|e| plot_err(&png, e))?;
-            root.present().map_err(|e| plot_err(&png, e))?;
-        }
-        {
-            let root = SVGBackend::new(&svg, $size).into_drawing_area();
+            root.present().map_err(|e| plot_err(&png, e))
+        })();
+        finish(&png_tmp, &png, drawn)?;
+        let drawn = (|| -> Result<()> {
+            let root = SVGBackend::new(&svg_tmp, $size).into_drawing_area();
             $draw(&root).map_err(|e| plot_err(&svg, e))?;
-            root.present().map_err(|e| plot_err(&svg, e))?;
-        }
+            root.present().map_err(|e| plot_err(&svg, e))
+        })();
+        finish(&svg_tmp, &svg, drawn)?;
         vec![png, svg]
     }};
 }

@@ -25,9 +25,12 @@ pub struct Args {
     /// Start from this Hugging Face checkpoint (e.g. an inherited model).
     #[arg(long)]
     init: Option<PathBuf>,
-    /// Continue from the newest complete checkpoint in the run folder.
-    #[arg(long)]
+    /// Continue from the newest complete checkpoint in the run folder (a fresh start if none).
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Replace a run the folder already holds (its metrics, checkpoints and final model).
+    #[arg(long)]
+    overwrite: bool,
     /// Device to run on.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
@@ -57,6 +60,7 @@ pub fn run(args: &Args) -> Result<()> {
     let options = Options {
         init: args.init.clone(),
         resume: args.resume,
+        overwrite: args.overwrite,
         dtype: args.dtype.map(Into::into),
         dist,
         ..Options::new(device)
@@ -70,7 +74,41 @@ pub fn run(args: &Args) -> Result<()> {
         ProgressStyle::with_template("{bar:40} step {pos}/{len} {msg} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // Without a terminal (nohup, Slurm, CI) the bar hides itself: log lines instead.
+    let log_lines = rank == 0 && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let began = std::time::Instant::now();
+    let mut first_step = None;
+    let max_steps = config.train.max_steps;
+    let log_every = config.train.log_interval;
     let summary = train(&config, &args.run, &options, &mut |m| {
+        if log_lines && m.kind == "train" {
+            let first = *first_step.get_or_insert(m.step);
+            if (m.step + 1) % log_every == 0 || m.step + 1 == max_steps {
+                let elapsed = began.elapsed().as_secs_f64();
+                let done = (m.step + 1 - first) as f64;
+                let eta = elapsed / done * (max_steps - m.step - 1) as f64;
+                eprintln!(
+                    "step {}/{max_steps} | loss {:.4} | lr {:.3e} | grad norm {:.3} | {:.0} tok/s | MFU {} | elapsed {} | ETA {}",
+                    m.step + 1,
+                    m.loss.unwrap_or(f64::NAN),
+                    m.lr.unwrap_or(f64::NAN),
+                    m.grad_norm.unwrap_or(f64::NAN),
+                    m.tokens_per_s.unwrap_or(0.0),
+                    m.mfu.map_or("-".into(), |u| format!("{:.1}%", u * 100.0)),
+                    clock(elapsed),
+                    clock(eta)
+                );
+            }
+        } else if log_lines && m.kind != "train" {
+            eprintln!(
+                "{} at step {}: train {} val {:.4} | elapsed {}",
+                m.kind,
+                m.step,
+                m.loss.map_or("-".into(), |l| format!("{l:.4}")),
+                m.val_loss.unwrap_or(f64::NAN),
+                clock(began.elapsed().as_secs_f64())
+            );
+        }
         if m.kind == "train" {
             bar.set_position(m.step + 1);
             bar.set_message(format!(
@@ -101,6 +139,16 @@ pub fn run(args: &Args) -> Result<()> {
     plot_runs(&[(name, args.run.clone())], &args.run, "loss", true)?;
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
+}
+
+/// `h:mm:ss`.
+fn clock(seconds: f64) -> String {
+    let s = if seconds.is_finite() {
+        seconds.max(0.0) as u64
+    } else {
+        0
+    };
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// Arguments of `inheritune plot-loss`.

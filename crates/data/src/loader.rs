@@ -54,7 +54,20 @@ impl TokenStream {
                 dir.display()
             )));
         }
-        Ok(Self::from_shards(shards))
+        let mut stream = Self::from_shards(shards);
+        // The manifest's counts address the stream: check them against the shards' own metadata.
+        for (i, (path, claimed)) in stream.shards.iter().enumerate() {
+            let layout = row_groups(path)?;
+            let held: u64 = layout.iter().map(|g| g.1).sum();
+            if held != *claimed {
+                return Err(Error::Invalid(format!(
+                    "{}: the manifest says {claimed} tokens but the shard holds {held}",
+                    path.display()
+                )));
+            }
+            stream.layouts.insert(i, layout);
+        }
+        Ok(stream)
     }
 
     /// A stream over these shards (path, token count), in order.

@@ -107,6 +107,8 @@ pub struct TrainSection {
     pub fused_adamw: bool,
     /// Peak TFLOP/s of one device for MFU (default: from the GPU model or the CPU's flags).
     pub peak_tflops: Option<f64>,
+    /// Without a terminal, `inheritune train` prints a progress line every this many steps.
+    pub log_interval: u64,
 }
 
 impl Default for TrainSection {
@@ -136,6 +138,7 @@ impl Default for TrainSection {
             seed: 5000,
             fused_adamw: true,
             peak_tflops: None,
+            log_interval: 10,
         }
     }
 }
@@ -335,6 +338,9 @@ impl RunConfig {
         if t.eval_interval == 0 {
             p.push("train.eval_interval must be positive".into());
         }
+        if t.log_interval == 0 {
+            p.push("train.log_interval must be positive".into());
+        }
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             p.push(format!("train.lr must be positive, got {}", t.lr));
         }
@@ -346,8 +352,13 @@ impl RunConfig {
                 p.push(format!("train.{key} must be in [0, 1), got {v}"));
             }
         }
-        if t.eps.is_nan() || t.eps <= 0.0 || t.weight_decay < 0.0 || t.grad_clip < 0.0 {
-            p.push("train.eps must be positive and train.weight_decay, train.grad_clip non-negative".into());
+        if !(t.eps > 0.0 && t.eps.is_finite()) {
+            p.push(format!("train.eps must be positive, got {}", t.eps));
+        }
+        for (key, v) in [("weight_decay", t.weight_decay), ("grad_clip", t.grad_clip)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                p.push(format!("train.{key} must be a non-negative number, got {v}"));
+            }
         }
         if let Some(d) = t.decay_steps {
             if d <= t.warmup_steps {

@@ -31,6 +31,12 @@ pub enum Error {
         /// The gradient norm before clipping.
         grad_norm: f64,
     },
+    /// The weights became NaN or infinite; no checkpoint of them was written.
+    #[error("the weights are not finite at step {step}; stopped without writing that checkpoint (the last good checkpoint is kept)")]
+    NonFiniteWeights {
+        /// The step.
+        step: u64,
+    },
     /// The caller stopped the run.
     #[error("interrupted")]
     Interrupted,

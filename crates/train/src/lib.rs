@@ -10,6 +10,7 @@ pub mod config;
 pub mod curves;
 pub mod dist;
 pub mod error;
+pub mod lock;
 pub mod peak;
 pub mod schedule;
 pub mod trainer;

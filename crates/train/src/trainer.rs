@@ -30,6 +30,7 @@ use crate::checkpoint::{self, TrainState};
 use crate::config::{GradAccum, RunConfig};
 use crate::dist::Dist;
 use crate::error::{file_err, Error, Result};
+use crate::lock::RunLock;
 use crate::schedule::lr_at;
 
 /// How to start a run.
@@ -39,8 +40,11 @@ pub struct Options {
     pub device: Device,
     /// Start from this Hugging Face checkpoint (e.g. an inherited model) instead of a fresh init.
     pub init: Option<PathBuf>,
-    /// Continue from the newest complete checkpoint of the run folder.
+    /// Continue from the newest complete checkpoint of the run folder (a fresh start when it has
+    /// none).
     pub resume: bool,
+    /// Without `resume`: replace a run already in the folder (otherwise that is refused).
+    pub overwrite: bool,
     /// Compute precision: `None` picks bf16 autocast on CUDA (f32 master weights, TF32 on) and
     /// f32 on CPU.
     pub dtype: Option<DType>,
@@ -55,6 +59,7 @@ impl Options {
             device,
             init: None,
             resume: false,
+            overwrite: false,
             dtype: None,
             dist: Dist::default(),
         }
@@ -201,8 +206,12 @@ impl Run<'_> {
         Ok((if count > 0 { total[0] / count as f64 } else { f64::NAN }, count))
     }
 
-    /// Rank 0 writes a checkpoint (and prunes old ones); every rank then waits for it.
+    /// Rank 0 writes a checkpoint (and prunes old ones); every rank then waits for it. Weights
+    /// that are not finite are never written (every rank holds the same ones and stops).
     fn checkpoint(&self, state: &TrainState, keep: usize, milestone: u64) -> Result<()> {
+        if !weights_finite(&self.model)? {
+            return Err(Error::NonFiniteWeights { step: state.step });
+        }
         if self.dist.0.rank() == 0 {
             checkpoint::save(&self.dir, &self.model, &self.opt, state)?;
             checkpoint::prune(&self.dir, keep, milestone);
@@ -232,6 +241,118 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
     let text: String = kept.iter().map(|l| format!("{l}\n")).collect();
     hf::write_atomic(path, text.as_bytes())?;
     Ok(())
+}
+
+/// Keys of the resolved run config that may differ when a run resumes: they change neither the
+/// steps already taken nor the data order (a changed global batch is checked separately). With
+/// `decay_steps` unset, a new `max_steps` also stretches the cosine from the resume point on.
+pub const RESUMABLE_KEYS: &[&str] = &[
+    "train.max_steps",
+    "train.eval_interval",
+    "train.eval_iters",
+    "train.keep_last",
+    "train.milestone_interval",
+    "train.peak_tflops",
+    "train.overlap",
+    "train.fused_adamw",
+    "train.log_interval",
+    "train.grad_accum",
+    "train.tokens_per_step",
+];
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// The keys (outside [`RESUMABLE_KEYS`]) whose values differ between two resolved configs, as
+/// `key (old → new)`.
+fn changed_keys(saved: &str, current: &str) -> std::result::Result<Vec<String>, toml::de::Error> {
+    let (mut a, mut b) = (Default::default(), Default::default());
+    flatten("", &toml::from_str::<toml::Value>(saved)?, &mut a);
+    flatten("", &toml::from_str::<toml::Value>(current)?, &mut b);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    Ok(keys
+        .into_iter()
+        .filter(|k| !RESUMABLE_KEYS.contains(&k.as_str()) && a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "unset".into());
+            format!("{k} ({} → {})", show(a.get(k)), show(b.get(k)))
+        })
+        .collect())
+}
+
+/// What of a run the folder holds (metrics, checkpoints, the final model).
+fn run_contents(dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n == "metrics.jsonl" || n == "final" || (n.starts_with("step-") && !n.ends_with(".tmp")))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Removes what a crashed run left half-written (`*.tmp` files and folders, plot temporaries).
+fn clean_leftovers(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| file_err(dir, e))?.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(".tmp") || name.contains(".tmp.") {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| file_err(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a previous run from `dir` (for `--overwrite`): metrics, config, plots, checkpoints.
+fn remove_run(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| file_err(dir, e))?.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let path = entry.path();
+        let is_run = matches!(name.as_str(), "metrics.jsonl" | "config.toml" | "loss.png" | "loss.svg")
+            || name == "final"
+            || name.starts_with("step-");
+        if is_run {
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| file_err(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether every parameter is finite (checked before a checkpoint is written).
+fn weights_finite(model: &CausalLm) -> Result<bool> {
+    for p in model.named_parameters().values() {
+        if p.f_isfinite()?.f_all()?.f_int64_value(&[])? == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Whether a checkpoint written by `state.world` ranks may continue on `world` ranks with
@@ -298,10 +419,28 @@ pub fn train(
         model_config = init_config;
     }
     let resolved = toml::to_string(config).map_err(|e| file_err(run_dir, e))?;
-    if writer {
-        std::fs::create_dir_all(run_dir).map_err(|e| file_err(run_dir, e))?;
-        hf::write_atomic(&run_dir.join("config.toml"), resolved.as_bytes())?;
-    }
+    // Rank 0 owns the folder: one process at a time, leftovers of a crash removed, and an
+    // existing run is continued (--resume), replaced (--overwrite) or refused.
+    let _lock = if writer {
+        let lock = RunLock::acquire(run_dir)?;
+        clean_leftovers(run_dir)?;
+        let held = run_contents(run_dir);
+        if !options.resume && !held.is_empty() {
+            if !options.overwrite {
+                return Err(file_err(
+                    run_dir,
+                    format!(
+                        "this folder already holds a run ({}); continue it with --resume or replace it with --overwrite",
+                        held.join(", ")
+                    ),
+                ));
+            }
+            remove_run(run_dir)?;
+        }
+        Some(lock)
+    } else {
+        None
+    };
     let config_hash = format!(
         "{:016x}",
         resolved.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64)
@@ -335,6 +474,7 @@ pub fn train(
     }
     let metrics_path = run_dir.join("metrics.jsonl");
     let mut start = 0;
+    let mut restored = false;
     if options.resume {
         // Rank 0 chooses the newest complete checkpoint and every rank loads that one.
         let newest = if writer {
@@ -353,15 +493,36 @@ pub fn train(
                     format!("rank {rank}: rank 0 resumes from this checkpoint but it is not complete here (the run folder must be on a file system every rank sees)"),
                 ));
             }
+            if writer {
+                let saved_path = run_dir.join("config.toml");
+                if let Ok(saved) = std::fs::read_to_string(&saved_path) {
+                    let changed = changed_keys(&saved, &resolved).map_err(|e| file_err(&saved_path, e))?;
+                    if !changed.is_empty() {
+                        return Err(Error::Resume(format!(
+                            "cannot resume {}: the config differs from the run's ({}) in {}; only {} may change on resume",
+                            run_dir.display(),
+                            saved_path.display(),
+                            changed.join(", "),
+                            RESUMABLE_KEYS.join(", ")
+                        )));
+                    }
+                }
+            }
             let state = checkpoint::restore(&dir, &mut model, &mut opt)?;
             check_resume(&dir, &state, world, accum as u64, t.grad_accum_mode)?;
             start = state.step;
+            restored = true;
             if writer {
                 truncate_metrics(&metrics_path, start)?;
             }
         }
-    } else if writer && metrics_path.exists() {
+    }
+    // A fresh start (or a resume with nothing saved yet, which is one) logs from scratch.
+    if writer && !restored && metrics_path.exists() {
         std::fs::remove_file(&metrics_path).map_err(|e| file_err(&metrics_path, e))?;
+    }
+    if writer {
+        hf::write_atomic(&run_dir.join("config.toml"), resolved.as_bytes())?;
     }
     // Every rank starts from rank 0's parameters.
     if world > 1 {
@@ -414,7 +575,7 @@ pub fn train(
         .map(|p| p * 1e12)
         .or_else(|| crate::peak::peak_flops(options.device, dtype))
         .map(|p| p * world as f64);
-    let resumed_at = options.resume.then_some(start);
+    let resumed_at = restored.then_some(start);
     let mut step = start;
     loop {
         if (step % t.eval_interval == 0 || step == t.max_steps) && resumed_at != Some(step) {
