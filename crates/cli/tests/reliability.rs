@@ -1,0 +1,376 @@
+//! Nothing lost, nothing hangs, nothing silently accepted (issue 13), on `inheritune train` and the
+//! data it reads: each case asserts the exit code, that the message is one line naming the folder,
+//! file or key, that nothing panicked, and that what was already written is intact.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use inheritune_model::tch::Tensor;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_inheritune"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn prepare(dir: &Path) -> PathBuf {
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/prepare/owt.parquet");
+    let out = dir.join("data");
+    let status = bin()
+        .args(["prepare", "--input"])
+        .arg(input)
+        .arg("--out")
+        .arg(&out)
+        .args(["--val-tokens", "300", "--threads", "1"])
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+fn config(dir: &Path, name: &str, data: &Path, train: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "[model]\npreset = \"gpt2-tiny\"\n[model.overrides]\nvocab_size = 50304\nn_positions = 32\nn_embd = 32\nn_head = 2\nn_layer = 2\n\
+             [data]\ndir = \"{}\"\n[train]\nmicro_batch = 2\nseq_len = 16\ngrad_accum = 2\nmin_lr = 0.0\nwarmup_steps = 0\n\
+             eval_iters = 2\nseed = 3\n{train}\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn train(config: &Path, run: &Path, extra: &[&str]) -> Output {
+    bin()
+        .arg("train")
+        .arg("--config")
+        .arg(config)
+        .arg("--run")
+        .arg(run)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// The command failed with one line (no panic) that contains `want`.
+fn refused(out: &Output, want: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Progress lines may come before it (stderr is not a terminal here); the error is one line.
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("step ") && !l.starts_with("eval at "))
+        .collect();
+    assert_eq!(errors.len(), 1, "not one line: {err}");
+    assert!(
+        errors[0].starts_with("error: ") && errors[0].contains(want),
+        "expected {want:?} in: {err}"
+    );
+    errors[0].to_string()
+}
+
+fn ok(out: &Output) {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The deterministic fields of the metrics (timings excluded).
+fn trace(run: &Path) -> Vec<String> {
+    metrics(run)
+        .iter()
+        .map(|v| {
+            format!(
+                "{} {} {} {} {}",
+                v["kind"], v["step"], v["loss"], v["val_loss"], v["grad_norm"]
+            )
+        })
+        .collect()
+}
+
+fn checkpoints(run: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("step-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_diverging_run_keeps_a_finite_checkpoint_and_resumes_from_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepare(tmp.path());
+    let cfg = config(
+        tmp.path(),
+        "diverge.toml",
+        &data,
+        "lr = 1e30\nmax_steps = 30\neval_interval = 3\nkeep_last = 1\ngrad_clip = 0.0\nweight_decay = 0.0",
+    );
+    let run = tmp.path().join("run");
+    let out = train(&cfg, &run, &[]);
+    let err = refused(&out, "stopped before the update");
+    assert!(err.contains("at step "), "{err}");
+    // Every train line has a finite loss and gradient norm: the non-finite step was not applied.
+    let lines = metrics(&run);
+    for l in lines.iter().filter(|l| l["kind"] == "train") {
+        assert!(
+            l["loss"].as_f64().is_some_and(f64::is_finite) && l["grad_norm"].as_f64().is_some_and(f64::is_finite),
+            "{l}"
+        );
+    }
+    let kept = checkpoints(&run);
+    assert!(!kept.is_empty());
+    for name in &kept {
+        for (key, t) in Tensor::read_safetensors(run.join(name).join("model.safetensors")).unwrap() {
+            assert!(
+                bool::try_from(t.isfinite().all()).unwrap(),
+                "{name}: {key} is not finite"
+            );
+        }
+    }
+    // --resume starts from the finite checkpoint and stops at the same step with the same message.
+    let again = train(&cfg, &run, &["--resume"]);
+    let err2 = refused(&again, "stopped before the update");
+    let step = |e: &str| {
+        e.split("at step ")
+            .nth(1)
+            .and_then(|s| s.split(';').next())
+            .map(str::to_string)
+    };
+    assert_eq!(step(&err), step(&err2));
+}
+
+#[test]
+fn an_existing_run_is_refused_or_overwritten_never_mixed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepare(tmp.path());
+    let cfg = config(
+        tmp.path(),
+        "a.toml",
+        &data,
+        "lr = 3e-3\nmax_steps = 6\neval_interval = 2\nkeep_last = 5",
+    );
+    let run = tmp.path().join("run");
+    ok(&train(&cfg, &run, &[]));
+    let before = std::fs::read(run.join("metrics.jsonl")).unwrap();
+    let steps = checkpoints(&run);
+    refused(&train(&cfg, &run, &[]), "already holds a run");
+    assert_eq!(
+        std::fs::read(run.join("metrics.jsonl")).unwrap(),
+        before,
+        "metrics were touched"
+    );
+    assert_eq!(checkpoints(&run), steps);
+    // --overwrite removes the old run completely: a shorter run leaves only its own checkpoints.
+    let short = config(
+        tmp.path(),
+        "b.toml",
+        &data,
+        "lr = 3e-3\nmax_steps = 2\neval_interval = 1\nkeep_last = 5",
+    );
+    ok(&train(&short, &run, &["--overwrite"]));
+    assert_eq!(checkpoints(&run), ["step-00000000", "step-00000001", "step-00000002"]);
+    assert_eq!(metrics(&run).iter().filter(|l| l["kind"] == "train").count(), 2);
+}
+
+#[test]
+fn resume_refuses_a_changed_config_and_allows_a_longer_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepare(tmp.path());
+    let cfg = config(
+        tmp.path(),
+        "a.toml",
+        &data,
+        "lr = 3e-3\nmax_steps = 4\neval_interval = 2\ndecay_steps = 8",
+    );
+    let run = tmp.path().join("run");
+    ok(&train(&cfg, &run, &[]));
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let changed = config(
+        tmp.path(),
+        "b.toml",
+        &data,
+        "lr = 1e-3\nmax_steps = 4\neval_interval = 2\ndecay_steps = 8\nbeta2 = 0.99",
+    );
+    let err = refused(&train(&changed, &run, &["--resume"]), "train.lr (0.003 → 0.001)");
+    assert!(
+        err.contains("train.beta2 (0.95 → 0.99)"),
+        "every differing key is named: {err}"
+    );
+    assert_eq!(std::fs::read_to_string(run.join("config.toml")).unwrap(), saved);
+    // max_steps may change: the run continues to step 8 exactly as a run of 8 steps would.
+    let longer = config(
+        tmp.path(),
+        "c.toml",
+        &data,
+        "lr = 3e-3\nmax_steps = 8\neval_interval = 2\ndecay_steps = 8",
+    );
+    ok(&train(&longer, &run, &["--resume"]));
+    let whole = tmp.path().join("whole");
+    ok(&train(&longer, &whole, &[]));
+    assert_eq!(trace(&run), trace(&whole));
+}
+
+#[test]
+fn resume_with_nothing_saved_is_a_fresh_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepare(tmp.path());
+    let cfg = config(
+        tmp.path(),
+        "a.toml",
+        &data,
+        "lr = 3e-3\nmax_steps = 6\neval_interval = 3",
+    );
+    let fresh = tmp.path().join("fresh");
+    ok(&train(&cfg, &fresh, &[]));
+    // An empty folder, and the state of a run killed before its first checkpoint: some metrics
+    // lines, a half-written checkpoint folder and temporary files, no complete checkpoint.
+    let empty = tmp.path().join("empty");
+    ok(&train(&cfg, &empty, &["--resume"]));
+    assert_eq!(trace(&empty), trace(&fresh));
+    let killed = tmp.path().join("killed");
+    std::fs::create_dir_all(killed.join("step-00000000.tmp")).unwrap();
+    let partial: Vec<String> = std::fs::read_to_string(fresh.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .take(3)
+        .map(|l| l.to_string() + "\n")
+        .collect();
+    std::fs::write(killed.join("metrics.jsonl"), partial.concat()).unwrap();
+    std::fs::write(killed.join("config.toml.tmp"), "half").unwrap();
+    std::fs::write(killed.join("loss.tmp.png"), "half").unwrap();
+    ok(&train(&cfg, &killed, &["--resume"]));
+    assert_eq!(trace(&killed), trace(&fresh));
+    let left: Vec<String> = std::fs::read_dir(&killed)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "leftovers: {left:?}");
+}
+
+#[test]
+fn a_second_process_on_a_run_folder_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepare(tmp.path());
+    let cfg = config(
+        tmp.path(),
+        "a.toml",
+        &data,
+        "lr = 3e-3\nmax_steps = 100000\neval_interval = 1000",
+    );
+    let run = tmp.path().join("run");
+    let mut first = bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--run")
+        .arg(&run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let began = Instant::now();
+    while metrics(&run).len() < 3 {
+        assert!(began.elapsed() < Duration::from_secs(60), "the first run did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let lines = metrics(&run).len();
+    refused(&train(&cfg, &run, &["--resume"]), "in use by another process");
+    refused(&train(&cfg, &run, &["--overwrite"]), "in use by another process");
+    assert!(metrics(&run).len() >= lines, "the second process touched the metrics");
+    first.kill().unwrap(); // SIGKILL: the lock goes with the process
+    first.wait().unwrap();
+    let mut again = bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--run")
+        .arg(&run)
+        .arg("--resume")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        again.try_wait().unwrap().is_none(),
+        "the lock outlived the killed process"
+    );
+    again.kill().unwrap();
+    again.wait().unwrap();
+}
+
+#[test]
+fn a_manifest_that_overstates_a_shard_is_an_error_not_a_panic_or_a_hang() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepare(tmp.path());
+    let cfg = config(tmp.path(), "a.toml", &data, "lr = 3e-3\nmax_steps = 1");
+    let good = tmp.path().join("good");
+    ok(&train(&cfg, &good, &[]));
+    let path = data.join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for shard in manifest["shards"].as_array_mut().unwrap() {
+        let n = shard["tokens"].as_u64().unwrap();
+        shard["tokens"] = (n + 5000).into();
+    }
+    std::fs::write(&path, serde_json::to_string(&manifest).unwrap()).unwrap();
+    let began = Instant::now();
+    let err = refused(&train(&cfg, &tmp.path().join("run"), &[]), "the manifest says");
+    assert!(
+        err.contains("train-000000.parquet") && err.contains("but the shard holds 445"),
+        "{err}"
+    );
+    // `eval loss` on the same data (it looped forever before): the same one-line error.
+    let out = bin()
+        .args(["eval", "loss", "--model"])
+        .arg(good.join("final"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--seq-len", "16"])
+        .output()
+        .unwrap();
+    let err = refused(&out, "the manifest says");
+    assert!(err.contains("val-000000.parquet") && err.contains("holds 300"), "{err}");
+    assert!(began.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn progress_lines_without_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepare(tmp.path());
+    let cfg = config(
+        tmp.path(),
+        "a.toml",
+        &data,
+        "lr = 3e-3\nmax_steps = 20\neval_interval = 10\nlog_interval = 5",
+    );
+    let out = train(&cfg, &tmp.path().join("run"), &[]);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let steps: Vec<&str> = err.lines().filter(|l| l.starts_with("step ")).collect();
+    assert_eq!(steps.len(), 4, "{err}");
+    assert!(
+        steps[0].starts_with("step 5/20 | loss ") && steps[0].contains("tok/s") && steps[0].contains("ETA"),
+        "{err}"
+    );
+    assert!(err.lines().any(|l| l.starts_with("eval at step 10: train ")), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("final at step 20")), "{err}");
+}
