@@ -271,6 +271,28 @@ fn bench_python(packages: &[&str]) -> Result<PathBuf> {
     Ok(python)
 }
 
+/// The median of the rounds' timings.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs a benchmark command; returns `key` of the JSON object on its last stdout line, and the line.
+fn timed_json(cmd: &mut Command, what: &str, key: &str) -> Result<(f64, String)> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
+    let line = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let value = json_field(&line, key).with_context(|| format!("{what} printed no {key}: {line}"))?;
+    Ok((value, line))
+}
+
 fn json_field(line: &str, key: &str) -> Option<f64> {
     let at = line.find(&format!("\"{key}\""))?;
     let rest = &line[at + key.len() + 2..];
@@ -492,20 +514,7 @@ fn bench_train() -> Result<()> {
         "--threads",
         &threads,
     ];
-    let time_of = |cmd: &mut Command, what: &str| -> Result<(f64, String)> {
-        let out = cmd.output().with_context(|| format!("running {what}"))?;
-        let line = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .to_string();
-        if !out.status.success() {
-            bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
-        let ms = json_field(&line, "ms_per_step").with_context(|| format!("{what} printed no ms_per_step: {line}"))?;
-        Ok((ms, line))
-    };
+    let time_of = |cmd: &mut Command, what: &str| timed_json(cmd, what, "ms_per_step");
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let (a, la) = time_of(
@@ -534,10 +543,6 @@ fn bench_train() -> Result<()> {
         ours.push(a);
         theirs.push(b);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let (a, b) = (median(&mut ours), median(&mut theirs));
     println!(
         "speed-up inheritune / pytorch eager (CPU f32, {threads} threads, L,H,D,B,T = {shape}): {:.2}x",
@@ -566,16 +571,7 @@ fn bench_allreduce() -> Result<()> {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     let common = ["--numel", numel.as_str(), "--iters", "5", "--warmup", "1"];
-    let time_of = |cmd: &mut Command, what: &str| -> Result<(f64, String)> {
-        let out = cmd.output().with_context(|| format!("running {what}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout.trim().lines().last().unwrap_or_default().to_string();
-        if !out.status.success() {
-            bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
-        let s = json_field(&line, "median_s").with_context(|| format!("{what} printed no median_s: {line}"))?;
-        Ok((s, line))
-    };
+    let time_of = |cmd: &mut Command, what: &str| timed_json(cmd, what, "median_s");
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let (a, la) = time_of(
@@ -611,10 +607,6 @@ fn bench_allreduce() -> Result<()> {
         ours.push(a);
         theirs.push(b);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let (a, b) = (median(&mut ours), median(&mut theirs));
     println!(
         "all-reduce of {numel} f32 over {ranks} Gloo ranks: inheritune {:.0} ms, torch.distributed {:.0} ms, ratio torch / inheritune {:.2}x",

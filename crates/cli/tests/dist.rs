@@ -11,31 +11,13 @@
 //! - bad launch environments fail within the timeout with one line naming the problem.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use inheritune_model::tch::Tensor;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_inheritune"));
-    c.env("RUST_LOG", "warn");
-    for var in [
-        "RANK",
-        "WORLD_SIZE",
-        "LOCAL_RANK",
-        "MASTER_ADDR",
-        "MASTER_PORT",
-        "SLURM_PROCID",
-        "SLURM_NTASKS",
-    ] {
-        c.env_remove(var);
-    }
-    c
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::{bin, metrics as lines, ok, prepare, spawn_train, train, workspace};
 
 /// The python of the torch venv that `cargo xtask setup` links as `.libtorch`.
 fn python() -> PathBuf {
@@ -46,23 +28,6 @@ fn python() -> PathBuf {
     // <venv>/lib/python3.X/site-packages/torch
     let venv = torch.ancestors().nth(4).expect("venv above site-packages");
     venv.join("bin").join("python")
-}
-
-fn prepare(dir: &Path) -> PathBuf {
-    let input = workspace().join("crates/data/tests/fixtures/prepare/owt.parquet");
-    let out = dir.join("data");
-    let status = bin()
-        .args(["prepare", "--input"])
-        .arg(input)
-        .arg("--out")
-        .arg(&out)
-        .args(["--val-tokens", "300", "--threads", "1"])
-        .stderr(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    out
 }
 
 fn write(dir: &Path, name: &str, data: &Path, train: &str) -> PathBuf {
@@ -78,30 +43,6 @@ fn write(dir: &Path, name: &str, data: &Path, train: &str) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-fn train(config: &Path, run: &Path, extra: &[&str]) -> Output {
-    bin()
-        .arg("train")
-        .arg("--config")
-        .arg(config)
-        .arg("--run")
-        .arg(run)
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn lines(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn close(a: f64, b: f64, rel: f64) -> bool {
@@ -162,9 +103,9 @@ fn two_ranks_equal_one_process_with_twice_the_accumulation() {
         tmp.path().join("duo"),
         tmp.path().join("overlap"),
     );
-    ok(train(&solo_cfg, &solo, &[]));
-    ok(train(&duo_cfg, &duo, &["--nproc", "2"]));
-    ok(train(&overlap_cfg, &overlap, &["--nproc", "2"]));
+    ok(&train(&solo_cfg, &solo, &[]));
+    ok(&train(&duo_cfg, &duo, &["--nproc", "2"]));
+    ok(&train(&overlap_cfg, &overlap, &["--nproc", "2"]));
     for run in [&duo, &overlap] {
         same_metrics(run, &solo, 1e-5);
         let diff = max_weight_diff(run, &solo);
@@ -214,7 +155,7 @@ fn sum_mode_under_torchrun_equals_pytorch_ddp() {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    ok(out);
+    ok(&out);
     let train: Vec<serde_json::Value> = lines(&run).into_iter().filter(|l| l["kind"] == "train").collect();
     assert_eq!(train.len(), 8);
     for (s, line) in train.iter().enumerate() {
@@ -244,21 +185,11 @@ fn killed_rank_stops_the_job_and_resume_is_exact() {
         "max_steps = 60\ntokens_per_step = 128\ngrad_accum_mode = \"sum\"",
     );
     let full = tmp.path().join("full");
-    ok(train(&mean, &full, &["--nproc", "2"]));
+    ok(&train(&mean, &full, &["--nproc", "2"]));
 
     let killed = |config: &Path, name: &str| -> PathBuf {
         let run = tmp.path().join(name);
-        let launcher = bin()
-            .arg("train")
-            .arg("--config")
-            .arg(config)
-            .arg("--run")
-            .arg(&run)
-            .args(["--nproc", "2", "--dist-timeout", "20"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let launcher = spawn_train(config, &run, &["--nproc", "2", "--dist-timeout", "20"], Stdio::piped());
         // Wait for a checkpoint after step 0, then kill rank 1 (the launcher's second child).
         let began = Instant::now();
         while !run.join("step-00000005/DONE").exists() {
@@ -293,13 +224,13 @@ fn killed_rank_stops_the_job_and_resume_is_exact() {
         .status()
         .unwrap()
         .success());
-    ok(train(&mean, &part, &["--nproc", "2", "--resume"]));
+    ok(&train(&mean, &part, &["--nproc", "2", "--resume"]));
     same_metrics(&part, &full, 0.0);
     let weights = |run: &Path| std::fs::read(run.join("final/model.safetensors")).unwrap();
     assert_eq!(weights(&part), weights(&full), "final weights differ");
 
     // One process with the same global batch continues the same data order.
-    ok(train(&mean, &copy, &["--resume"]));
+    ok(&train(&mean, &copy, &["--resume"]));
     same_metrics(&copy, &full, 1e-5);
 
     // `sum` scales the gradient by the per-rank accumulation: a new world size is refused.

@@ -3,33 +3,13 @@
 //! file or key, that nothing panicked, and that what was already written is intact.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use inheritune_model::tch::Tensor;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_inheritune"));
-    c.env("RUST_LOG", "warn");
-    c
-}
-
-fn prepare(dir: &Path) -> PathBuf {
-    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/prepare/owt.parquet");
-    let out = dir.join("data");
-    let status = bin()
-        .args(["prepare", "--input"])
-        .arg(input)
-        .arg("--out")
-        .arg(&out)
-        .args(["--val-tokens", "300", "--threads", "1"])
-        .stderr(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    out
-}
+mod common;
+use common::{bin, metrics, ok, prepare, spawn_train, train};
 
 fn config(dir: &Path, name: &str, data: &Path, train: &str) -> PathBuf {
     let path = dir.join(name);
@@ -44,18 +24,6 @@ fn config(dir: &Path, name: &str, data: &Path, train: &str) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-fn train(config: &Path, run: &Path, extra: &[&str]) -> Output {
-    bin()
-        .arg("train")
-        .arg("--config")
-        .arg(config)
-        .arg("--run")
-        .arg(run)
-        .args(extra)
-        .output()
-        .unwrap()
 }
 
 /// The command failed with one line (no panic) that contains `want`.
@@ -74,18 +42,6 @@ fn refused(out: &Output, want: &str) -> String {
         "expected {want:?} in: {err}"
     );
     errors[0].to_string()
-}
-
-fn ok(out: &Output) {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn metrics(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// The deterministic fields of the metrics (timings excluded).
@@ -277,16 +233,7 @@ fn a_second_process_on_a_run_folder_is_refused() {
         "lr = 3e-3\nmax_steps = 100000\neval_interval = 1000",
     );
     let run = tmp.path().join("run");
-    let mut first = bin()
-        .arg("train")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--run")
-        .arg(&run)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = spawn_train(&cfg, &run, &[], Stdio::null());
     let began = Instant::now();
     while metrics(&run).len() < 3 {
         assert!(began.elapsed() < Duration::from_secs(60), "the first run did not start");
@@ -298,17 +245,7 @@ fn a_second_process_on_a_run_folder_is_refused() {
     assert!(metrics(&run).len() >= lines, "the second process touched the metrics");
     first.kill().unwrap(); // SIGKILL: the lock goes with the process
     first.wait().unwrap();
-    let mut again = bin()
-        .arg("train")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--run")
-        .arg(&run)
-        .arg("--resume")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut again = spawn_train(&cfg, &run, &["--resume"], Stdio::null());
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         again.try_wait().unwrap().is_none(),

@@ -3,29 +3,11 @@
 //! with the same final validation loss.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_inheritune"));
-    c.env("RUST_LOG", "warn");
-    c
-}
-
-fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
-    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/prepare/owt.parquet");
-    let out = dir.join("data");
-    let status = bin()
-        .args(["prepare", "--input"])
-        .arg(input)
-        .arg("--out")
-        .arg(&out)
-        .args(["--val-tokens", "300", "--threads", "1"])
-        .stderr(Stdio::null())
-        .status()?;
-    assert!(status.success());
-    Ok(out)
-}
+mod common;
+use common::{bin, prepare};
 
 fn write_config(dir: &Path, data: &Path) -> anyhow::Result<PathBuf> {
     let path = dir.join("run.toml");
@@ -95,7 +77,7 @@ fn lines(run: &Path) -> usize {
 #[test]
 fn sigkill_and_resume_repeat_the_uninterrupted_run() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let data = prepare(tmp.path())?;
+    let data = prepare(tmp.path());
     let config = write_config(tmp.path(), &data)?;
 
     let full = tmp.path().join("full");

@@ -308,41 +308,36 @@ fn run_contents(dir: &Path) -> Vec<String> {
     found
 }
 
-/// Removes what a crashed run left half-written (`*.tmp` files and folders, plot temporaries).
-fn clean_leftovers(dir: &Path) -> Result<()> {
+/// Removes the entries of `dir` (files or folders) whose names `doomed` picks.
+fn remove_entries(dir: &Path, doomed: impl Fn(&str) -> bool) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(|e| file_err(dir, e))?.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.ends_with(".tmp") || name.contains(".tmp.") {
-            let path = entry.path();
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            removed.map_err(|e| file_err(&path, e))?;
+        let path = entry.path();
+        if !doomed(&entry.file_name().to_string_lossy()) {
+            continue;
         }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| file_err(&path, e))?;
     }
     Ok(())
 }
 
+/// Removes what a crashed run left half-written (`*.tmp` files and folders, plot temporaries).
+fn clean_leftovers(dir: &Path) -> Result<()> {
+    remove_entries(dir, |name| name.ends_with(".tmp") || name.contains(".tmp."))
+}
+
 /// Removes a previous run from `dir` (for `--overwrite`): metrics, config, plots, checkpoints.
 fn remove_run(dir: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| file_err(dir, e))?.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        let path = entry.path();
-        let is_run = matches!(name.as_str(), "metrics.jsonl" | "config.toml" | "loss.png" | "loss.svg")
-            || name == "final"
-            || name.starts_with("step-");
-        if is_run {
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            removed.map_err(|e| file_err(&path, e))?;
-        }
-    }
-    Ok(())
+    remove_entries(dir, |name| {
+        matches!(
+            name,
+            "metrics.jsonl" | "config.toml" | "loss.png" | "loss.svg" | "final"
+        ) || name.starts_with("step-")
+    })
 }
 
 /// Whether every parameter is finite (checked before a checkpoint is written).
