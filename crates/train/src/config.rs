@@ -273,6 +273,7 @@ impl RunConfig {
                 }
             }
         }
+        unknown_keys(&table)?;
         toml::Value::Table(table).try_into().map_err(syntax)
     }
 
@@ -299,8 +300,29 @@ impl RunConfig {
                 map.insert(k.clone(), v.clone());
             }
         }
-        ModelConfig::from_value(value, Path::new("[model.overrides]"))
-            .map_err(|e| config_err(format!("model.overrides: {e}")))
+        let config = ModelConfig::from_value(value, Path::new("[model.overrides]"))
+            .map_err(|e| config_err(format!("model.overrides: {e}")))?;
+        // Keys the architecture does not have land in its `extra` map: an override that does is a typo.
+        let extra = |c: &ModelConfig| -> Vec<String> {
+            match c {
+                ModelConfig::Gpt2(g) => g.extra.keys().cloned().collect(),
+                ModelConfig::Llama(l) => l.extra.keys().cloned().collect(),
+            }
+        };
+        let before = extra(&base);
+        let unknown: Vec<String> = extra(&config)
+            .into_iter()
+            .filter(|k| !before.contains(k) && self.model.overrides.contains_key(k) && !HF_GENERIC_KEYS.contains(&k.as_str()) && !k.ends_with("_token_id"))
+            .map(|k| format!("model.overrides.{k}"))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(config_err(format!(
+                "unknown keys {} (not a field of a {} config.json)",
+                unknown.join(", "),
+                config.model_type()
+            )));
+        }
+        Ok(config)
     }
 
     /// Checks every value and reports all problems at once.
@@ -417,6 +439,57 @@ impl RunConfig {
     /// Tokens per optimizer step over `world` ranks (the global batch).
     pub fn tokens_per_step(&self, world: u64) -> u64 {
         self.train.tokens_per_step(world)
+    }
+}
+
+/// `config.json` keys that `transformers` knows for every model (or for GPT-2 and LLaMA) which the
+/// model crate keeps as they are; an override of one of these is not a typo.
+const HF_GENERIC_KEYS: &[&str] = &[
+    "use_cache",
+    "attn_pdrop",
+    "embd_pdrop",
+    "resid_pdrop",
+    "summary_type",
+    "summary_use_proj",
+    "summary_activation",
+    "summary_proj_to_labels",
+    "summary_first_dropout",
+    "n_ctx",
+    "transformers_version",
+    "tokenizer_class",
+    "rope_scaling",
+    "attention_dropout",
+    "pretraining_tp",
+    "name_or_path",
+    "output_attentions",
+    "output_hidden_states",
+];
+
+/// Every key of the run config that no section has, reported together (serde stops at the first).
+fn unknown_keys(table: &toml::Table) -> Result<()> {
+    let train_keys: Vec<String> = match serde_json::to_value(TrainSection::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let known = |section: &str, key: &str| match section {
+        "" => ["preset", "model", "data", "train"].contains(&key),
+        "model" => ["preset", "config", "overrides"].contains(&key),
+        "data" => ["dir", "order"].contains(&key),
+        "train" => train_keys.iter().any(|k| k == key),
+        _ => true,
+    };
+    let mut unknown = Vec::new();
+    for (key, value) in table {
+        if !known("", key) {
+            unknown.push(key.clone());
+        } else if let (Some(inner), true) = (value.as_table(), key != "preset") {
+            unknown.extend(inner.keys().filter(|k| !known(key, k)).map(|k| format!("{key}.{k}")));
+        }
+    }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(config_err(format!("unknown keys: {}", unknown.join(", "))))
     }
 }
 

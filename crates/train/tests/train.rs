@@ -310,3 +310,24 @@ fn presets_match_the_spec() -> anyhow::Result<()> {
     assert!(err.contains("unknown training preset \"nope\""), "{err}");
     Ok(())
 }
+
+/// Unknown keys are all reported at once, a typo in `[model.overrides]` is one of them, and
+/// `config.json` keys transformers knows (token ids, dropout) pass.
+#[test]
+fn unknown_keys_are_all_reported() {
+    let err = RunConfig::parse(
+        "colour = 1\n[model]\npreset = \"gpt2-tiny\"\nsize = 2\n[data]\ndir = \"d\"\nshuffle = true\n[train]\nlr = 1e-3\nlearning_rate = 1e-3\nwarmup = 3\n",
+    )
+    .unwrap_err()
+    .to_string();
+    for key in ["colour", "model.size", "data.shuffle", "train.learning_rate", "train.warmup"] {
+        assert!(err.contains(key), "{key} missing from: {err}");
+    }
+    let cfg = RunConfig::parse(
+        "[model]\npreset = \"gpt2-tiny\"\n[model.overrides]\nn_heads = 4\nn_layers = 2\nbos_token_id = 0\nresid_pdrop = 0.0\n[data]\ndir = \"d\"\n",
+    )
+    .unwrap();
+    let err = cfg.model_config().unwrap_err().to_string();
+    assert!(err.contains("model.overrides.n_heads") && err.contains("model.overrides.n_layers"), "{err}");
+    assert!(!err.contains("bos_token_id") && !err.contains("resid_pdrop"), "{err}");
+}
