@@ -36,10 +36,10 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Number of windows N (spec §2.2: 100).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::args::positive)]
     num_windows: usize,
     /// Tokens per window T (spec §2.2: 100).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::args::positive)]
     window_len: usize,
     /// Seed of the window offsets (logged in analysis.json).
     #[arg(long, default_value_t = 1337)]
@@ -57,7 +57,7 @@ pub struct Args {
     #[arg(long)]
     mass_index_order: bool,
     /// Windows per forward pass.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::args::positive)]
     batch_size: usize,
     /// Device to run on.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]

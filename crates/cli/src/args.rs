@@ -46,3 +46,17 @@ impl From<DTypeArg> for DType {
         }
     }
 }
+
+/// A count that must be at least 1 (`--batch-size`, `--seq-len`, `--steps`, ...).
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1, got 0".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a positive whole number")),
+    }
+}
+
+/// As [`positive`], for the `i64` arguments of the benchmarks.
+pub fn positive_i64(s: &str) -> Result<i64, String> {
+    positive(s).map(|n| n as i64)
+}

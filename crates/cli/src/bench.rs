@@ -22,10 +22,10 @@ pub enum BenchCommand {
 #[derive(Debug, clap::Args)]
 pub struct AllreduceArgs {
     /// Elements of the f32 tensor.
-    #[arg(long, default_value_t = 100_000_000)]
+    #[arg(long, default_value_t = 100_000_000, value_parser = crate::args::positive_i64)]
     numel: i64,
     /// Timed all-reduces.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::args::positive)]
     iters: usize,
     /// Untimed all-reduces first.
     #[arg(long, default_value_t = 1)]
@@ -41,9 +41,6 @@ pub struct AllreduceArgs {
 fn bench_allreduce(a: &AllreduceArgs) -> Result<()> {
     if let Some(n) = a.dist.nproc.filter(|&n| n > 1) {
         return crate::launch::launch_local(n, &crate::launch::args_without_nproc());
-    }
-    if a.numel <= 0 || a.iters == 0 {
-        bail!("--numel and --iters must be positive");
     }
     let (device, dist) = crate::launch::join(a.device, a.dist.dist_timeout)?;
     let world = dist.0.world();
@@ -104,13 +101,13 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 50304)]
     vocab: i64,
     /// Sequences per step.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = crate::args::positive_i64)]
     batch: i64,
     /// Tokens per sequence.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = crate::args::positive_i64)]
     seq: i64,
     /// Timed steps.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = crate::args::positive)]
     steps: usize,
     /// Untimed steps first.
     #[arg(long, default_value_t = 3)]

@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long)]
     num_fewshot: Option<usize>,
     /// Sequences per forward pass.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::args::positive)]
     batch_size: usize,
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
@@ -71,10 +71,10 @@ pub struct LossArgs {
     #[arg(long, default_value = "val")]
     split: String,
     /// Window length (default: the model's context length).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::positive)]
     seq_len: Option<usize>,
     /// Windows per forward pass.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = crate::args::positive)]
     batch_size: usize,
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
@@ -176,6 +176,20 @@ fn loss(a: &LossArgs) -> Result<()> {
         DType::from(a.dtype),
         &mut |_, _| {},
     )?;
+    if tokens == 0 {
+        anyhow::bail!(
+            "{}: the {} split has fewer than {} tokens, so no window of --seq-len {seq} can be scored",
+            a.data.display(),
+            a.split,
+            seq + 1
+        );
+    }
+    if !mean.is_finite() {
+        anyhow::bail!(
+            "{}: the loss is {mean} (the model's weights or outputs are not finite)",
+            a.model.display()
+        );
+    }
     println!(
         "{}",
         json!({"model": a.model.display().to_string(), "data": a.data.display().to_string(), "split": a.split,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use inheritune_data::Tokenizer;
 use inheritune_model::hf::{self, LoadOptions};
@@ -25,10 +25,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     dtype: DTypeArg,
     /// Window length in tokens (default and maximum: the model's context length).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::positive)]
     context_length: Option<usize>,
     /// Windows per forward pass.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::args::positive)]
     batch_size: usize,
     /// Load checkpoints with missing or unexpected keys (reported on stderr) instead of failing.
     #[arg(long)]
@@ -70,6 +70,21 @@ pub fn run(args: &Args) -> Result<()> {
         })
         .with_context(|| format!("scoring {}", args.text.display()))?;
     bar.finish_and_clear();
+    if result.tokens_scored == 0 {
+        bail!(
+            "{}: nothing to score ({} tokens; a window of context {ctx} scores all but its first token)",
+            args.text.display(),
+            result.tokens
+        );
+    }
+    if !result.mean_nll.is_finite() {
+        bail!(
+            "{}: the mean NLL under {} is {} (the model's weights or outputs are not finite)",
+            args.text.display(),
+            args.model.display(),
+            result.mean_nll
+        );
+    }
     let out = serde_json::json!({
         "model": args.model,
         "text": args.text,

@@ -67,7 +67,7 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["val_fraction", "val_tokens"])]
     val_docs: Option<PathBuf>,
     /// Val share of documents, chosen by a seeded hash of the document index.
-    #[arg(long, conflicts_with = "val_tokens")]
+    #[arg(long, conflicts_with = "val_tokens", allow_negative_numbers = true)]
     val_fraction: Option<f64>,
     /// The first N tokens of the stream are val.
     #[arg(long)]

@@ -662,6 +662,45 @@ fn loss_of(facts: &Option<Value>) -> Option<f64> {
     facts.as_ref()?.get("final_val_loss")?.as_f64()
 }
 
+/// The recipe's stages in order; names ending in `-l` take a depth (`inheritune-l24`,
+/// `scratch-l24-2x`), `eval-` a model.
+const STAGES: &[&str] = &[
+    "tokenizer",
+    "data",
+    "reference",
+    "analyze-reference",
+    "inheritune-l",
+    "scratch-l",
+    "hybrid-stack-l",
+    "half-width",
+    "distill-init-l",
+    "stack-l",
+    "analyze-target",
+    "eval-",
+    "report",
+];
+
+/// Whether `name` names a stage or a prefix of stage names (`--from` / `--only`).
+fn is_stage(name: &str) -> bool {
+    !name.is_empty()
+        && STAGES.iter().any(|s| {
+            if s.starts_with(name) {
+                return true;
+            }
+            let Some(rest) = name.strip_prefix(s) else {
+                return false;
+            };
+            match *s {
+                "eval-" => true,
+                s if s.ends_with("-l") => {
+                    let depth = rest.strip_suffix("-2x").unwrap_or(rest);
+                    !depth.is_empty() && depth.bytes().all(|b| b.is_ascii_digit())
+                }
+                _ => false,
+            }
+        })
+}
+
 /// Runs the verb.
 pub fn run(args: &Args) -> Result<()> {
     let mut recipe = Recipe::from_file(&args.config)?;
@@ -670,6 +709,16 @@ pub fn run(args: &Args) -> Result<()> {
             bail!("--nproc must be at least 1");
         }
         recipe.hardware.gpus = n;
+    }
+    for (flag, name) in [("--from", &args.from), ("--only", &args.only)] {
+        if let Some(name) = name {
+            if !is_stage(name) {
+                bail!(
+                    "{flag} {name:?}: not a stage of the recipe (stages: {}; a prefix such as `inheritune` names all its rounds)",
+                    STAGES.join(", ")
+                );
+            }
+        }
     }
     if args.dry_run {
         print!("{}", plan(&recipe)?);

@@ -58,7 +58,10 @@ impl MapOpts {
         match (self.map, self.groups.is_empty()) {
             (MapArg::Paper, true) => Ok(InheritMap::Paper),
             (MapArg::ReleasedCode, true) => Ok(InheritMap::ReleasedCode),
-            (MapArg::Custom, _) => {
+            (MapArg::Custom, true) => {
+                bail!("--map custom needs --groups (a comma-separated subset of embed, pos, head, final-norm, attn, ln1, mlp, ln2)")
+            }
+            (MapArg::Custom, false) => {
                 let groups = self
                     .groups
                     .iter()

@@ -311,3 +311,225 @@ fn progress_lines_without_a_terminal() {
     assert!(err.lines().any(|l| l.starts_with("eval at step 10: train ")), "{err}");
     assert!(err.lines().any(|l| l.starts_with("final at step 20")), "{err}");
 }
+
+/// One line naming the flag, key or file, for inputs that used to be accepted silently.
+#[test]
+fn bad_inputs_are_refused_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepare(tmp.path());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let fixture = root.join("crates/model/tests/fixtures/gpt2_bias");
+    let corpus = root.join("crates/data/tests/fixtures/prepare/owt.parquet");
+    let text = tmp.path().join("text.txt");
+    std::fs::write(&text, "Hello there, this is a short text for scoring.").unwrap();
+    let docs = tmp.path().join("docs.json");
+    std::fs::write(&docs, "[0, 99]").unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let recipe = s(&root.join("xtask/recipes/tiny.toml"));
+    // (arguments, exit code, text the error line must contain)
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            vec![
+                "inherit".into(),
+                "--from".into(),
+                s(&fixture),
+                "--layers".into(),
+                "1".into(),
+                "--map".into(),
+                "custom".into(),
+                "--out".into(),
+                s(&tmp.path().join("o1")),
+            ],
+            1,
+            "--map custom needs --groups",
+        ),
+        (
+            vec![
+                "recipe".into(),
+                "--config".into(),
+                recipe.clone(),
+                "--only".into(),
+                "referense".into(),
+                "--dry-run".into(),
+            ],
+            1,
+            "--only \"referense\": not a stage",
+        ),
+        (
+            vec![
+                "recipe".into(),
+                "--config".into(),
+                recipe.clone(),
+                "--from".into(),
+                "inheritune-lx".into(),
+                "--dry-run".into(),
+            ],
+            1,
+            "--from \"inheritune-lx\": not a stage",
+        ),
+        (
+            vec![
+                "eval".into(),
+                "loss".into(),
+                "--model".into(),
+                s(&fixture),
+                "--data".into(),
+                s(&data),
+                "--batch-size".into(),
+                "0".into(),
+            ],
+            2,
+            "--batch-size",
+        ),
+        (
+            vec![
+                "eval".into(),
+                "loss".into(),
+                "--model".into(),
+                s(&fixture),
+                "--data".into(),
+                s(&data),
+                "--seq-len".into(),
+                "0".into(),
+            ],
+            2,
+            "--seq-len",
+        ),
+        (
+            vec![
+                "perplexity".into(),
+                "--model".into(),
+                s(&fixture),
+                "--text".into(),
+                s(&text),
+                "--batch-size".into(),
+                "0".into(),
+            ],
+            2,
+            "--batch-size",
+        ),
+        (
+            vec![
+                "bench".into(),
+                "train".into(),
+                "--n-layer".into(),
+                "1".into(),
+                "--n-head".into(),
+                "1".into(),
+                "--n-embd".into(),
+                "8".into(),
+                "--steps".into(),
+                "0".into(),
+            ],
+            2,
+            "--steps",
+        ),
+        (
+            vec![
+                "bench".into(),
+                "train".into(),
+                "--n-layer".into(),
+                "1".into(),
+                "--n-head".into(),
+                "1".into(),
+                "--n-embd".into(),
+                "8".into(),
+                "--batch".into(),
+                "0".into(),
+            ],
+            2,
+            "--batch",
+        ),
+        (
+            vec![
+                "prepare".into(),
+                "--input".into(),
+                s(&corpus),
+                "--out".into(),
+                s(&tmp.path().join("p1")),
+                "--preset".into(),
+                "generic".into(),
+                "--val-fraction".into(),
+                "-0.1".into(),
+            ],
+            1,
+            "-0.1",
+        ),
+        (
+            vec![
+                "prepare".into(),
+                "--input".into(),
+                s(&corpus),
+                "--out".into(),
+                s(&tmp.path().join("p2")),
+                "--preset".into(),
+                "generic".into(),
+                "--val-docs".into(),
+                s(&docs),
+            ],
+            1,
+            "val document index 99 is past the corpus",
+        ),
+    ];
+    for (args, code, want) in cases {
+        let out = bin().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        let first = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+        assert!(first.contains(want), "{args:?}: expected {want:?} in {err}");
+        if code == 1 {
+            assert_eq!(err.trim().lines().count(), 1, "{args:?}: not one line: {err}");
+        }
+    }
+    // Config values name the key and the value.
+    let cfg = config(
+        tmp.path(),
+        "bad.toml",
+        &data,
+        "lr = 3e-3\nmax_steps = 2\neps = -1.0\nweight_decay = -0.5",
+    );
+    let err = refused(
+        &train(&cfg, &tmp.path().join("r1"), &[]),
+        "train.eps must be positive, got -1",
+    );
+    assert!(
+        err.contains("train.weight_decay must be a non-negative number, got -0.5"),
+        "{err}"
+    );
+    // A model whose weights are NaN: perplexity and eval loss fail instead of printing null.
+    let good = tmp.path().join("good");
+    let cfg = config(tmp.path(), "ok.toml", &data, "lr = 3e-3\nmax_steps = 1");
+    ok(&train(&cfg, &good, &[]));
+    let nan = tmp.path().join("nan");
+    std::fs::create_dir_all(&nan).unwrap();
+    std::fs::copy(good.join("final/config.json"), nan.join("config.json")).unwrap();
+    let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(good.join("final/model.safetensors"))
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| {
+            let t = if k.ends_with("weight") { t * f64::NAN } else { t };
+            (k, t)
+        })
+        .collect();
+    let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    Tensor::write_safetensors(&refs, nan.join("model.safetensors")).unwrap();
+    let out = bin()
+        .arg("perplexity")
+        .arg("--model")
+        .arg(&nan)
+        .arg("--text")
+        .arg(&text)
+        .output()
+        .unwrap();
+    refused(&out, "not finite");
+    let out = bin()
+        .args(["eval", "loss", "--model"])
+        .arg(&nan)
+        .arg("--data")
+        .arg(&data)
+        .args(["--seq-len", "16"])
+        .output()
+        .unwrap();
+    refused(&out, "not finite");
+}

@@ -487,6 +487,20 @@ fn prepare_inner(
         total_documents: count_documents(sources),
         tokens: 0,
     };
+    // A val document list must name documents of the corpus.
+    let past_corpus = |documents: u64| -> Result<()> {
+        if let SplitRule::DocList { docs } = &config.split {
+            if let Some(&last) = docs.iter().max().filter(|&&d| d >= documents) {
+                return Err(Error::Invalid(format!(
+                    "val document index {last} is past the corpus, which has {documents} documents (indices are 0-based)"
+                )));
+            }
+        }
+        Ok(())
+    };
+    if let Some(total) = report.total_documents {
+        past_corpus(total)?;
+    }
     let save_state = |writers: &BTreeMap<&str, SplitWriter>| -> Result<()> {
         let s = State {
             fingerprint: fingerprint.clone(),
@@ -581,6 +595,7 @@ fn prepare_inner(
     if documents == 0 {
         return Err(Error::Invalid("the inputs hold no documents".into()));
     }
+    past_corpus(documents)?;
     let mut shards = Vec::new();
     let mut splits = BTreeMap::new();
     for (name, w) in writers {

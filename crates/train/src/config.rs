@@ -312,7 +312,12 @@ impl RunConfig {
         let before = extra(&base);
         let unknown: Vec<String> = extra(&config)
             .into_iter()
-            .filter(|k| !before.contains(k) && self.model.overrides.contains_key(k) && !HF_GENERIC_KEYS.contains(&k.as_str()) && !k.ends_with("_token_id"))
+            .filter(|k| {
+                !before.contains(k)
+                    && self.model.overrides.contains_key(k)
+                    && !HF_GENERIC_KEYS.contains(&k.as_str())
+                    && !k.ends_with("_token_id")
+            })
             .map(|k| format!("model.overrides.{k}"))
             .collect();
         if !unknown.is_empty() {

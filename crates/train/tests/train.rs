@@ -320,7 +320,13 @@ fn unknown_keys_are_all_reported() {
     )
     .unwrap_err()
     .to_string();
-    for key in ["colour", "model.size", "data.shuffle", "train.learning_rate", "train.warmup"] {
+    for key in [
+        "colour",
+        "model.size",
+        "data.shuffle",
+        "train.learning_rate",
+        "train.warmup",
+    ] {
         assert!(err.contains(key), "{key} missing from: {err}");
     }
     let cfg = RunConfig::parse(
@@ -328,6 +334,9 @@ fn unknown_keys_are_all_reported() {
     )
     .unwrap();
     let err = cfg.model_config().unwrap_err().to_string();
-    assert!(err.contains("model.overrides.n_heads") && err.contains("model.overrides.n_layers"), "{err}");
+    assert!(
+        err.contains("model.overrides.n_heads") && err.contains("model.overrides.n_layers"),
+        "{err}"
+    );
     assert!(!err.contains("bos_token_id") && !err.contains("resid_pdrop"), "{err}");
 }
