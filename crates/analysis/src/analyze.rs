@@ -257,7 +257,7 @@ pub fn analyze(
         .collect::<Result<Vec<_>>>()?;
     let lazy_strict: Vec<usize> = layers.iter().filter(|l| l.lazy_strict).map(|l| l.layer).collect();
     let lazy_relaxed: Vec<usize> = layers.iter().filter(|l| l.lazy_relaxed).map(|l| l.layer).collect();
-    let half = n_layer / 2;
+    let half = (n_layer / 2).max(1); // a 1-layer model keeps its layer
     let max_ranks: Vec<f64> = layers.iter().map(|l| l.max_rank).collect();
     Ok(Analysis {
         model: model_name.to_string(),

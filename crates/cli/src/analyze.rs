@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use inheritune_analysis::windows::{consecutive_windows, read_windows, sample_offsets, sample_windows};
 use inheritune_analysis::{MassOrder, Settings};
 use inheritune_data::loader::TokenStream;
@@ -132,16 +131,14 @@ pub fn run(args: &Args) -> Result<()> {
         batch_size: args.batch_size,
         ..Settings::default()
     };
-    let bar = ProgressBar::new(n as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} windows eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = crate::progress::Progress::new("{bar:40} {pos}/{len} windows eta {eta}", "windows");
+    bar.set_length(n as u64);
     let name = args.model.display().to_string();
     let analysis = inheritune_analysis::analyze(&model, &name, &ids, &source, &settings, &mut |done, _| {
         bar.set_position(done as u64)
     })
     .with_context(|| format!("analysing {}", args.model.display()))?;
-    bar.finish_and_clear();
+    bar.finish();
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     write_atomic(
         &args.out.join("analysis.json"),

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use inheritune_eval::{evaluate, Scorer};
 use inheritune_model::{hf, DType, LoadOptions};
 use serde_json::json;
@@ -29,7 +28,7 @@ pub struct Args {
     #[arg(long, required = true)]
     data_dir: Option<PathBuf>,
     /// Evaluate only the first N documents of each task.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::positive)]
     limit: Option<usize>,
     /// Few-shot examples for MMLU (default 5; the other tasks are zero-shot).
     #[arg(long)]
@@ -96,13 +95,14 @@ pub fn run(args: &Args) -> Result<()> {
     let (Some(model), Some(data_dir), Some(out)) = (&args.model, &args.data_dir, &args.out) else {
         anyhow::bail!("--model, --data-dir and --out are required");
     };
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(twice) = args.tasks.iter().find(|t| !seen.insert(t.trim())) {
+        anyhow::bail!("--tasks lists {twice:?} twice (it would count twice in the average)");
+    }
     let device = args.device.device()?;
     let dtype = DType::from(args.dtype);
     let scorer = Scorer::load(model, device, dtype, args.batch_size)?;
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{msg:>24} {bar:40} {pos}/{len} requests eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = crate::progress::Progress::new("{msg:>24} {bar:40} {pos}/{len} requests eta {eta}", "requests");
     let began = std::time::Instant::now();
     let eval = evaluate(
         &scorer,
@@ -116,16 +116,20 @@ pub fn run(args: &Args) -> Result<()> {
             bar.set_position(done as u64);
         },
     )?;
-    bar.finish_and_clear();
+    bar.finish();
     let seconds = began.elapsed().as_secs_f64();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let config = json!({
         "model": model.display().to_string(),
         "tasks": args.tasks,
         "limit": args.limit,
-        "num_fewshot": args.num_fewshot.unwrap_or(5),
+        // Only MMLU is few-shot (5 by default); every other task is zero-shot.
+        "num_fewshot": if args.tasks.iter().any(|t| t.starts_with("mmlu")) { args.num_fewshot.unwrap_or(5) } else { 0 },
         "batch_size": args.batch_size,
-        "device": format!("{device:?}"),
+        "device": match device {
+            inheritune_model::tch::Device::Cuda(i) => format!("cuda:{i}"),
+            _ => "cpu".to_string(),
+        },
         "dtype": dtype.hf_name(),
         "max_length": scorer.max_length,
         "seconds": seconds,

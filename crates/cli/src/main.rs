@@ -10,6 +10,7 @@ mod eval;
 mod launch;
 mod perplexity;
 mod prepare;
+mod progress;
 mod recipe;
 mod report;
 mod surgery;

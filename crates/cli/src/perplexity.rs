@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use inheritune_data::Tokenizer;
 use inheritune_model::hf::{self, LoadOptions};
 
@@ -59,17 +58,14 @@ pub fn run(args: &Args) -> Result<()> {
         "--context-length {ctx} exceeds the model's context length {max}"
     );
     tracing::info!("{} tokens ({}), windows of {ctx}", tokens.len(), tokenizer.name());
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} windows {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = crate::progress::Progress::new("{bar:40} {pos}/{len} windows {per_sec} eta {eta}", "windows");
     let result =
         inheritune_eval::perplexity::score_windows(&model, &tokens, ctx, args.batch_size, &mut |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         })
         .with_context(|| format!("scoring {}", args.text.display()))?;
-    bar.finish_and_clear();
+    bar.finish();
     if result.tokens_scored == 0 {
         bail!(
             "{}: nothing to score ({} tokens; a window of context {ctx} scores all but its first token)",

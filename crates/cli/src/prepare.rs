@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use indicatif::{ProgressBar, ProgressStyle};
 use inheritune_data::prepare::{EotPlacement, PrepareConfig, SplitRule};
 use inheritune_data::source::discover;
 use inheritune_data::Tokenizer;
@@ -132,10 +131,7 @@ pub fn run(args: &Args) -> Result<()> {
         None => Tokenizer::gpt2()?,
     };
     let sources = discover(&args.input)?;
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} docs {msg} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = crate::progress::Progress::new("{bar:40} {pos}/{len} docs {msg} eta {eta}", "documents");
     let start = std::time::Instant::now();
     let manifest = inheritune_data::prepare(&sources, &tokenizer, &config, &args.out, &mut |p| {
         if let Some(total) = p.total_documents {
@@ -147,7 +143,33 @@ pub fn run(args: &Args) -> Result<()> {
         ControlFlow::Continue(())
     })
     .with_context(|| format!("preparing {}", args.out.display()))?;
-    bar.finish_and_clear();
+    bar.finish();
+    // The tokenizer travels with the tokens, so trained checkpoints become complete HF folders.
+    tokenizer.save(&args.out.join("tokenizer.json"))?;
+    let beside = args
+        .tokenizer
+        .as_ref()
+        .and_then(|t| t.parent())
+        .map(|d| d.join("tokenizer_config.json"));
+    let tokenizer_config = match beside.filter(|p| p.exists()) {
+        Some(path) => std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        None => {
+            let mut c = serde_json::json!({"tokenizer_class": "PreTrainedTokenizerFast"});
+            if tokenizer.token_to_id(&manifest.config.eot_token).is_some() {
+                for key in ["bos_token", "eos_token", "unk_token"] {
+                    c[key] = manifest.config.eot_token.clone().into();
+                }
+            }
+            serde_json::to_vec_pretty(&c)?
+        }
+    };
+    inheritune_model::hf::write_atomic(&args.out.join("tokenizer_config.json"), &tokenizer_config)?;
+    if manifest.splits.get("val").is_none_or(|s| s.tokens == 0) {
+        eprintln!(
+            "warning: {} has no val split; `train` needs one (--val-fraction, --val-tokens or --val-docs)",
+            args.out.display()
+        );
+    }
     println!(
         "{}",
         serde_json::to_string(

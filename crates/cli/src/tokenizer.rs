@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use inheritune_data::source::{discover, for_each_batch};
 use inheritune_data::Tokenizer;
 
@@ -34,7 +34,25 @@ pub fn run(args: &Args) -> Result<()> {
         Ok(())
     })?;
     let documents = texts.len();
+    if texts.iter().all(|t| t.is_empty()) {
+        bail!("--input: no text to train on ({documents} documents, all empty or none)");
+    }
+    // Byte-level BPE starts from 256 bytes plus <|endoftext|>.
+    if args.vocab_size < 257 {
+        bail!(
+            "--vocab-size {}: a byte-level BPE needs at least 257 tokens (256 bytes and <|endoftext|>)",
+            args.vocab_size
+        );
+    }
     let tokenizer = Tokenizer::train_bpe(texts.into_iter(), args.vocab_size)?;
+    if tokenizer.vocab_size() < args.vocab_size {
+        bail!(
+            "--vocab-size {}: the corpus only supports {} tokens ({} documents); give more text or a smaller vocabulary",
+            args.vocab_size,
+            tokenizer.vocab_size(),
+            documents
+        );
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     tokenizer.save(&args.out.join("tokenizer.json"))?;
     let config = serde_json::json!({

@@ -47,10 +47,27 @@ impl TokenStream {
     /// A missing or malformed manifest, or a split with no tokens.
     pub fn open(dir: &Path, split: &str) -> Result<Self> {
         let manifest = Manifest::read(dir)?;
+        let hint = if split == "val" {
+            " (prepare it with --val-fraction, --val-tokens or --val-docs)"
+        } else {
+            ""
+        };
+        if !manifest.splits.contains_key(split) {
+            return Err(Error::Invalid(format!(
+                "{}: there is no {split:?} split (it has {}){hint}",
+                dir.display(),
+                manifest
+                    .splits
+                    .keys()
+                    .map(|k| format!("{k:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let shards = manifest.split_shards(dir, split);
         if shards.iter().map(|s| s.1).sum::<u64>() == 0 {
             return Err(Error::Invalid(format!(
-                "{}: the {split} split has no tokens",
+                "{}: the {split} split has no tokens{hint}",
                 dir.display()
             )));
         }

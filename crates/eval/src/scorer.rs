@@ -69,7 +69,16 @@ impl Scorer {
         let eos_id = special_token(dir, &tokenizer, "eos_token").or_else(|| tokenizer.token_to_id("<|endoftext|>"));
         let prefix_token = bos_id
             .or(eos_id)
-            .ok_or_else(|| Error::Invalid(format!("{}: the tokenizer has no BOS or EOS token", dir.display())))?;
+            .ok_or_else(|| {
+                Error::Invalid(if dir.join("tokenizer_config.json").exists() {
+                    format!("{}: tokenizer_config.json names no BOS or EOS token that tokenizer.json has", dir.display())
+                } else {
+                    format!(
+                        "{}: tokenizer_config.json is missing, so the BOS/EOS token is unknown (copy it from the model's original folder)",
+                        dir.display()
+                    )
+                })
+            })?;
         // Does the tokenizer prepend a token by default (a LLaMA-style post-processor)?
         let with = tokenizer.encode("a")?;
         let without = tokenizer.encode_ordinary("a")?;

@@ -310,6 +310,13 @@ pub fn grow(
     if delta < 1 {
         return invalid(format!("growth must add at least one layer, got {delta}"));
     }
+    if l + delta > rc.n_layer() {
+        return invalid(format!(
+            "cannot grow a {l}-layer model by {delta} to {} layers: the reference has only {}",
+            l + delta,
+            rc.n_layer()
+        ));
+    }
     check_depth("the grown depth", l + delta, rc.n_layer())?;
     if function_preserving && mode == GrowMode::Restart {
         return invalid("function-preserving growth needs --mode warm-append");

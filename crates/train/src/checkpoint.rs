@@ -43,21 +43,22 @@ pub fn step_dir(run: &Path, step: u64) -> PathBuf {
     run.join(format!("step-{step:08}"))
 }
 
-/// Writes a checkpoint of `model` and `opt` at `state.step`.
+/// Writes a checkpoint of `model` and `opt` at `state.step`, with copies of `extra` files (the
+/// tokenizer, so the folder is a complete Hugging Face checkpoint).
 ///
 /// # Errors
 /// A write failure, named with the file.
-pub fn save(run: &Path, model: &CausalLm, opt: &AdamW, state: &TrainState) -> Result<PathBuf> {
+pub fn save(run: &Path, model: &CausalLm, opt: &AdamW, state: &TrainState, extra: &[PathBuf]) -> Result<PathBuf> {
     let dir = step_dir(run, state.step);
-    save_to(&dir, model, Some(opt), state)?;
+    save_to(&dir, model, Some(opt), state, extra)?;
     Ok(dir)
 }
 
-/// Writes a checkpoint into `dir` (replacing it), optimizer optional.
+/// Writes a checkpoint into `dir` (replacing it), optimizer optional, `extra` files copied in.
 ///
 /// # Errors
 /// A write failure, named with the file.
-pub fn save_to(dir: &Path, model: &CausalLm, opt: Option<&AdamW>, state: &TrainState) -> Result<()> {
+pub fn save_to(dir: &Path, model: &CausalLm, opt: Option<&AdamW>, state: &TrainState, extra: &[PathBuf]) -> Result<()> {
     let mut tmp_name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     tmp_name.push(".tmp");
     let tmp = dir.with_file_name(tmp_name);
@@ -70,6 +71,11 @@ pub fn save_to(dir: &Path, model: &CausalLm, opt: Option<&AdamW>, state: &TrainS
         let refs: Vec<(&str, &Tensor)> = state_tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
         let path = tmp.join("optimizer.safetensors");
         Tensor::write_safetensors(&refs, &path).map_err(|e| file_err(&path, e))?;
+    }
+    for file in extra {
+        if let Some(name) = file.file_name() {
+            std::fs::copy(file, tmp.join(name)).map_err(|e| file_err(file, e))?;
+        }
     }
     let path = tmp.join("state.json");
     std::fs::write(

@@ -417,7 +417,14 @@ impl RunConfig {
                 }
                 for split in ["train", "val"] {
                     if m.splits.get(split).is_none_or(|s| s.tokens == 0) {
-                        p.push(format!("data.dir: the {split} split is empty"));
+                        p.push(format!(
+                            "data.dir: the {split} split is empty{}",
+                            if split == "val" {
+                                " (prepare the data with --val-fraction, --val-tokens or --val-docs)"
+                            } else {
+                                ""
+                            }
+                        ));
                     }
                 }
             }

@@ -153,6 +153,8 @@ struct Run<'a> {
     dist: &'a Dist,
     /// `None` on ranks other than 0, which write nothing.
     metrics: Option<std::fs::File>,
+    /// Tokenizer files copied into every checkpoint (from `--init`, else from the data folder).
+    tokenizer_files: Vec<PathBuf>,
 }
 
 impl Run<'_> {
@@ -213,7 +215,7 @@ impl Run<'_> {
             return Err(Error::NonFiniteWeights { step: state.step });
         }
         if self.dist.0.rank() == 0 {
-            checkpoint::save(&self.dir, &self.model, &self.opt, state)?;
+            checkpoint::save(&self.dir, &self.model, &self.opt, state, &self.tokenizer_files)?;
             checkpoint::prune(&self.dir, keep, milestone);
         }
         self.dist.0.barrier()
@@ -340,6 +342,40 @@ fn remove_run(dir: &Path) -> Result<()> {
     })
 }
 
+/// An `--init` checkpoint that carries a tokenizer must have been made for the tokenizer the
+/// data was prepared with: the same definition (hash), or the same tokens on a probe text and the
+/// same vocabulary (e.g. a hub GPT-2 `tokenizer.json` and the built-in GPT-2 tokenizer).
+fn check_tokenizer(init: &Path, data: &Path) -> Result<()> {
+    if !init.join("tokenizer.json").exists() {
+        return Ok(());
+    }
+    let ours = inheritune_data::Tokenizer::for_model_dir(init)?;
+    let manifest = inheritune_data::Manifest::read(data)?;
+    if ours.hash() == manifest.tokenizer.hash {
+        return Ok(());
+    }
+    const PROBE: &str = "The Inheritune recipe: 12 layers, café, naïve — tokens!\n  indented\tline <|endoftext|>";
+    let builtin = inheritune_data::Tokenizer::gpt2()?;
+    let same_as_builtin = builtin.hash() == manifest.tokenizer.hash
+        && ours.vocab_size() >= builtin.vocab_size()
+        && ours.encode_ordinary(PROBE)? == builtin.encode_ordinary(PROBE)?;
+    if same_as_builtin {
+        return Ok(());
+    }
+    Err(file_err(
+        init,
+        format!(
+            "its tokenizer.json ({} tokens, sha256 {}) is not the tokenizer {} ({} tokens, sha256 {}) that {} was prepared with",
+            ours.vocab_size(),
+            &ours.hash()[..12.min(ours.hash().len())],
+            manifest.tokenizer.name,
+            manifest.tokenizer.vocab_size,
+            &manifest.tokenizer.hash[..12.min(manifest.tokenizer.hash.len())],
+            data.display()
+        ),
+    ))
+}
+
 /// Whether every parameter is finite (checked before a checkpoint is written).
 fn weights_finite(model: &CausalLm) -> Result<bool> {
     for p in model.named_parameters().values() {
@@ -412,6 +448,7 @@ pub fn train(
             });
         }
         model_config = init_config;
+        check_tokenizer(init, &config.data.dir)?;
     }
     let resolved = toml::to_string(config).map_err(|e| file_err(run_dir, e))?;
     // Rank 0 owns the folder: one process at a time, leftovers of a crash removed, and an
@@ -542,7 +579,20 @@ pub fn train(
     } else {
         None
     };
+    let tokenizer_files = [options.init.as_deref(), Some(config.data.dir.as_path())]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join("tokenizer.json").exists())
+        .map(|d| {
+            ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+                .iter()
+                .map(|f| d.join(f))
+                .filter(|p| p.exists())
+                .collect()
+        })
+        .unwrap_or_default();
     let mut run = Run {
+        tokenizer_files,
         config,
         dir: run_dir.to_path_buf(),
         model,
@@ -683,7 +733,7 @@ pub fn train(
         accum: accum as u64,
     };
     if writer {
-        checkpoint::save_to(&run_dir.join("final"), &run.model, None, &state)?;
+        checkpoint::save_to(&run_dir.join("final"), &run.model, None, &state, &run.tokenizer_files)?;
     }
     dist.0.barrier()?;
     let _ = on_metrics(&m);
