@@ -133,7 +133,8 @@ pub fn run(args: &Args) -> Result<()> {
     let sources = discover(&args.input)?;
     let bar = crate::progress::Progress::new("{bar:40} {pos}/{len} docs {msg} eta {eta}", "documents");
     let start = std::time::Instant::now();
-    let manifest = inheritune_data::prepare(&sources, &tokenizer, &config, &args.out, &mut |p| {
+    let existed = args.out.exists();
+    let prepared = inheritune_data::prepare(&sources, &tokenizer, &config, &args.out, &mut |p| {
         if let Some(total) = p.total_documents {
             bar.set_length(total);
         }
@@ -141,8 +142,23 @@ pub fn run(args: &Args) -> Result<()> {
         let rate = p.tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!("{:.2} Mtok/s", rate / 1e6));
         ControlFlow::Continue(())
-    })
-    .with_context(|| format!("preparing {}", args.out.display()))?;
+    });
+    let manifest = match prepared {
+        Ok(m) => m,
+        Err(e) => {
+            // A folder this run created and that holds no shard yet is not left behind (one with
+            // shards keeps its resume state: rerun to continue).
+            let has_shards = std::fs::read_dir(&args.out)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".parquet"));
+            if !existed && !has_shards {
+                let _ = std::fs::remove_dir_all(&args.out);
+            }
+            return Err(e).with_context(|| format!("preparing {}", args.out.display()));
+        }
+    };
     bar.finish();
     // The tokenizer travels with the tokens, so trained checkpoints become complete HF folders.
     tokenizer.save(&args.out.join("tokenizer.json"))?;

@@ -923,7 +923,10 @@ pub fn run(args: &Args) -> Result<()> {
         baselines.push((name.clone(), surgery_baseline(&mut r, &name, argv)?));
     }
     if b.half_width {
-        let argv = ["half-width", "--from", &ref_model].map(String::from).to_vec();
+        // ⌊H/2⌋ heads for an odd count, the spec's decision (GPT-2 XL: 12 of 25).
+        let argv = ["half-width", "--from", &ref_model, "--floor-heads"]
+            .map(String::from)
+            .to_vec();
         baselines.push(("half-width".into(), surgery_baseline(&mut r, "half-width", argv)?));
     }
     if b.distill_init {

@@ -156,6 +156,10 @@ pub struct HalfWidthArgs {
     /// Reference GPT-2 checkpoint folder.
     #[arg(long)]
     from: PathBuf,
+    /// With an odd head count, keep ⌊H/2⌋ heads (spec §5 DECISION: GPT-2 XL keeps 12 of 25);
+    /// without it an odd head count is refused.
+    #[arg(long)]
+    floor_heads: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -292,6 +296,14 @@ pub fn hybrid_stack(a: &HybridArgs) -> Result<()> {
 /// Runs `inheritune half-width`.
 pub fn half_width(a: &HalfWidthArgs) -> Result<()> {
     let reference = load(&a.from, &a.common)?;
+    let heads = reference.config().n_head();
+    if heads % 2 == 1 && !a.floor_heads {
+        bail!(
+            "{}: {heads} heads do not halve; pass --floor-heads to keep {} (the spec's choice for GPT-2 XL)",
+            a.from.display(),
+            heads / 2
+        );
+    }
     let (model, plan) = inheritune_surgery::half_width(&reference, a.common.seed)?;
     write(&model, &plan, &a.from, &a.common.out)
 }

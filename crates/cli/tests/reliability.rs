@@ -34,7 +34,7 @@ fn refused(out: &Output, want: &str) -> String {
     // Progress lines may come before it (stderr is not a terminal here); the error is one line.
     let errors: Vec<&str> = err
         .lines()
-        .filter(|l| !l.starts_with("step ") && !l.starts_with("eval at "))
+        .filter(|l| !l.starts_with("step ") && !l.starts_with("eval at ") && !l.starts_with("progress: "))
         .collect();
     assert_eq!(errors.len(), 1, "not one line: {err}");
     assert!(
@@ -470,6 +470,91 @@ fn bad_inputs_are_refused_with_one_line() {
             1,
             "val document index 99 is past the corpus",
         ),
+        (
+            vec![
+                "half-width".into(),
+                "--from".into(),
+                s(&root.join("crates/model/tests/fixtures/gpt2_inverse_scale")),
+                "--out".into(),
+                s(&tmp.path().join("o2")),
+            ],
+            1,
+            "3 heads do not halve; pass --floor-heads",
+        ),
+        (
+            vec![
+                "grow".into(),
+                "--from".into(),
+                s(&fixture),
+                "--reference".into(),
+                s(&fixture),
+                "--add".into(),
+                "2".into(),
+                "--out".into(),
+                s(&tmp.path().join("o3")),
+            ],
+            1,
+            "cannot grow a 2-layer model by 2 to 4 layers: the reference has only 2",
+        ),
+        (
+            vec![
+                "eval".into(),
+                "--model".into(),
+                s(&fixture),
+                "--tasks".into(),
+                "arc_easy,piqa,arc_easy".into(),
+                "--data-dir".into(),
+                s(tmp.path()),
+                "--out".into(),
+                s(&tmp.path().join("o4")),
+            ],
+            1,
+            "--tasks lists \"arc_easy\" twice",
+        ),
+        (
+            vec![
+                "eval".into(),
+                "--model".into(),
+                s(&fixture),
+                "--tasks".into(),
+                "piqa".into(),
+                "--data-dir".into(),
+                s(tmp.path()),
+                "--out".into(),
+                s(&tmp.path().join("o5")),
+                "--limit".into(),
+                "0".into(),
+            ],
+            2,
+            "--limit",
+        ),
+        (
+            vec![
+                "eval".into(),
+                "loss".into(),
+                "--model".into(),
+                s(&fixture),
+                "--data".into(),
+                s(&data),
+                "--split".into(),
+                "test".into(),
+            ],
+            1,
+            "there is no \"test\" split (it has \"train\", \"val\")",
+        ),
+        (
+            vec![
+                "prepare".into(),
+                "--input".into(),
+                s(&corpus),
+                "--out".into(),
+                s(&tmp.path().join("p3")),
+                "--column".into(),
+                "body".into(),
+            ],
+            1,
+            "body",
+        ),
     ];
     for (args, code, want) in cases {
         let out = bin().args(&args).output().unwrap();
@@ -479,8 +564,16 @@ fn bad_inputs_are_refused_with_one_line() {
         let first = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
         assert!(first.contains(want), "{args:?}: expected {want:?} in {err}");
         if code == 1 {
-            assert_eq!(err.trim().lines().count(), 1, "{args:?}: not one line: {err}");
+            let lines = err.lines().filter(|l| !l.starts_with("progress: ")).count();
+            assert_eq!(lines, 1, "{args:?}: not one line: {err}");
         }
+    }
+    assert!(
+        !tmp.path().join("p3").exists(),
+        "a failed prepare left its new, empty output folder"
+    );
+    for out in ["o1", "o2", "o3", "o4", "o5"] {
+        assert!(!tmp.path().join(out).exists(), "a refused verb left {out}");
     }
     // Config values name the key and the value.
     let cfg = config(
@@ -532,4 +625,89 @@ fn bad_inputs_are_refused_with_one_line() {
         .output()
         .unwrap();
     refused(&out, "not finite");
+}
+
+/// Checkpoints carry the tokenizer of the data, so `perplexity` works on a model trained with
+/// its own BPE; an `--init` model is refused on data prepared with another tokenizer.
+#[test]
+fn checkpoints_carry_their_tokenizer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sotu/sotu.parquet");
+    let mut data = Vec::new();
+    for vocab in ["400", "300"] {
+        let bpe = tmp.path().join(format!("bpe-{vocab}"));
+        let out = bin()
+            .arg("train-tokenizer")
+            .arg("--input")
+            .arg(&corpus)
+            .args(["--vocab-size", vocab])
+            .arg("--out")
+            .arg(&bpe)
+            .output()
+            .unwrap();
+        ok(&out);
+        let dir = tmp.path().join(format!("data-{vocab}"));
+        let out = bin()
+            .arg("prepare")
+            .arg("--input")
+            .arg(&corpus)
+            .arg("--out")
+            .arg(&dir)
+            .arg("--tokenizer")
+            .arg(bpe.join("tokenizer.json"))
+            .args(["--preset", "generic", "--val-fraction", "0.05", "--threads", "2"])
+            .output()
+            .unwrap();
+        ok(&out);
+        assert!(dir.join("tokenizer.json").exists() && dir.join("tokenizer_config.json").exists());
+        data.push(dir);
+    }
+    let cfg = |name: &str, data: &Path| {
+        let path = tmp.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[model]\npreset = \"gpt2-tiny\"\n[model.overrides]\nvocab_size = 512\nn_positions = 32\nn_embd = 32\nn_head = 2\nn_layer = 2\n\
+                 [data]\ndir = \"{}\"\n[train]\nmicro_batch = 2\nseq_len = 16\nmax_steps = 2\neval_interval = 1\neval_iters = 1\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let run = tmp.path().join("run");
+    ok(&train(&cfg("a.toml", &data[0]), &run, &[]));
+    for dir in ["final", "step-00000001"] {
+        let got = std::fs::read(run.join(dir).join("tokenizer.json")).unwrap();
+        assert_eq!(got, std::fs::read(data[0].join("tokenizer.json")).unwrap(), "{dir}");
+    }
+    let text = tmp.path().join("t.txt");
+    std::fs::write(&text, "The state of the union is strong, and our people are stronger.").unwrap();
+    let out = bin()
+        .arg("perplexity")
+        .arg("--model")
+        .arg(run.join("final"))
+        .arg("--text")
+        .arg(&text)
+        .output()
+        .unwrap();
+    ok(&out);
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        printed["tokenizer"].as_str().unwrap().ends_with("final/tokenizer.json"),
+        "{printed}"
+    );
+    let init = run.join("final");
+    let init_s = init.display().to_string();
+    let refused_out = train(
+        &cfg("b.toml", &data[1]),
+        &tmp.path().join("other"),
+        &["--init", &init_s],
+    );
+    refused(&refused_out, "is not the tokenizer");
+    ok(&train(
+        &cfg("a.toml", &data[0]),
+        &tmp.path().join("same"),
+        &["--init", &init_s],
+    ));
 }

@@ -337,6 +337,8 @@ proptest! {
         let lines: Vec<String> = docs.iter().map(|d| serde_json::json!({"text": d}).to_string()).collect();
         std::fs::write(&input, lines.join("\n")).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let out = tmp.path().join("out");
+        // Val indices are documents of the corpus (indices past it are refused, tested elsewhere).
+        let val: std::collections::BTreeSet<u64> = val.into_iter().filter(|&i| i < docs.len() as u64).collect();
         let config = PrepareConfig { eot, shard_tokens: shard, batch_docs: 3, split: SplitRule::DocList { docs: val.clone() }, ..PrepareConfig::generic() };
         let tok = Tokenizer::gpt2().map_err(|e| TestCaseError::fail(e.to_string()))?;
         let m = run(&[input], &config, &out).map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -327,7 +327,7 @@ fn invalid_requests_are_errors() {
         false,
         0
     ))
-    .contains("between 1 and 4"));
+    .contains("cannot grow a 3-layer model by 2 to 5 layers: the reference has only 4"));
     assert!(msg(grow(
         &small,
         &reference,
