@@ -164,7 +164,6 @@ pub struct PlotArgs {
 
 /// `inheritune plot-loss`: loss curves of one or more runs against training tokens.
 pub fn plot(args: &PlotArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let runs: Vec<(String, PathBuf)> = args
         .runs
         .iter()
@@ -195,6 +194,8 @@ pub fn plot_runs(
         .iter()
         .map(|(_, r)| inheritune_train::curves::read_curves(r))
         .collect::<Result<Vec<_>, _>>()?;
+    // Only once every run has been read, so a bad run leaves no empty output folder.
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let most = curves
         .iter()
         .flat_map(|c| c.train.iter().chain(&c.val))

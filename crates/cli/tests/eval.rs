@@ -51,6 +51,9 @@ fn results_json_and_samples_match_lm_eval() -> anyhow::Result<()> {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join("expected.json"))?)?;
     let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json"))?)?;
+    // As lm-eval writes them: a lower-case device, and zero shots when no task is few-shot.
+    assert_eq!(results["config"]["device"], "cpu");
+    assert_eq!(results["config"]["num_fewshot"], 0);
     for (task, metric) in [
         ("arc_easy", "acc"),
         ("arc_easy", "acc_norm"),

@@ -555,6 +555,32 @@ fn bad_inputs_are_refused_with_one_line() {
             1,
             "body",
         ),
+        (
+            vec![
+                "train-tokenizer".into(),
+                "--input".into(),
+                s(&corpus),
+                "--vocab-size".into(),
+                "100".into(),
+                "--out".into(),
+                s(&tmp.path().join("o6")),
+            ],
+            1,
+            "--vocab-size 100: a byte-level BPE needs at least 257 tokens",
+        ),
+        (
+            vec![
+                "train-tokenizer".into(),
+                "--input".into(),
+                s(&corpus),
+                "--vocab-size".into(),
+                "100000".into(),
+                "--out".into(),
+                s(&tmp.path().join("o7")),
+            ],
+            1,
+            "--vocab-size 100000: the corpus only supports",
+        ),
     ];
     for (args, code, want) in cases {
         let out = bin().args(&args).output().unwrap();
@@ -572,9 +598,36 @@ fn bad_inputs_are_refused_with_one_line() {
         !tmp.path().join("p3").exists(),
         "a failed prepare left its new, empty output folder"
     );
-    for out in ["o1", "o2", "o3", "o4", "o5"] {
+    for out in ["o1", "o2", "o3", "o4", "o5", "o6", "o7"] {
         assert!(!tmp.path().join(out).exists(), "a refused verb left {out}");
     }
+    // A 1-layer model keeps its layer: analyze suggests depth 1, not 0.
+    let one = tmp.path().join("one");
+    ok(&bin()
+        .arg("inherit")
+        .arg("--from")
+        .arg(&fixture)
+        .args(["--layers", "1", "--out"])
+        .arg(&one)
+        .output()
+        .unwrap());
+    let analysis = tmp.path().join("analysis");
+    let windows = tmp.path().join("windows.json");
+    std::fs::write(&windows, "[[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]").unwrap();
+    let out = bin()
+        .arg("analyze")
+        .arg("--model")
+        .arg(&one)
+        .arg("--windows")
+        .arg(&windows)
+        .arg("--out")
+        .arg(&analysis)
+        .output()
+        .unwrap();
+    ok(&out);
+    let a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(analysis.join("analysis.json")).unwrap()).unwrap();
+    assert_eq!(a["suggested_depth"], 1);
     // Config values name the key and the value.
     let cfg = config(
         tmp.path(),

@@ -1,6 +1,7 @@
-//! `inheritune train` killed with SIGKILL at several points and resumed with `--resume` logs
+//! `inheritune train --resume` started on an empty folder, killed with SIGKILL at several points
+//! (the first before any checkpoint exists) and restarted with `--resume` each time, logs
 //! bit-identical losses, learning rates and gradient norms to an uninterrupted run, and ends
-//! with the same final validation loss.
+//! with the same final weights.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -85,14 +86,22 @@ fn sigkill_and_resume_repeat_the_uninterrupted_run() -> anyhow::Result<()> {
     let reference = metrics(&full)?;
     assert_eq!(reference.iter().filter(|l| l.starts_with("\"train\"")).count(), 40);
 
-    // Kill after a few lines (mid first interval), after more (around a checkpoint), and late.
+    // Every start is `--resume`, the first on an empty folder. Kill before anything is logged
+    // (while the config is written), right after the step-0 evaluation (before or during its
+    // checkpoint), mid first interval, around a checkpoint, and late.
     let part = tmp.path().join("part");
-    let mut resume = false;
     let mut kills = 0;
-    for threshold in [3, 14, 30, 44] {
-        let mut child = start(&config, &part, resume)?;
+    for threshold in [0, 1, 3, 14, 30, 44] {
+        let mut child = start(&config, &part, true)?;
         let began = Instant::now();
-        while lines(&part) < threshold && child.try_wait()?.is_none() && began.elapsed() < Duration::from_secs(120) {
+        let reached = |n: usize| {
+            if n == 0 {
+                part.join("config.toml").exists()
+            } else {
+                lines(&part) >= n
+            }
+        };
+        while !reached(threshold) && child.try_wait()?.is_none() && began.elapsed() < Duration::from_secs(120) {
             std::thread::sleep(Duration::from_millis(1));
         }
         if child.try_wait()?.is_none() {
@@ -100,9 +109,8 @@ fn sigkill_and_resume_repeat_the_uninterrupted_run() -> anyhow::Result<()> {
             kills += 1;
         }
         child.wait()?;
-        resume = true;
     }
-    assert!(kills >= 3, "the run finished before it could be killed ({kills} kills)");
+    assert!(kills >= 5, "the run finished before it could be killed ({kills} kills)");
     assert!(start(&config, &part, true)?.wait()?.success());
     assert_eq!(
         metrics(&part)?,
