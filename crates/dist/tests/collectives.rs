@@ -1,7 +1,8 @@
 //! c10d collectives on 2 Gloo ranks: the test re-runs its own executable as rank 0 and rank 1
 //! (torchrun's variables), each rank checks the results against values derived by hand, and the
 //! parent asserts both exited cleanly. Also: a dead peer fails the survivor's next collective at
-//! once, and NCCL asked for where there is no GPU is a one-line error.
+//! once, a stalled one fails it after the timeout, and NCCL asked for where there is no GPU is a
+//! one-line error.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -128,6 +129,40 @@ fn a_dead_peer_fails_the_next_collective_at_once() {
     assert!(began.elapsed() < Duration::from_secs(10));
     assert!(err.starts_with("rank 0 of 2: all-reduce failed: "), "{err}");
     assert!(!err.contains('\n'), "{err}");
+}
+
+#[test]
+fn a_stalled_peer_fails_the_collective_after_the_timeout() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("stall") => {}
+        _ => {
+            let began = Instant::now();
+            let statuses = two_ranks("a_stalled_peer_fails_the_collective_after_the_timeout", "stall");
+            assert!(began.elapsed() < Duration::from_secs(25), "took {:?}", began.elapsed());
+            assert!(statuses.iter().all(|s| s.success()), "{statuses:?}");
+            return;
+        }
+    }
+    let env = LaunchEnv::from_env().unwrap().expect("rank variables");
+    let pg = ProcessGroup::join(&env, Duration::from_secs(2), false).unwrap();
+    pg.barrier().unwrap();
+    if pg.rank() == 1 {
+        // Alive but absent from the collective: rank 0 must give up on its own.
+        std::thread::sleep(Duration::from_secs(6));
+        return;
+    }
+    let t = Tensor::ones([10], (Kind::Float, Device::Cpu));
+    let began = Instant::now();
+    let err = pg.all_reduce_sum(&t).unwrap_err().to_string();
+    let waited = began.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    assert!(
+        err.starts_with("rank 0 of 2: all-reduce failed: ") && !err.contains('\n'),
+        "{err}"
+    );
 }
 
 #[test]
