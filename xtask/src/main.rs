@@ -24,7 +24,7 @@ commands:
   bench analyze   attention metrics (k*, m*, dom) vs numpy on the same attention tensors
   bench eval      inheritune eval vs lm-evaluation-harness 0.4.13 (hf backend), same model, docs,
                   device (CPU), batch size and threads; prints examples/s of both and the ratio
-  bench train     training steps: inheritune bench train vs ../shared/bench/torch_gpt_train.py
+  bench train     training steps: inheritune bench train vs xtask/bench/torch_gpt_train.py
                   (CPU, f32, same shapes and threads, alternating runs; BENCH_SHAPE=L,H,D,B,T,
                   BENCH_STEPS, BENCH_ROUNDS, BENCH_THREADS override)
   bench allreduce all-reduce of 100M f32 over 2 Gloo ranks: inheritune bench allreduce --nproc 2
@@ -302,7 +302,7 @@ fn json_field(line: &str, key: &str) -> Option<f64> {
 }
 
 /// `cargo xtask bench prepare`: the same ~50 MB of Parquet text through `inheritune prepare` and
-/// through `../shared/bench/tiktoken_prepare.py`, with the same thread count, in one run.
+/// through `xtask/bench/tiktoken_prepare.py`, with the same thread count, in one run.
 fn bench_prepare() -> Result<()> {
     let root = workspace_root();
     let python = bench_python(&["tiktoken", "pyarrow", "numpy"])?;
@@ -339,7 +339,7 @@ open(sys.argv[3], 'w').write(''.join(f'{base64.b64encode(k).decode()} {v}\\n' fo
         )?;
     }
     let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
-    let reference = root.join("..").join("shared").join("bench").join("tiktoken_prepare.py");
+    let reference = root.join("xtask").join("bench").join("tiktoken_prepare.py");
     let stream = dir.join("tiktoken.bin");
     let started = std::time::Instant::now();
     let out = Command::new(&python)
@@ -478,10 +478,10 @@ fn bench_train() -> Result<()> {
     let root = workspace_root();
     let python = bench_python(&["numpy"])?;
     let binary = build_release()?;
-    let script = root.join("..").join("shared").join("bench").join("torch_gpt_train.py");
+    let script = root.join("xtask").join("bench").join("torch_gpt_train.py");
     if !script.exists() {
         bail!(
-            "{} not found (the reference script lives next to the repository)",
+            "{} not found (the reference script is part of the repository)",
             script.display()
         );
     }

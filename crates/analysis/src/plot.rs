@@ -36,7 +36,7 @@ fn finish(tmp: &Path, path: &Path, drawn: Result<()>) -> Result<()> {
         let _ = std::fs::remove_file(tmp);
         return drawn;
     }
-    std::fs::rename(tmp, path).map_err(|e| plot_err(path, e))
+    inheritune_fs::commit_file(tmp, path).map_err(|e| plot_err(path, e))
 }
 
 /// Draws with `$draw(&root)` into `<stem>.png` and `<stem>.svg`, returning both paths. Each is

@@ -152,7 +152,5 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))
+    Ok(inheritune_fs::write_file(path, text.as_bytes())?)
 }

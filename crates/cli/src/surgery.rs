@@ -229,7 +229,7 @@ fn write(model: &CausalLm, plan: &Plan, tokenizer_from: &Path, out: &Path) -> Re
     }
     let report = serde_json::to_string_pretty(plan)?;
     std::fs::write(tmp.join("surgery.json"), report + "\n").with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    inheritune_fs::commit_dir(&tmp, out)?;
     let copied = plan
         .entries
         .iter()

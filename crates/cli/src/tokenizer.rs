@@ -62,11 +62,10 @@ pub fn run(args: &Args) -> Result<()> {
         "unk_token": "<|endoftext|>",
         "model_max_length": 1_000_000_000_000_000_019_884_624_838_656f64,
     });
-    let path = args.out.join("tokenizer_config.json");
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&config)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    inheritune_fs::write_file(
+        &args.out.join("tokenizer_config.json"),
+        serde_json::to_string_pretty(&config)?.as_bytes(),
+    )?;
     println!(
         "{}",
         serde_json::json!({"documents": documents, "vocab_size": tokenizer.vocab_size(), "out": args.out.display().to_string()})

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::shards::{tmp_path, ShardWriter, TokenDtype};
+use crate::shards::{ShardWriter, TokenDtype};
 use crate::source::{count_documents, for_each_batch, SourceFile};
 use crate::tokenizer::Tokenizer;
 
@@ -345,9 +345,7 @@ fn doc_hash(seed: u64, doc: u64) -> f64 {
 
 fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::Invalid(e.to_string()))? + "\n";
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    inheritune_fs::write_file(path, text.as_bytes()).map_err(|e| Error::io(e.path, e.source))
 }
 
 /// Prepares `sources` into `out`; `progress` is called after each batch and may stop the run

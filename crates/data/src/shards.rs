@@ -131,17 +131,13 @@ impl ShardWriter {
     pub fn finish(mut self) -> Result<u64> {
         self.flush()?;
         self.writer.close().map_err(|e| Error::input(&self.tmp, "", e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        inheritune_fs::commit_file(&self.tmp, &self.path).map_err(|e| Error::io(e.path, e.source))?;
         Ok(self.tokens)
     }
 }
 
-/// `<path>.tmp`.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
+/// `<path>.tmp` (the crash-safe write's temporary name).
+pub use inheritune_fs::tmp_path;
 
 /// Row-group layout of a shard: `(first token, tokens)` per row group.
 pub fn row_groups(path: &Path) -> Result<Vec<(u64, u64)>> {

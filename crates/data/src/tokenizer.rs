@@ -310,22 +310,14 @@ impl Tokenizer {
     /// # Errors
     /// An I/O error naming the file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        // Serialising cannot fail for a loaded tokenizer: an error here is the disk's.
+        // Serialising cannot fail for a loaded tokenizer: an error past it is the disk's.
         let json = self.inner.to_string(false).map_err(|e| Error::Tokenizer {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        std::fs::write(&tmp, json).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::Io {
-                path: tmp.clone(),
-                err: e,
-            }
-        })?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            err: e,
+        inheritune_fs::write_file(path, json.as_bytes()).map_err(|e| Error::Io {
+            path: e.path,
+            err: e.source,
         })
     }
 }

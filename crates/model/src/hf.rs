@@ -367,15 +367,7 @@ fn entry(name: String, t: &Tensor) -> Result<Entry> {
 /// # Errors
 /// An I/O error naming the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
+    inheritune_fs::write_file(path, bytes).map_err(|e| Error::io(e.path, e.source))
 }
 
 /// Saves `model` as a Hugging Face checkpoint folder (`config.json` and `model.safetensors`),

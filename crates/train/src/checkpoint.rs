@@ -85,10 +85,7 @@ pub fn save_to(dir: &Path, model: &CausalLm, opt: Option<&AdamW>, state: &TrainS
     .map_err(|e| file_err(&path, e))?;
     let done = tmp.join("DONE");
     std::fs::write(&done, "").map_err(|e| file_err(&done, e))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| file_err(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| file_err(dir, e))
+    inheritune_fs::commit_dir(&tmp, dir).map_err(|e| file_err(&e.path, format!("{}: {}", e.op, e.source)))
 }
 
 /// Complete checkpoints of a run (those with `DONE`), by step.
@@ -107,15 +104,46 @@ pub fn list(run: &Path) -> Vec<(u64, PathBuf)> {
     out
 }
 
-/// Deletes all but the newest `keep` checkpoints, sparing multiples of `milestone`.
+/// The retention rule: of the complete checkpoints at `steps` (ascending), the ones to delete:
+/// all but the newest `keep` (at least one: the newest is never deleted), sparing multiples of
+/// `milestone` (0: none).
+pub fn to_delete(steps: &[u64], keep: usize, milestone: u64) -> Vec<u64> {
+    let keep = keep.max(1);
+    let n = steps.len();
+    steps
+        .iter()
+        .enumerate()
+        .filter(|&(i, &step)| i + keep < n && !(milestone > 0 && step % milestone == 0))
+        .map(|(_, &step)| step)
+        .collect()
+}
+
+/// Deletes the checkpoints [`to_delete`] names.
 pub fn prune(run: &Path, keep: usize, milestone: u64) {
     let all = list(run);
-    let n = all.len();
-    for (i, (step, path)) in all.into_iter().enumerate() {
-        let is_milestone = milestone > 0 && step % milestone == 0;
-        if i + keep < n && !is_milestone {
+    let steps: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
+    let doomed = to_delete(&steps, keep, milestone);
+    for (step, path) in all {
+        if doomed.contains(&step) {
             let _ = std::fs::remove_dir_all(path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_delete;
+
+    #[test]
+    fn retention_keeps_the_newest_and_milestones() {
+        let steps = [0, 5, 10, 15, 20, 25];
+        assert_eq!(to_delete(&steps, 2, 0), [0, 5, 10, 15]);
+        assert_eq!(to_delete(&steps, 2, 10), [5, 15]);
+        // keep 0 still keeps the newest.
+        assert_eq!(to_delete(&steps, 0, 0), [0, 5, 10, 15, 20]);
+        assert_eq!(to_delete(&steps, 10, 0), Vec::<u64>::new());
+        assert_eq!(to_delete(&[], 1, 0), Vec::<u64>::new());
+        assert_eq!(to_delete(&[7], 1, 3), Vec::<u64>::new());
     }
 }
 
