@@ -130,23 +130,6 @@ pub fn prune(run: &Path, keep: usize, milestone: u64) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::to_delete;
-
-    #[test]
-    fn retention_keeps_the_newest_and_milestones() {
-        let steps = [0, 5, 10, 15, 20, 25];
-        assert_eq!(to_delete(&steps, 2, 0), [0, 5, 10, 15]);
-        assert_eq!(to_delete(&steps, 2, 10), [5, 15]);
-        // keep 0 still keeps the newest.
-        assert_eq!(to_delete(&steps, 0, 0), [0, 5, 10, 15, 20]);
-        assert_eq!(to_delete(&steps, 10, 0), Vec::<u64>::new());
-        assert_eq!(to_delete(&[], 1, 0), Vec::<u64>::new());
-        assert_eq!(to_delete(&[7], 1, 3), Vec::<u64>::new());
-    }
-}
-
 /// Loads a checkpoint's weights into `model`, its moments into `opt`, and returns its state.
 ///
 /// # Errors
@@ -166,4 +149,21 @@ pub fn restore(dir: &Path, model: &mut CausalLm, opt: &mut AdamW) -> Result<Trai
         .collect();
     opt.load_state(&tensors, state.step).map_err(|e| file_err(&path, e))?;
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_delete;
+
+    #[test]
+    fn retention_keeps_the_newest_and_milestones() {
+        let steps = [0, 5, 10, 15, 20, 25];
+        assert_eq!(to_delete(&steps, 2, 0), [0, 5, 10, 15]);
+        assert_eq!(to_delete(&steps, 2, 10), [5, 15]);
+        // keep 0 still keeps the newest.
+        assert_eq!(to_delete(&steps, 0, 0), [0, 5, 10, 15, 20]);
+        assert_eq!(to_delete(&steps, 10, 0), Vec::<u64>::new());
+        assert_eq!(to_delete(&[], 1, 0), Vec::<u64>::new());
+        assert_eq!(to_delete(&[7], 1, 3), Vec::<u64>::new());
+    }
 }
