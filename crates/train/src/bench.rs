@@ -155,7 +155,8 @@ pub fn bench_train(spec: &BenchSpec) -> Result<BenchResult> {
     times.sort_by(f64::total_cmp);
     let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
     let tokens = (spec.batch * spec.seq) as f64;
-    let flops_per_token = 6.0 * n_params as f64 + 12.0 * (spec.n_layer * spec.n_embd * spec.seq) as f64;
+    // The one formula of the project (nanoGPT's: N without the position embeddings).
+    let flops_per_token = crate::trainer::flops_per_token(&config, spec.seq as usize);
     Ok(BenchResult {
         implementation: "inheritune".into(),
         torch: "libtorch 2.11.0 (tch 0.24.0)".into(),
