@@ -109,6 +109,8 @@ pub struct TrainSection {
     pub peak_tflops: Option<f64>,
     /// Without a terminal, `inheritune train` prints a progress line every this many steps.
     pub log_interval: u64,
+    /// Also write the metrics as TensorBoard event files in the run folder.
+    pub tensorboard: bool,
 }
 
 impl Default for TrainSection {
@@ -139,6 +141,7 @@ impl Default for TrainSection {
             fused_adamw: true,
             peak_tflops: None,
             log_interval: 10,
+            tensorboard: false,
         }
     }
 }

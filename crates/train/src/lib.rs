@@ -13,6 +13,7 @@ pub mod error;
 pub mod lock;
 pub mod peak;
 pub mod schedule;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use config::RunConfig;

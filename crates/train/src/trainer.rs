@@ -155,6 +155,8 @@ struct Run<'a> {
     metrics: Option<std::fs::File>,
     /// Tokenizer files copied into every checkpoint (from `--init`, else from the data folder).
     tokenizer_files: Vec<PathBuf>,
+    /// TensorBoard events (rank 0, with `tensorboard = true`).
+    events: Option<crate::tensorboard::EventWriter>,
 }
 
 impl Run<'_> {
@@ -165,7 +167,25 @@ impl Run<'_> {
         let path = self.dir.join("metrics.jsonl");
         let line = serde_json::to_string(m).map_err(|e| file_err(&path, e))?;
         writeln!(file, "{line}").map_err(|e| file_err(&path, e))?;
-        file.flush().map_err(|e| file_err(&path, e))
+        file.flush().map_err(|e| file_err(&path, e))?;
+        if let Some(events) = &mut self.events {
+            let f = |v: Option<f64>| v.map(|x| x as f32);
+            let values: Vec<(&str, Option<f32>)> = match m.kind {
+                "train" => vec![
+                    ("train/loss", f(m.loss)),
+                    ("train/lr", f(m.lr)),
+                    ("train/grad_norm", f(m.grad_norm)),
+                    ("train/tokens_per_s", f(m.tokens_per_s)),
+                    ("train/mfu", f(m.mfu)),
+                ],
+                "eval" => vec![("eval/train_loss", f(m.loss)), ("eval/val_loss", f(m.val_loss))],
+                _ => vec![("final/val_loss", f(m.val_loss))],
+            };
+            let values: Vec<(&str, f32)> = values.into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
+            let path = events.path().to_path_buf();
+            events.scalars(m.step, &values).map_err(|e| file_err(&path, e))?;
+        }
+        Ok(())
     }
 
     /// Sums `values` over ranks (f64, on the run's device so CUDA runs reduce through NCCL).
@@ -258,6 +278,7 @@ pub const RESUMABLE_KEYS: &[&str] = &[
     "train.overlap",
     "train.fused_adamw",
     "train.log_interval",
+    "train.tensorboard",
     "train.grad_accum",
     "train.tokens_per_step",
 ];
@@ -591,7 +612,13 @@ pub fn train(
                 .collect()
         })
         .unwrap_or_default();
+    let events = if writer && t.tensorboard {
+        Some(crate::tensorboard::EventWriter::create(run_dir).map_err(|e| file_err(run_dir, e))?)
+    } else {
+        None
+    };
     let mut run = Run {
+        events,
         tokenizer_files,
         config,
         dir: run_dir.to_path_buf(),
