@@ -353,13 +353,15 @@ fn clean_leftovers(dir: &Path) -> Result<()> {
     remove_entries(dir, |name| name.ends_with(".tmp") || name.contains(".tmp."))
 }
 
-/// Removes a previous run from `dir` (for `--overwrite`): metrics, config, plots, checkpoints.
+/// Removes a previous run from `dir` (for `--overwrite`): metrics, config, plots, checkpoints,
+/// TensorBoard events.
 fn remove_run(dir: &Path) -> Result<()> {
     remove_entries(dir, |name| {
         matches!(
             name,
             "metrics.jsonl" | "config.toml" | "loss.png" | "loss.svg" | "final"
         ) || name.starts_with("step-")
+            || name.starts_with("events.out.tfevents.")
     })
 }
 

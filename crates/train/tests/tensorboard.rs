@@ -16,7 +16,8 @@ fn fixtures() -> PathBuf {
 #[test]
 fn events_equal_the_tensorboard_packages_bytes() {
     let golden = std::fs::read(fixtures().join("tensorboard/golden.tfevents")).unwrap();
-    let events: [(f64, i64, &[(&str, f32)]); 4] = [
+    type Scalars<'a> = &'a [(&'a str, f32)];
+    let events: [(f64, i64, Scalars); 4] = [
         (
             1700000000.25,
             1,
