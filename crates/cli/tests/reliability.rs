@@ -26,6 +26,14 @@ fn config(dir: &Path, name: &str, data: &Path, train: &str) -> PathBuf {
     path
 }
 
+/// A temporary folder with the prepared fixture corpus and a run config `name` of `train` keys.
+fn setup(name: &str, train: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = prepare(tmp.path());
+    let cfg = config(tmp.path(), name, &data, train);
+    (tmp, data, cfg)
+}
+
 /// The command failed with one line (no panic) that contains `want`.
 fn refused(out: &Output, want: &str) -> String {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
@@ -70,12 +78,8 @@ fn checkpoints(run: &Path) -> Vec<String> {
 
 #[test]
 fn a_diverging_run_keeps_a_finite_checkpoint_and_resumes_from_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = prepare(tmp.path());
-    let cfg = config(
-        tmp.path(),
+    let (tmp, _, cfg) = setup(
         "diverge.toml",
-        &data,
         "lr = 1e30\nmax_steps = 30\neval_interval = 3\nkeep_last = 1\ngrad_clip = 0.0\nweight_decay = 0.0",
     );
     let run = tmp.path().join("run");
@@ -114,14 +118,7 @@ fn a_diverging_run_keeps_a_finite_checkpoint_and_resumes_from_it() {
 
 #[test]
 fn an_existing_run_is_refused_or_overwritten_never_mixed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = prepare(tmp.path());
-    let cfg = config(
-        tmp.path(),
-        "a.toml",
-        &data,
-        "lr = 3e-3\nmax_steps = 6\neval_interval = 2\nkeep_last = 5",
-    );
+    let (tmp, data, cfg) = setup("a.toml", "lr = 3e-3\nmax_steps = 6\neval_interval = 2\nkeep_last = 5");
     let run = tmp.path().join("run");
     ok(&train(&cfg, &run, &[]));
     let before = std::fs::read(run.join("metrics.jsonl")).unwrap();
@@ -147,14 +144,7 @@ fn an_existing_run_is_refused_or_overwritten_never_mixed() {
 
 #[test]
 fn resume_refuses_a_changed_config_and_allows_a_longer_run() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = prepare(tmp.path());
-    let cfg = config(
-        tmp.path(),
-        "a.toml",
-        &data,
-        "lr = 3e-3\nmax_steps = 4\neval_interval = 2\ndecay_steps = 8",
-    );
+    let (tmp, data, cfg) = setup("a.toml", "lr = 3e-3\nmax_steps = 4\neval_interval = 2\ndecay_steps = 8");
     let run = tmp.path().join("run");
     ok(&train(&cfg, &run, &[]));
     let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
@@ -185,14 +175,7 @@ fn resume_refuses_a_changed_config_and_allows_a_longer_run() {
 
 #[test]
 fn resume_with_nothing_saved_is_a_fresh_start() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = prepare(tmp.path());
-    let cfg = config(
-        tmp.path(),
-        "a.toml",
-        &data,
-        "lr = 3e-3\nmax_steps = 6\neval_interval = 3",
-    );
+    let (tmp, _, cfg) = setup("a.toml", "lr = 3e-3\nmax_steps = 6\neval_interval = 3");
     let fresh = tmp.path().join("fresh");
     ok(&train(&cfg, &fresh, &[]));
     // An empty folder, and the state of a run killed before its first checkpoint: some metrics
@@ -224,14 +207,7 @@ fn resume_with_nothing_saved_is_a_fresh_start() {
 
 #[test]
 fn a_second_process_on_a_run_folder_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = prepare(tmp.path());
-    let cfg = config(
-        tmp.path(),
-        "a.toml",
-        &data,
-        "lr = 3e-3\nmax_steps = 100000\neval_interval = 1000",
-    );
+    let (tmp, _, cfg) = setup("a.toml", "lr = 3e-3\nmax_steps = 100000\neval_interval = 1000");
     let run = tmp.path().join("run");
     let mut first = spawn_train(&cfg, &run, &[], Stdio::null());
     let began = Instant::now();
@@ -257,9 +233,7 @@ fn a_second_process_on_a_run_folder_is_refused() {
 
 #[test]
 fn a_manifest_that_overstates_a_shard_is_an_error_not_a_panic_or_a_hang() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = prepare(tmp.path());
-    let cfg = config(tmp.path(), "a.toml", &data, "lr = 3e-3\nmax_steps = 1");
+    let (tmp, data, cfg) = setup("a.toml", "lr = 3e-3\nmax_steps = 1");
     let good = tmp.path().join("good");
     ok(&train(&cfg, &good, &[]));
     let path = data.join("manifest.json");
@@ -291,12 +265,8 @@ fn a_manifest_that_overstates_a_shard_is_an_error_not_a_panic_or_a_hang() {
 
 #[test]
 fn progress_lines_without_a_terminal() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = prepare(tmp.path());
-    let cfg = config(
-        tmp.path(),
+    let (tmp, data, cfg) = setup(
         "a.toml",
-        &data,
         "lr = 3e-3\nmax_steps = 20\neval_interval = 10\nlog_interval = 5",
     );
     let out = train(&cfg, &tmp.path().join("run"), &[]);
