@@ -265,7 +265,7 @@ fn a_manifest_that_overstates_a_shard_is_an_error_not_a_panic_or_a_hang() {
 
 #[test]
 fn progress_lines_without_a_terminal() {
-    let (tmp, data, cfg) = setup(
+    let (tmp, _, cfg) = setup(
         "a.toml",
         "lr = 3e-3\nmax_steps = 20\neval_interval = 10\nlog_interval = 5",
     );
