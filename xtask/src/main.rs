@@ -18,7 +18,7 @@ commands:
           the whole Inheritune recipe (xtask/recipes/<recipe>.toml, or a path): sets up libtorch,
           builds the release binary and runs `inheritune recipe` (resumable; runs/<recipe>/)
   setup   install torch==2.11.0 into a cached virtual environment and link it as .libtorch
-  test    setup, then cargo fmt --check, clippy -D warnings, and the workspace's tests
+  test    setup, then cargo fmt --check, clippy -D warnings, cargo doc with warnings denied, and the workspace's tests
   ci      the same as test
   bench prepare   inheritune prepare vs Python tiktoken on ~50 MB of text, same threads
   bench analyze   attention metrics (k*, m*, dom) vs numpy on the same attention tensors
@@ -220,17 +220,23 @@ fn test() -> Result<()> {
     setup()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = workspace_root();
-    let steps: [(&str, &[&str]); 3] = [
+    let steps: [(&str, &[&str]); 4] = [
         ("cargo fmt --check", &["fmt", "--all", "--", "--check"]),
         (
             "cargo clippy",
             &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
         ),
+        ("cargo doc (warnings denied)", &["doc", "--workspace", "--no-deps"]),
         ("cargo test", &["test", "--workspace"]),
     ];
     for (what, args) in steps {
         eprintln!("xtask: {what}");
-        run(Command::new(&cargo).current_dir(&root).args(args), what)?;
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(&root).args(args);
+        if args[0] == "doc" {
+            cmd.env("RUSTDOCFLAGS", "-D warnings");
+        }
+        run(&mut cmd, what)?;
     }
     Ok(())
 }

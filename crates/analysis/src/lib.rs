@@ -1,7 +1,7 @@
 //! Attention rank and column mass of any GPT-2 or LLaMA checkpoint (arXiv 2404.08634, spec §2).
 //!
 //! [`metrics`] computes k*(τ), m*(η) and dom(A) in f64 on batches of post-softmax causal
-//! attention matrices; [`analyze`] runs a model one layer at a time over windows and aggregates
+//! attention matrices; [`analyze()`] runs a model one layer at a time over windows and aggregates
 //! per head and layer (MaxRank, AvgMass, lazy flags, the alternative aggregations and a τ sweep);
 //! [`plot`] draws the paper's figures. This crate must not train or modify models.
 

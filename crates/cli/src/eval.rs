@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long, required = true)]
     model: Option<PathBuf>,
     /// Comma-separated tasks: arc_easy, piqa, sciq, hellaswag, lambada_openai, winogrande, boolq,
-    /// wsc, wnli, qnli, mnli, logiqa, truthfulqa_mc1, truthfulqa_mc2, mmlu (or mmlu_<subject>), wikitext.
+    /// wsc, wnli, qnli, mnli, logiqa, truthfulqa_mc1, truthfulqa_mc2, mmlu (or `mmlu_<subject>`), wikitext.
     #[arg(long, required = true, value_delimiter = ',')]
     tasks: Vec<String>,
     /// Folder with one subfolder per task holding the hub's files (see datasets/eval.md).

@@ -31,7 +31,7 @@ pub struct Args {
     /// Recipe (TOML; see xtask/recipes/).
     #[arg(long)]
     config: PathBuf,
-    /// Run folder (default: runs/<recipe name>).
+    /// Run folder (default: `runs/<recipe name>`).
     #[arg(long)]
     run: Option<PathBuf>,
     /// Print the plan and exit.
@@ -55,7 +55,7 @@ pub struct Args {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
-    /// Name (default run folder runs/<name>).
+    /// Name (default run folder `runs/<name>`).
     pub name: String,
     /// One line on what it reproduces.
     #[serde(default)]

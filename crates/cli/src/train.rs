@@ -15,7 +15,7 @@ use crate::launch;
 /// Arguments of `inheritune train`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Run config (TOML with [model], [data], [train]).
+    /// Run config (TOML with `[model]`, `[data]`, `[train]`).
     #[arg(long)]
     config: PathBuf,
     /// Run folder (checkpoints, metrics.jsonl, config.toml, final/). `--run-dir` is the same flag,

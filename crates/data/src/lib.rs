@@ -1,7 +1,7 @@
 //! Tokenizers, token shards and the training loader.
 //!
 //! [`tokenizer`]: the built-in GPT-2 tokenizer and any `tokenizer.json`; [`source`]: raw-text
-//! inputs (Parquet, JSONL, .txt); [`prepare`]: text → Parquet token shards + manifest;
+//! inputs (Parquet, JSONL, .txt); [`prepare()`]: text → Parquet token shards + manifest;
 //! [`shards`]: the shard format; [`loader`]: deterministic batches for training and analysis.
 //! This crate must not depend on the model or on libtorch.
 

@@ -1,6 +1,6 @@
 //! PyTorch's multi-tensor optimizer kernels, which tch does not wrap: `_fused_adamw_` and the
 //! foreach gradient clipping of `clip_grad_norm_(foreach=True)`. They run through the same C++
-//! shim as [`crate::autocast`]; the training loop uses them on CUDA, where one kernel per
+//! shim as [`crate::autocast()`]; the training loop uses them on CUDA, where one kernel per
 //! parameter list instead of ten per parameter is what keeps the optimizer step cheap.
 
 use std::ffi::c_void;
