@@ -630,12 +630,9 @@ fn bench_eval() -> Result<()> {
     let root = workspace_root();
     let python = bench_python(&["lm-eval==0.4.13", "datasets", "accelerate", "transformers"])?;
     let binary = build_release()?;
-    let kit = root.join("..").join("shared").join("spec").join("lmeval-oracle");
+    let kit = root.join("crates").join("eval").join("lmeval-oracle");
     if !kit.exists() {
-        bail!(
-            "{} not found (the oracle kit lives next to the repository)",
-            kit.display()
-        );
+        bail!("{} not found (the oracle kit is part of the repository)", kit.display());
     }
     let dir = root.join("target").join("bench").join("eval");
     let _ = std::fs::remove_dir_all(&dir);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use inheritune_model::tch::Tensor;
 
 mod common;
-use common::{bin, metrics as lines, ok, prepare, spawn_train, train, workspace};
+use common::{bin, metrics as lines, ok, prepare, spawn_train, tiny_config, train, workspace};
 
 /// The python of the torch venv that `cargo xtask setup` links as `.libtorch`.
 fn python() -> PathBuf {
@@ -31,18 +31,8 @@ fn python() -> PathBuf {
 }
 
 fn write(dir: &Path, name: &str, data: &Path, train: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        format!(
-            "[model]\npreset = \"gpt2-tiny\"\n[model.overrides]\nvocab_size = 50304\nn_positions = 32\nn_embd = 32\nn_head = 2\nn_layer = 2\n\
-             [data]\ndir = \"{}\"\norder = \"sequential\"\n[train]\nmicro_batch = 2\nseq_len = 16\nlr = 3e-3\nmin_lr = 3e-4\n\
-             warmup_steps = 4\neval_interval = 5\neval_iters = 3\nkeep_last = 1\nseed = 11\n{train}\n",
-            data.display()
-        ),
-    )
-    .unwrap();
-    path
+    let base = "micro_batch = 2\nseq_len = 16\nlr = 3e-3\nmin_lr = 3e-4\nwarmup_steps = 4\neval_interval = 5\neval_iters = 3\nkeep_last = 1\nseed = 11";
+    tiny_config(dir, name, data, "order = \"sequential\"", &format!("{base}\n{train}"))
 }
 
 fn close(a: f64, b: f64, rel: f64) -> bool {

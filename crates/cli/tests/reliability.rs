@@ -9,21 +9,12 @@ use std::time::{Duration, Instant};
 use inheritune_model::tch::Tensor;
 
 mod common;
-use common::{bin, metrics, ok, prepare, spawn_train, train};
+use common::{bin, metrics, ok, prepare, spawn_train, tiny_config, train};
 
 fn config(dir: &Path, name: &str, data: &Path, train: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        format!(
-            "[model]\npreset = \"gpt2-tiny\"\n[model.overrides]\nvocab_size = 50304\nn_positions = 32\nn_embd = 32\nn_head = 2\nn_layer = 2\n\
-             [data]\ndir = \"{}\"\n[train]\nmicro_batch = 2\nseq_len = 16\ngrad_accum = 2\nmin_lr = 0.0\nwarmup_steps = 0\n\
-             eval_iters = 2\nseed = 3\n{train}\n",
-            data.display()
-        ),
-    )
-    .unwrap();
-    path
+    let base =
+        "micro_batch = 2\nseq_len = 16\ngrad_accum = 2\nmin_lr = 0.0\nwarmup_steps = 0\neval_iters = 2\nseed = 3";
+    tiny_config(dir, name, data, "", &format!("{base}\n{train}"))
 }
 
 /// A temporary folder with the prepared fixture corpus and a run config `name` of `train` keys.

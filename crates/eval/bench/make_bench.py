@@ -3,7 +3,7 @@
 larger random GPT-2 (4 layers, 256 wide, context 128) and every doc of seven zero-shot tasks
 repeated REPEAT times. Writes into $BENCH_DIR: model/, data/<task>/..., tasks/*.yaml.
 
-Usage: BENCH_DIR=dir KIT=../shared/spec/lmeval-oracle REPEAT=40 python make_bench.py
+Usage: BENCH_DIR=dir KIT=crates/eval/lmeval-oracle REPEAT=40 python make_bench.py
 """
 import glob
 import json

@@ -1,5 +1,5 @@
 //! Validation loss, perplexity and the paper's downstream tasks with lm-evaluation-harness 0.4.13
-//! semantics (`../shared/spec/eval-tasks.md`): prompts, `_encode_pair`, BOS rule, truncation,
+//! semantics (`crates/eval/EVAL-TASKS.md`): prompts, `_encode_pair`, BOS rule, truncation,
 //! full-vocabulary log-likelihoods, metrics and aggregation.
 //!
 //! This crate scores models; it must not train them or change their weights.

@@ -46,6 +46,19 @@ pub fn prepare(dir: &Path) -> PathBuf {
     out
 }
 
+/// Writes `dir/name`: a 2-layer, 32-wide GPT-2 with the GPT-2 vocabulary on the prepared `data`,
+/// with `data_keys` added to `[data]` and `train_keys` as `[train]`.
+pub fn tiny_config(dir: &Path, name: &str, data: &Path, data_keys: &str, train_keys: &str) -> PathBuf {
+    let path = dir.join(name);
+    let text = format!(
+        "[model]\npreset = \"gpt2-tiny\"\n[model.overrides]\nvocab_size = 50304\nn_positions = 32\nn_embd = 32\nn_head = 2\nn_layer = 2\n\
+         [data]\ndir = \"{}\"\n{data_keys}\n[train]\n{train_keys}\n",
+        data.display()
+    );
+    std::fs::write(&path, text).expect("writing the run config");
+    path
+}
+
 fn train_command(config: &Path, run: &Path, extra: &[&str]) -> Command {
     let mut c = bin();
     c.arg("train")
