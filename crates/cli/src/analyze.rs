@@ -10,7 +10,8 @@ use inheritune_data::Tokenizer;
 use inheritune_model::hf::{self, LoadOptions};
 use inheritune_model::tch::Tensor;
 
-use crate::args::{DTypeArg, DeviceArg};
+use crate::args::DTypeArg;
+use inheritune_model::DeviceSpec;
 
 /// Arguments of `inheritune analyze`.
 #[derive(Debug, clap::Args)]
@@ -59,8 +60,8 @@ pub struct Args {
     #[arg(long, default_value_t = 100, value_parser = crate::args::positive)]
     batch_size: usize,
     /// Device to run on.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
     /// Format of the weights (spec §2.2 asks for f32; metrics are always f64).
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     dtype: DTypeArg,
@@ -68,7 +69,7 @@ pub struct Args {
 
 /// Runs the verb.
 pub fn run(args: &Args) -> Result<()> {
-    let device = args.device.device()?;
+    let device = args.device.checked()?;
     let (model, _) = hf::load(
         &args.model,
         &LoadOptions {

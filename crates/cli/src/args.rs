@@ -1,30 +1,8 @@
-//! Arguments shared by several verbs: device and dtype.
+//! Arguments shared by several verbs: dtype and counts (the device is
+//! [`inheritune_model::DeviceSpec`], the same in every verb and in recipes).
 
-use anyhow::Result;
 use clap::ValueEnum;
-use inheritune_model::tch::Device;
 use inheritune_model::DType;
-
-/// Where tensors live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeviceArg {
-    /// The CPU.
-    Cpu,
-    /// The first CUDA GPU.
-    Cuda,
-}
-
-impl DeviceArg {
-    /// The torch device, checked for availability.
-    pub fn device(self) -> Result<Device> {
-        let device = match self {
-            DeviceArg::Cpu => Device::Cpu,
-            DeviceArg::Cuda => Device::Cuda(0),
-        };
-        inheritune_model::check_device(device)?;
-        Ok(device)
-    }
-}
 
 /// Floating-point format of weights and compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

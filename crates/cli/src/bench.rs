@@ -7,7 +7,8 @@ use anyhow::{bail, Result};
 use inheritune_model::{tch, DType, Preset};
 use inheritune_train::bench::{bench_train, BenchSpec};
 
-use crate::args::{DTypeArg, DeviceArg};
+use crate::args::DTypeArg;
+use inheritune_model::DeviceSpec;
 
 /// `inheritune bench ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -31,8 +32,8 @@ pub struct AllreduceArgs {
     #[arg(long, default_value_t = 1)]
     warmup: usize,
     /// Device of the tensor (CUDA: NCCL).
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
     /// Ranks.
     #[command(flatten)]
     dist: crate::launch::DistArgs,
@@ -113,8 +114,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 3)]
     warmup: usize,
     /// Device.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
     /// Compute precision (default: bf16 on CUDA, f32 on CPU).
     #[arg(long, value_enum)]
     dtype: Option<DTypeArg>,
@@ -149,10 +150,10 @@ pub fn run(command: &BenchCommand) -> Result<()> {
         (None, Some(l), Some(h), Some(d)) => (l, h, d),
         _ => bail!("give --preset or all of --n-layer, --n-head and --n-embd"),
     };
-    let device = a.device.device()?;
+    let device = a.device.checked()?;
     let dtype = a.dtype.map(DType::from).unwrap_or(match a.device {
-        DeviceArg::Cuda => DType::Bf16,
-        DeviceArg::Cpu => DType::F32,
+        DeviceSpec::Cuda(_) => DType::Bf16,
+        DeviceSpec::Cpu => DType::F32,
     });
     let result = bench_train(&BenchSpec {
         n_layer,

@@ -8,7 +8,8 @@ use inheritune_eval::{evaluate, Scorer};
 use inheritune_model::{hf, DType, LoadOptions};
 use serde_json::json;
 
-use crate::args::{DTypeArg, DeviceArg};
+use crate::args::DTypeArg;
+use inheritune_model::DeviceSpec;
 
 /// Arguments of `inheritune eval`.
 #[derive(Debug, clap::Args)]
@@ -37,8 +38,8 @@ pub struct Args {
     #[arg(long, default_value_t = 16, value_parser = crate::args::positive)]
     batch_size: usize,
     /// Device.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
     /// Forward-pass precision (f32 for parity; bf16 autocast is faster on GPUs).
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     dtype: DTypeArg,
@@ -76,8 +77,8 @@ pub struct LossArgs {
     #[arg(long, default_value_t = 8, value_parser = crate::args::positive)]
     batch_size: usize,
     /// Device.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
     /// Forward-pass precision.
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     dtype: DTypeArg,
@@ -99,7 +100,7 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(twice) = args.tasks.iter().find(|t| !seen.insert(t.trim())) {
         anyhow::bail!("--tasks lists {twice:?} twice (it would count twice in the average)");
     }
-    let device = args.device.device()?;
+    let device = args.device.checked()?;
     let dtype = DType::from(args.dtype);
     let scorer = Scorer::load(model, device, dtype, args.batch_size)?;
     let bar = crate::progress::Progress::new("{msg:>24} {bar:40} {pos}/{len} requests eta {eta}", "requests");
@@ -161,7 +162,7 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 fn loss(a: &LossArgs) -> Result<()> {
-    let device = a.device.device()?;
+    let device = a.device.checked()?;
     let (model, _) = hf::load(
         &a.model,
         &LoadOptions {
@@ -171,7 +172,7 @@ fn loss(a: &LossArgs) -> Result<()> {
         },
     )?;
     let seq = a.seq_len.unwrap_or(model.config().context_length() as usize);
-    let (mean, tokens) = inheritune_eval::loss::split_loss(
+    let (mean, tokens) = inheritune_train::val::split_loss(
         &model,
         &a.data,
         &a.split,
@@ -194,10 +195,14 @@ fn loss(a: &LossArgs) -> Result<()> {
             a.model.display()
         );
     }
-    println!(
-        "{}",
-        json!({"model": a.model.display().to_string(), "data": a.data.display().to_string(), "split": a.split,
-               "seq_len": seq, "loss": mean, "tokens": tokens})
-    );
+    let report = inheritune_train::val::LossReport {
+        model: a.model.clone(),
+        data: a.data.clone(),
+        split: a.split.clone(),
+        seq_len: seq,
+        loss: mean,
+        tokens,
+    };
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -12,7 +12,7 @@ use inheritune_dist::{LaunchEnv, ProcessGroup};
 use inheritune_model::tch::{self, Device};
 use inheritune_train::Dist;
 
-use crate::args::DeviceArg;
+use inheritune_model::DeviceSpec;
 
 /// How long a rank waits for the others (rendezvous and every collective) before failing.
 pub const DEFAULT_TIMEOUT_S: u64 = 600;
@@ -31,28 +31,22 @@ pub struct DistArgs {
 
 /// The device and collective of this process: one process when no launcher variables are set,
 /// else rank RANK of WORLD_SIZE, on GPU LOCAL_RANK (CUDA) or with cores / local ranks threads (CPU).
-pub fn join(device: DeviceArg, timeout_s: u64) -> Result<(Device, Dist)> {
+pub fn join(device: DeviceSpec, timeout_s: u64) -> Result<(Device, Dist)> {
     let Some(env) = LaunchEnv::from_env()? else {
-        return Ok((device.device()?, Dist::default()));
+        if !device.is_cuda() {
+            tch::set_num_threads(cpu_threads(1)? as i32);
+        }
+        return Ok((device.checked()?, Dist::default()));
     };
     if timeout_s == 0 {
         bail!("--dist-timeout must be positive");
     }
     let dev = match device {
-        DeviceArg::Cpu => {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let threads = match std::env::var("INHERITUNE_THREADS") {
-                Ok(v) => v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .with_context(|| format!("INHERITUNE_THREADS={v:?} is not a positive integer"))?,
-                Err(_) => (cores / env.local_world.max(1)).max(1),
-            };
-            tch::set_num_threads(threads as i32);
+        DeviceSpec::Cpu => {
+            tch::set_num_threads(cpu_threads(env.local_world)? as i32);
             Device::Cpu
         }
-        DeviceArg::Cuda => Device::Cuda(env.local_rank),
+        DeviceSpec::Cuda(_) => Device::Cuda(env.local_rank),
     };
     inheritune_model::check_device(dev).with_context(|| {
         format!(
@@ -62,6 +56,19 @@ pub fn join(device: DeviceArg, timeout_s: u64) -> Result<(Device, Dist)> {
     })?;
     let pg = ProcessGroup::join(&env, Duration::from_secs(timeout_s), matches!(dev, Device::Cuda(_)))?;
     Ok((dev, Dist(Arc::new(pg))))
+}
+
+/// Threads of a CPU process: `INHERITUNE_THREADS`, else the cores shared by `local_ranks`.
+fn cpu_threads(local_ranks: usize) -> Result<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match std::env::var("INHERITUNE_THREADS") {
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .with_context(|| format!("INHERITUNE_THREADS={v:?} is not a positive integer")),
+        Err(_) => Ok((cores / local_ranks.max(1)).max(1)),
+    }
 }
 
 static SIGNAL: AtomicI32 = AtomicI32::new(0);

@@ -12,7 +12,6 @@ mod perplexity;
 mod prepare;
 mod progress;
 mod recipe;
-mod report;
 mod surgery;
 mod tokenizer;
 mod train;

@@ -6,7 +6,8 @@ use anyhow::{bail, Context, Result};
 use inheritune_data::Tokenizer;
 use inheritune_model::hf::{self, LoadOptions};
 
-use crate::args::{DTypeArg, DeviceArg};
+use crate::args::DTypeArg;
+use inheritune_model::DeviceSpec;
 
 /// Arguments of `inheritune perplexity`.
 #[derive(Debug, clap::Args)]
@@ -18,8 +19,8 @@ pub struct Args {
     #[arg(long)]
     text: PathBuf,
     /// Device to run on.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
     /// Format of weights and compute (log-likelihoods are always taken in f32).
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     dtype: DTypeArg,
@@ -36,7 +37,7 @@ pub struct Args {
 
 /// Runs the verb and prints one JSON object on stdout.
 pub fn run(args: &Args) -> Result<()> {
-    let device = args.device.device()?;
+    let device = args.device.checked()?;
     let options = LoadOptions {
         device,
         dtype: args.dtype.into(),

@@ -12,7 +12,8 @@ use inheritune_model::hf::{self, LoadOptions};
 use inheritune_model::CausalLm;
 use inheritune_surgery::{Group, GrowMode, InheritMap, Plan, Selection};
 
-use crate::args::{DTypeArg, DeviceArg};
+use crate::args::DTypeArg;
+use inheritune_model::DeviceSpec;
 
 /// Options every surgery verb shares.
 #[derive(Debug, clap::Args)]
@@ -24,8 +25,8 @@ pub struct Common {
     #[arg(long, default_value_t = 1337)]
     seed: i64,
     /// Device to run on.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
     /// Format of the weights written.
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     dtype: DTypeArg,
@@ -184,7 +185,7 @@ pub struct DistillArgs {
 
 fn load(dir: &Path, common: &Common) -> Result<CausalLm> {
     let options = LoadOptions {
-        device: common.device.device()?,
+        device: common.device.checked()?,
         dtype: common.dtype.into(),
         strict: true,
     };

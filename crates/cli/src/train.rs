@@ -6,11 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use inheritune_analysis::plot::{line_chart, Series};
-use inheritune_train::{train, Options, RunConfig};
+use inheritune_recipe::report::plot_runs;
+use inheritune_train::{train, MetricKind, Options, RunConfig};
 
-use crate::args::{DTypeArg, DeviceArg};
+use crate::args::DTypeArg;
 use crate::launch;
+use inheritune_model::DeviceSpec;
 
 /// Arguments of `inheritune train`.
 #[derive(Debug, clap::Args)]
@@ -32,8 +33,8 @@ pub struct Args {
     #[arg(long)]
     overwrite: bool,
     /// Device to run on.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
     /// Compute precision (default: bf16 autocast on CUDA, f32 on CPU); weights stay f32.
     #[arg(long, value_enum)]
     dtype: Option<DTypeArg>,
@@ -81,7 +82,7 @@ pub fn run(args: &Args) -> Result<()> {
     let max_steps = config.train.max_steps;
     let log_every = config.train.log_interval;
     let summary = train(&config, &args.run, &options, &mut |m| {
-        if log_lines && m.kind == "train" {
+        if log_lines && m.kind == MetricKind::Train {
             let first = *first_step.get_or_insert(m.step);
             if (m.step + 1) % log_every == 0 || m.step + 1 == max_steps {
                 let elapsed = began.elapsed().as_secs_f64();
@@ -99,24 +100,24 @@ pub fn run(args: &Args) -> Result<()> {
                     clock(eta)
                 );
             }
-        } else if log_lines && m.kind != "train" {
+        } else if log_lines && m.kind != MetricKind::Train {
             eprintln!(
                 "{} at step {}: train {} val {:.4} | elapsed {}",
-                m.kind,
+                if m.kind == MetricKind::Final { "final" } else { "eval" },
                 m.step,
                 m.loss.map_or("-".into(), |l| format!("{l:.4}")),
                 m.val_loss.unwrap_or(f64::NAN),
                 clock(began.elapsed().as_secs_f64())
             );
         }
-        if m.kind == "train" {
+        if m.kind == MetricKind::Train {
             bar.set_position(m.step + 1);
             bar.set_message(format!(
                 "loss {:.4} {:.0} tok/s",
                 m.loss.unwrap_or(f64::NAN),
                 m.tokens_per_s.unwrap_or(0.0)
             ));
-        } else if m.kind == "eval" {
+        } else if m.kind == MetricKind::Eval {
             bar.println(format!(
                 "step {}: train {:.4} val {:.4}",
                 m.step,
@@ -180,54 +181,4 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
         println!("{}", f.display());
     }
     Ok(())
-}
-
-/// Writes `<stem>.png/.svg` in `out`: each (label, run folder)'s validation loss (solid) and,
-/// with `train_too`, its per-step train loss (light) against tokens.
-pub fn plot_runs(
-    runs: &[(String, PathBuf)],
-    out: &std::path::Path,
-    stem: &str,
-    train_too: bool,
-) -> Result<Vec<PathBuf>> {
-    let curves = runs
-        .iter()
-        .map(|(_, r)| inheritune_train::curves::read_curves(r))
-        .collect::<Result<Vec<_>, _>>()?;
-    // Only once every run has been read, so a bad run leaves no empty output folder.
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let most = curves
-        .iter()
-        .flat_map(|c| c.train.iter().chain(&c.val))
-        .map(|p| p.0)
-        .fold(0.0, f64::max);
-    let (unit, scale) = if most >= 1e7 {
-        ("millions", 1e6)
-    } else if most >= 1e4 {
-        ("thousands", 1e3)
-    } else {
-        ("", 1.0)
-    };
-    let x_desc = if unit.is_empty() {
-        "training tokens".to_string()
-    } else {
-        format!("training tokens ({unit})")
-    };
-    let mut series = Vec::new();
-    for ((name, _), c) in runs.iter().zip(curves) {
-        let m = |(t, l): (f64, f64)| (t / scale, l);
-        series.push(Series {
-            label: format!("{name} val"),
-            points: c.val.into_iter().map(m).collect(),
-            light: false,
-        });
-        if train_too {
-            series.push(Series {
-                label: format!("{name} train"),
-                points: c.train.into_iter().map(m).collect(),
-                light: true,
-            });
-        }
-    }
-    Ok(line_chart(out, stem, "loss", (&x_desc, "cross-entropy"), &series)?)
 }

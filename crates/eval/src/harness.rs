@@ -269,9 +269,10 @@ impl Evaluation {
         json!({"results": results, "n-samples": n_samples, "config": config})
     }
 
-    /// The paper's Table 1 layout: one row, the reported metric of each task in percent
-    /// (perplexities as they are), and the average of the percentages.
-    pub fn markdown_table(&self, model: &str) -> String {
+    /// The metric Table 1 reports for each task, in the order run: (column label, value in
+    /// percent, or as it is for perplexities, and whether it is a percentage). MMLU's
+    /// categories are left out (the `mmlu` row carries the average).
+    pub fn reported(&self) -> Vec<(String, f64, bool)> {
         let reported = |r: &TaskResult| -> Option<(String, f64, bool)> {
             let (metric, pct) = match r.name.as_str() {
                 "hellaswag" => ("acc_norm", true),
@@ -282,25 +283,88 @@ impl Evaluation {
             let v = *r.metrics.get(metric)?;
             Some((format!("{} ({metric})", r.name), if pct { 100.0 * v } else { v }, pct))
         };
-        let cols: Vec<(String, f64, bool)> = self.results.iter().filter_map(reported).collect();
-        let accs: Vec<f64> = cols.iter().filter(|c| c.2).map(|c| c.1).collect();
+        self.results.iter().filter_map(reported).collect()
+    }
+
+    /// The mean of the percentage columns of [`Evaluation::reported`] (NaN without any).
+    pub fn reported_average(&self) -> f64 {
+        let accs: Vec<f64> = self.reported().iter().filter(|c| c.2).map(|c| c.1).collect();
+        if accs.is_empty() {
+            f64::NAN
+        } else {
+            accs.iter().sum::<f64>() / accs.len() as f64
+        }
+    }
+
+    /// The paper's Table 1 layout: one row, the reported metric of each task in percent
+    /// (perplexities as they are), and the average of the percentages.
+    pub fn markdown_table(&self, model: &str) -> String {
+        let cols = self.reported();
         let mut out = format!(
             "| model | {} | avg |\n",
             cols.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(" | ")
         );
         out += &format!("|{}\n", " --- |".repeat(cols.len() + 2));
-        let avg = if accs.is_empty() {
-            f64::NAN
-        } else {
-            accs.iter().sum::<f64>() / accs.len() as f64
-        };
         out += &format!(
-            "| {model} | {} | {avg:.2} |\n",
+            "| {model} | {} | {:.2} |\n",
             cols.iter()
                 .map(|c| format!("{:.2}", c.1))
                 .collect::<Vec<_>>()
-                .join(" | ")
+                .join(" | "),
+            self.reported_average()
         );
         out
+    }
+
+    /// Reads the metrics back from a `results.json` that [`Evaluation::results_json`] wrote,
+    /// tasks in the order they were run (no samples).
+    ///
+    /// # Errors
+    /// An unreadable file or one not in that layout, naming the file and the key.
+    pub fn read_results(path: &Path) -> Result<Evaluation> {
+        let bad = |message: String| Error::Data {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let results = v["results"]
+            .as_object()
+            .ok_or_else(|| bad("no \"results\" object".into()))?;
+        // Tasks in the order asked, then the MMLU groups (a JSON object is read back sorted).
+        let mut order: Vec<String> = v["config"]["tasks"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        order.retain(|t| results.contains_key(t));
+        let rest: Vec<String> = results.keys().filter(|k| !order.contains(k)).cloned().collect();
+        order.extend(rest);
+        let mut eval = Evaluation::default();
+        for name in order {
+            let entry = results[&name]
+                .as_object()
+                .ok_or_else(|| bad(format!("results.{name} is not an object")))?;
+            let mut r = TaskResult {
+                name: name.clone(),
+                metrics: BTreeMap::new(),
+                stderr: BTreeMap::new(),
+                n: v["n-samples"][&name]["effective"].as_u64().unwrap_or(0) as usize,
+            };
+            for (key, value) in entry {
+                let Some(metric) = key.strip_suffix(",none") else {
+                    continue;
+                };
+                if let Some(m) = metric.strip_suffix("_stderr") {
+                    r.stderr.insert(m.to_string(), value.as_f64());
+                } else {
+                    let x = value
+                        .as_f64()
+                        .ok_or_else(|| bad(format!("results.{name}.{key} is not a number")))?;
+                    r.metrics.insert(metric.to_string(), x);
+                }
+            }
+            eval.results.push(r);
+        }
+        Ok(eval)
     }
 }

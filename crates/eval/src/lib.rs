@@ -7,7 +7,6 @@
 pub mod data;
 pub mod error;
 pub mod harness;
-pub mod loss;
 pub mod perplexity;
 pub mod pystr;
 pub mod scorer;

@@ -8,6 +8,7 @@
 
 pub mod autocast;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod gpt2;
 pub mod hf;
@@ -18,6 +19,7 @@ pub mod lm;
 
 pub use autocast::{allow_tf32, autocast};
 pub use config::{Gpt2Config, LlamaConfig, ModelConfig, ParamShape, Preset};
+pub use device::DeviceSpec;
 pub use error::{Error, Result};
 pub use hf::{LoadOptions, LoadReport};
 pub use layers::AttentionVisitor;

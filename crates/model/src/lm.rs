@@ -191,6 +191,24 @@ impl CausalLm {
         Ok(self.forward_unchecked(idx))
     }
 
+    /// Mean next-token cross-entropy of `x` against the targets `y` (both `(B, T)`), through the
+    /// fast path, the logits taken as they come: under autocast ATen casts them to f32 itself,
+    /// as `F.cross_entropy` does in PyTorch. The one loss of training and of every loss pass.
+    ///
+    /// # Errors
+    /// libtorch failed (mismatched shapes, targets out of range).
+    pub fn loss(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let logits = self.forward_unchecked(x); // (B, T, V)
+        let v = logits.size()[2];
+        Ok(logits.view([-1, v]).f_cross_entropy_loss(
+            &y.to_device(self.device()).view([-1]),
+            None::<Tensor>,
+            tch::Reduction::Mean,
+            -100,
+            0.0,
+        )?)
+    }
+
     /// Logits `(B, T, V)` through the fast path, for inputs the caller has already validated
     /// (the training loop's hot path: no host synchronisation).
     pub fn forward_unchecked(&self, idx: &Tensor) -> Tensor {

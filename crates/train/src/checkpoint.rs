@@ -1,6 +1,7 @@
 //! Run folders and checkpoints: `runs/<name>/step-XXXXXXXX/` holds the model as a Hugging Face
 //! folder, `optimizer.safetensors`, `state.json` and an empty `DONE` written last; each checkpoint
-//! is assembled under `.tmp` and renamed. The last N are kept, plus milestones.
+//! is assembled under `.tmp` and renamed. The last N are kept, plus milestones. What a resume may
+//! change is checked against the run's `config.toml` (every differing key named), not a hash.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,8 +20,6 @@ pub struct TrainState {
     pub step: u64,
     /// Training tokens consumed.
     pub tokens: u64,
-    /// Hash of the resolved run config.
-    pub config_hash: String,
     /// The data order and evaluation batches are pure functions of (seed, rank, step, micro-step),
     /// so no generator state needs saving; recorded for the reader.
     pub rng: String,

@@ -236,48 +236,10 @@ impl RunConfig {
     /// # Errors
     /// Invalid TOML, unknown keys, wrong types, or an unknown preset.
     pub fn parse(text: &str) -> Result<Self> {
-        let syntax = |e: toml::de::Error| {
-            config_err(
-                e.message().to_string() + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default(),
-            )
-        };
-        let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
-        if let Some(name) = table.get("preset") {
-            let name = name
-                .as_str()
-                .ok_or_else(|| config_err("preset must be a string".into()))?;
-            let (_, preset) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
-                config_err(format!(
-                    "preset: unknown training preset {name:?} (known: {})",
-                    PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                ))
-            })?;
-            let preset: toml::Table = toml::from_str(preset).map_err(syntax)?;
-            // The batch keys form one group: a file that sets either takes neither from the preset.
-            let own_batch = table
-                .get("train")
-                .and_then(|t| t.as_table())
-                .is_some_and(|t| t.contains_key("grad_accum") || t.contains_key("tokens_per_step"));
-            for (section, values) in preset {
-                let (Some(values), Some(target)) = (
-                    values.as_table(),
-                    table
-                        .entry(section.clone())
-                        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                        .as_table_mut(),
-                ) else {
-                    continue;
-                };
-                for (k, v) in values {
-                    if own_batch && section == "train" && (k == "grad_accum" || k == "tokens_per_step") {
-                        continue;
-                    }
-                    target.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-            }
-        }
+        let mut table: toml::Table = toml::from_str(text).map_err(syntax_err)?;
+        apply_preset(&mut table)?;
         unknown_keys(&table)?;
-        toml::Value::Table(table).try_into().map_err(syntax)
+        toml::Value::Table(table).try_into().map_err(syntax_err)
     }
 
     /// The model configuration the `[model]` section names.
@@ -479,6 +441,88 @@ const HF_GENERIC_KEYS: &[&str] = &[
     "output_attentions",
     "output_hidden_states",
 ];
+
+fn syntax_err(e: toml::de::Error) -> Error {
+    config_err(e.message().to_string() + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default())
+}
+
+/// Fills a run-config table's missing `[train]` and `[data]` keys from the training preset its
+/// top-level `preset` names (nothing when it names none). The batch keys form one group: a
+/// table that sets `grad_accum` or `tokens_per_step` takes neither from the preset.
+///
+/// # Errors
+/// A `preset` that is not a string or not a known preset.
+pub fn apply_preset(table: &mut toml::Table) -> Result<()> {
+    let Some(name) = table.get("preset") else {
+        return Ok(());
+    };
+    let name = name
+        .as_str()
+        .ok_or_else(|| config_err("preset must be a string".into()))?;
+    let (_, preset) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+        config_err(format!(
+            "preset: unknown training preset {name:?} (known: {})",
+            PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let preset: toml::Table = toml::from_str(preset).map_err(syntax_err)?;
+    let own_batch = table
+        .get("train")
+        .and_then(|t| t.as_table())
+        .is_some_and(|t| t.contains_key("grad_accum") || t.contains_key("tokens_per_step"));
+    for (section, values) in preset {
+        let (Some(values), Some(target)) = (
+            values.as_table(),
+            table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut(),
+        ) else {
+            continue;
+        };
+        for (k, v) in values {
+            if own_batch && section == "train" && (k == "grad_accum" || k == "tokens_per_step") {
+                continue;
+            }
+            target.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    Ok(())
+}
+
+/// A `[train]` table that may also name a training `preset` and the data `order` (a recipe's
+/// shared training section), resolved into the preset's name, the data order and the typed
+/// [`TrainSection`], with every unknown key reported at once.
+///
+/// # Errors
+/// Unknown keys, wrong types, or an unknown preset.
+pub fn resolve_train(mut train: toml::Table) -> Result<(Option<String>, Order, TrainSection)> {
+    let mut table = toml::Table::new();
+    let preset = train.remove("preset");
+    if let Some(p) = &preset {
+        table.insert("preset".into(), p.clone());
+    }
+    let mut data = toml::Table::new();
+    if let Some(order) = train.remove("order") {
+        data.insert("order".into(), order);
+    }
+    table.insert("data".into(), toml::Value::Table(data));
+    table.insert("train".into(), toml::Value::Table(train));
+    apply_preset(&mut table)?;
+    unknown_keys(&table)?;
+    let section = |key: &str| {
+        table
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| toml::Value::Table(toml::Table::new()))
+    };
+    let train: TrainSection = section("train").try_into().map_err(syntax_err)?;
+    let order = match section("data").get("order") {
+        Some(o) => o.clone().try_into().map_err(syntax_err)?,
+        None => default_order(),
+    };
+    Ok((preset.and_then(|p| p.as_str().map(String::from)), order, train))
+}
 
 /// Every key of the run config that no section has, reported together (serde stops at the first).
 fn unknown_keys(table: &toml::Table) -> Result<()> {

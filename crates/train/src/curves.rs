@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::error::{file_err, Result};
+use crate::trainer::{MetricKind, Metrics};
 
 /// The loss curves of one run, x in training tokens.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -29,27 +30,26 @@ pub fn read_curves(run: &Path) -> Result<Curves> {
     let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
     let mut c = Curves::default();
     for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+        let Ok(m) = serde_json::from_str::<Metrics>(line) else {
             continue;
         };
-        let tokens = v["tokens"].as_f64().unwrap_or(0.0);
-        match v["kind"].as_str() {
-            Some("train") => {
-                if let Some(l) = v["loss"].as_f64() {
+        let tokens = m.tokens as f64;
+        match m.kind {
+            MetricKind::Train => {
+                if let Some(l) = m.loss {
                     c.train.push((tokens, l));
                 }
-                c.steps = c.steps.max(v["step"].as_u64().unwrap_or(0) + 1);
+                c.steps = c.steps.max(m.step + 1);
             }
-            Some("eval") => {
-                if let Some(l) = v["val_loss"].as_f64() {
+            MetricKind::Eval => {
+                if let Some(l) = m.val_loss {
                     c.val.push((tokens, l));
                 }
-                if let Some(l) = v["loss"].as_f64() {
+                if let Some(l) = m.loss {
                     c.eval_train.push((tokens, l));
                 }
             }
-            Some("final") => c.final_val = v["val_loss"].as_f64(),
-            _ => {}
+            MetricKind::Final => c.final_val = m.val_loss,
         }
     }
     Ok(c)

@@ -46,9 +46,6 @@ pub enum Error {
     /// The data crate failed.
     #[error(transparent)]
     Data(#[from] inheritune_data::Error),
-    /// The evaluation crate failed (the final validation pass).
-    #[error(transparent)]
-    Eval(#[from] inheritune_eval::Error),
     /// A collective of a data-parallel run failed (a rank died or stalled), or the launch was bad.
     #[error(transparent)]
     Dist(#[from] inheritune_dist::Error),

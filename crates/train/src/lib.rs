@@ -15,8 +15,9 @@ pub mod peak;
 pub mod schedule;
 pub mod tensorboard;
 pub mod trainer;
+pub mod val;
 
 pub use config::RunConfig;
 pub use dist::{Collective, Dist, OverlappedReduce, SingleProcess};
 pub use error::{Error, Result};
-pub use trainer::{train, Metrics, Options, Summary};
+pub use trainer::{train, MetricKind, Metrics, Options, Summary};

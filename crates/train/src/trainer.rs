@@ -23,7 +23,7 @@ use std::time::Instant;
 use inheritune_data::loader::{Loader, Order, TokenStream};
 use inheritune_model::tch::{self, Device, Kind, Tensor};
 use inheritune_model::{allow_tf32, autocast, hf, CausalLm, DType, ModelConfig};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::adamw::{AdamW, AdamWConfig};
 use crate::checkpoint::{self, TrainState};
@@ -75,11 +75,23 @@ impl Options {
     }
 }
 
+/// What a line of `metrics.jsonl` records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    /// One optimizer step.
+    Train,
+    /// An evaluation on `eval_iters` batches of each split.
+    Eval,
+    /// The final full pass over the val split.
+    Final,
+}
+
 /// One line of `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
-    /// `train`, `eval` or `final`.
-    pub kind: &'static str,
+    /// What the line records.
+    pub kind: MetricKind,
     /// Optimizer step (for `train`, the step whose update this was).
     pub step: u64,
     /// Training tokens consumed before this line.
@@ -98,8 +110,8 @@ pub struct Metrics {
     pub mfu: Option<f64>,
 }
 
-/// The outcome of a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The outcome of a run (the JSON line `inheritune train` prints last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Steps taken.
     pub steps: u64,
@@ -113,13 +125,7 @@ pub struct Summary {
 /// loss takes the logits as they come, so under autocast ATen casts them to f32 itself, as
 /// `F.cross_entropy` does in PyTorch (the model's weights are always f32 here).
 pub fn batch_loss(model: &CausalLm, x: &Tensor, y: &Tensor, dtype: DType) -> Result<Tensor> {
-    Ok(autocast(model.device(), dtype, || {
-        let logits = model.forward_unchecked(x); // (B, T, V)
-        let v = logits.size()[2];
-        logits
-            .view([-1, v])
-            .f_cross_entropy_loss(&y.view([-1]), None::<Tensor>, tch::Reduction::Mean, -100, 0.0)
-    })??)
+    Ok(autocast(model.device(), dtype, || model.loss(x, y))??)
 }
 
 fn tensors(batch: &inheritune_data::loader::Batch, device: Device) -> (Tensor, Tensor) {
@@ -171,15 +177,15 @@ impl Run<'_> {
         if let Some(events) = &mut self.events {
             let f = |v: Option<f64>| v.map(|x| x as f32);
             let values: Vec<(&str, Option<f32>)> = match m.kind {
-                "train" => vec![
+                MetricKind::Train => vec![
                     ("train/loss", f(m.loss)),
                     ("train/lr", f(m.lr)),
                     ("train/grad_norm", f(m.grad_norm)),
                     ("train/tokens_per_s", f(m.tokens_per_s)),
                     ("train/mfu", f(m.mfu)),
                 ],
-                "eval" => vec![("eval/train_loss", f(m.loss)), ("eval/val_loss", f(m.val_loss))],
-                _ => vec![("final/val_loss", f(m.val_loss))],
+                MetricKind::Eval => vec![("eval/train_loss", f(m.loss)), ("eval/val_loss", f(m.val_loss))],
+                MetricKind::Final => vec![("final/val_loss", f(m.val_loss))],
             };
             let values: Vec<(&str, f32)> = values.into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
             let path = events.path().to_path_buf();
@@ -213,7 +219,7 @@ impl Run<'_> {
     /// `inheritune eval loss`), shared out over the ranks.
     fn full_val_pass(&self) -> Result<(f64, u64)> {
         let t = &self.config.train;
-        let (sum, count) = inheritune_eval::loss::split_loss_shard(
+        let (sum, count) = crate::val::split_loss_shard(
             &self.model,
             &self.config.data.dir,
             "val",
@@ -250,14 +256,10 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
     };
     let kept: Vec<&str> = text
         .lines()
-        .filter(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
-            let s = v["step"].as_u64().unwrap_or(u64::MAX);
-            match v["kind"].as_str() {
-                Some("train") => s < step,
-                Some("eval") => s <= step,
-                _ => false,
-            }
+        .filter(|l| match serde_json::from_str::<Metrics>(l) {
+            Ok(m) if m.kind == MetricKind::Train => m.step < step,
+            Ok(m) if m.kind == MetricKind::Eval => m.step <= step,
+            _ => false,
         })
         .collect();
     let text: String = kept.iter().map(|l| format!("{l}\n")).collect();
@@ -496,12 +498,6 @@ pub fn train(
     } else {
         None
     };
-    let config_hash = format!(
-        "{:016x}",
-        resolved.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64)
-            .wrapping_mul(0x100_0000_01b3))
-    );
-
     tch::manual_seed(t.seed as i64);
     let dtype = options.compute_dtype();
     let mut model = CausalLm::new(&model_config, options.device, DType::F32)?;
@@ -656,7 +652,7 @@ pub fn train(
             let loss = run.mean_loss(&mut eval_train, step, t.eval_iters)?;
             let val_loss = run.mean_loss(&mut eval_val, step, t.eval_iters)?;
             let m = Metrics {
-                kind: "eval",
+                kind: MetricKind::Eval,
                 step,
                 tokens: step * tokens_per_step,
                 loss: Some(loss),
@@ -670,7 +666,6 @@ pub fn train(
             let state = TrainState {
                 step,
                 tokens: step * tokens_per_step,
-                config_hash: config_hash.clone(),
                 rng: "stateless: batches are functions of (seed, step, global micro-batch)".into(),
                 loader_step: step,
                 world,
@@ -723,7 +718,7 @@ pub fn train(
         let seconds = began.elapsed().as_secs_f64();
         let tps = tokens_per_step as f64 / seconds;
         let m = Metrics {
-            kind: "train",
+            kind: MetricKind::Train,
             step,
             tokens: (step + 1) * tokens_per_step,
             loss: Some(loss_value),
@@ -741,7 +736,7 @@ pub fn train(
     }
     let (final_val_loss, final_val_tokens) = run.full_val_pass()?;
     let m = Metrics {
-        kind: "final",
+        kind: MetricKind::Final,
         step,
         tokens: step * tokens_per_step,
         loss: None,
@@ -755,7 +750,6 @@ pub fn train(
     let state = TrainState {
         step,
         tokens: step * tokens_per_step,
-        config_hash,
         rng: "stateless".into(),
         loader_step: step,
         world,

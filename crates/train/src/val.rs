@@ -1,6 +1,6 @@
 //! Mean cross-entropy over a whole prepared split: consecutive windows of `seq + 1` tokens
 //! overlapping by one (every token but the first predicted exactly once), token-weighted,
-//! deterministic. This is the final validation loss of a training run.
+//! deterministic. This is the final validation loss of a training run and `inheritune eval loss`.
 
 use std::path::Path;
 
@@ -9,6 +9,23 @@ use inheritune_model::tch::{self, Kind, Tensor};
 use inheritune_model::{autocast, CausalLm, DType};
 
 use crate::error::Result;
+
+/// What `inheritune eval loss` prints: the loss of one split under one model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossReport {
+    /// The model folder.
+    pub model: std::path::PathBuf,
+    /// The prepared data folder.
+    pub data: std::path::PathBuf,
+    /// The split.
+    pub split: String,
+    /// Window length.
+    pub seq_len: usize,
+    /// Token-weighted mean cross-entropy in nats.
+    pub loss: f64,
+    /// Tokens scored.
+    pub tokens: u64,
+}
 
 /// (mean cross-entropy in nats, tokens scored) of `split` in the prepared folder `data`.
 ///
@@ -61,17 +78,9 @@ pub fn split_loss_shard(
         }
         let shape = [chunk.len() as i64, seq as i64];
         let x = Tensor::from_slice(&xs).view(shape).to_device(device);
-        let y = Tensor::from_slice(&ys).view([-1]).to_device(device);
+        let y = Tensor::from_slice(&ys).view(shape).to_device(device);
         model.check_input(&x)?;
-        let loss = tch::no_grad(|| {
-            autocast(device, dtype, || {
-                let logits = model.forward_unchecked(&x);
-                let v = logits.size()[2];
-                logits
-                    .view([-1, v])
-                    .f_cross_entropy_loss(&y, None::<Tensor>, tch::Reduction::Mean, -100, 0.0)
-            })
-        })??;
+        let loss = tch::no_grad(|| autocast(device, dtype, || model.loss(&x, &y)))??;
         let n = (chunk.len() * seq) as u64;
         sum += loss.to_kind(Kind::Double).double_value(&[]) * n as f64;
         count += n;

@@ -1,0 +1,555 @@
+//! The typed recipe file (`xtask/recipes/*.toml`): what to train, how, and what to compare.
+//! Every section is checked when the file is read, with unknown keys and wrong types named; the
+//! shared `[train]` section resolves through the train crate's own presets and types.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use inheritune_data::loader::Order;
+use inheritune_model::ModelConfig;
+use inheritune_train::config::{DataSection, ModelSection, TrainSection};
+use inheritune_train::RunConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A recipe, read and resolved.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// Name (default run folder `runs/<name>`).
+    pub name: String,
+    /// One line on what it reproduces.
+    pub description: String,
+    /// Data.
+    pub data: DataCfg,
+    /// The reference model.
+    pub reference: ReferenceCfg,
+    /// The training every run shares.
+    pub train: TrainCfg,
+    /// Inheritune's own settings.
+    pub inheritune: InherituneCfg,
+    /// Baselines.
+    pub baselines: BaselinesCfg,
+    /// Attention analysis.
+    pub analysis: AnalysisCfg,
+    /// Downstream evaluation.
+    pub eval: EvalCfg,
+    /// Assumptions of the dry-run's cost estimate.
+    pub hardware: HardwareCfg,
+    /// The paper's final val losses by row kind (METHOD.md §6): `reference`, `inheritune`,
+    /// `scratch`, `scratch_2x`, ...
+    pub paper: BTreeMap<String, f64>,
+}
+
+/// The file's layout; `[train]` stays a table until the train crate resolves it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecipeFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    data: DataCfg,
+    reference: ReferenceCfg,
+    train: toml::Table,
+    #[serde(default)]
+    inheritune: InherituneCfg,
+    #[serde(default)]
+    baselines: BaselinesCfg,
+    #[serde(default)]
+    analysis: AnalysisCfg,
+    #[serde(default)]
+    eval: EvalCfg,
+    #[serde(default)]
+    hardware: HardwareCfg,
+    #[serde(default)]
+    paper: BTreeMap<String, f64>,
+}
+
+/// Which tokenizer the data is prepared with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum TokenizerSpec {
+    /// GPT-2's built-in byte-level BPE (`gpt2`).
+    Gpt2,
+    /// A `tokenizer.json` file.
+    File(PathBuf),
+    /// A byte-level BPE of this many tokens trained on the inputs first (`bpe-<N>`).
+    Bpe(usize),
+}
+
+impl TryFrom<String> for TokenizerSpec {
+    type Error = String;
+
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        if s == "gpt2" {
+            return Ok(TokenizerSpec::Gpt2);
+        }
+        if let Some(n) = s.strip_prefix("bpe-") {
+            return n
+                .parse()
+                .ok()
+                .filter(|&n: &usize| n > 0)
+                .map(TokenizerSpec::Bpe)
+                .ok_or_else(|| format!("tokenizer {s:?}: bpe-<N> needs a positive vocabulary size"));
+        }
+        if s.is_empty() {
+            return Err("tokenizer: empty (gpt2, bpe-<N> or a tokenizer.json path)".into());
+        }
+        Ok(TokenizerSpec::File(PathBuf::from(s)))
+    }
+}
+
+impl From<TokenizerSpec> for String {
+    fn from(t: TokenizerSpec) -> String {
+        t.to_string()
+    }
+}
+
+impl fmt::Display for TokenizerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenizerSpec::Gpt2 => f.write_str("gpt2"),
+            TokenizerSpec::File(p) => write!(f, "{}", p.display()),
+            TokenizerSpec::Bpe(n) => write!(f, "bpe-{n}"),
+        }
+    }
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataCfg {
+    /// Raw inputs for `inheritune prepare` (paths relative to the working directory).
+    #[serde(default)]
+    pub inputs: Vec<PathBuf>,
+    /// An already prepared folder instead of inputs.
+    #[serde(default)]
+    pub prepared: Option<PathBuf>,
+    /// `prepare` preset.
+    #[serde(default = "generic")]
+    pub preset: String,
+    /// Val split: the first N tokens.
+    #[serde(default)]
+    pub val_tokens: Option<u64>,
+    /// Val split: a share of documents.
+    #[serde(default)]
+    pub val_fraction: Option<f64>,
+    /// The tokenizer.
+    #[serde(default = "gpt2")]
+    pub tokenizer: TokenizerSpec,
+}
+
+fn generic() -> String {
+    "generic".into()
+}
+fn gpt2() -> TokenizerSpec {
+    TokenizerSpec::Gpt2
+}
+
+/// `[reference]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceCfg {
+    /// Its architecture, as a run config's `[model]`.
+    pub model: ModelSection,
+    /// A trained checkpoint to use instead of training one (LLaMA low-data regime).
+    #[serde(default)]
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// The shared `[train]` section, resolved against its preset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainCfg {
+    /// The training preset it started from.
+    pub preset: Option<String>,
+    /// The data order.
+    pub order: Order,
+    /// Every training key, preset defaults filled in.
+    pub section: TrainSection,
+}
+
+/// How the target grows between rounds (METHOD.md §1.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Growth {
+    /// Re-inherit l + Δ blocks from the reference and train from there (the DECISION).
+    Restart,
+    /// Keep the trained target and append the reference's next Δ blocks.
+    WarmAppend,
+}
+
+/// The inheritance map (METHOD.md §1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MapName {
+    /// Embeddings, positions, head, blocks and final norm (the paper; the DECISION).
+    Paper,
+    /// Blocks and the tied embedding/head only (the released code).
+    ReleasedCode,
+}
+
+impl MapName {
+    /// The `--map` value of `inheritune inherit`.
+    pub fn arg(self) -> &'static str {
+        match self {
+            MapName::Paper => "paper",
+            MapName::ReleasedCode => "released-code",
+        }
+    }
+}
+
+/// `[inheritune]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InherituneCfg {
+    /// Start depth l0 (default ⌊L/2⌋, METHOD.md §1.5).
+    pub start_depth: Option<i64>,
+    /// Layers added per round (Δ).
+    pub grow_by: i64,
+    /// How the target grows.
+    pub growth: Growth,
+    /// The inheritance map.
+    pub map: MapName,
+    /// Match when target ≤ reference + tolerance (METHOD.md §1.6 DECISION: 0.005).
+    pub tolerance: f64,
+    /// Rounds at most.
+    pub max_rounds: usize,
+}
+
+impl Default for InherituneCfg {
+    fn default() -> Self {
+        InherituneCfg {
+            start_depth: None,
+            grow_by: 2,
+            growth: Growth::Restart,
+            map: MapName::Paper,
+            tolerance: 0.005,
+            max_rounds: 4,
+        }
+    }
+}
+
+/// Depth of the same-size baselines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaselineDepth {
+    /// The depth Inheritune ends at (the baselines wait for the growth loop).
+    Target,
+    /// A fixed depth (the paper's): the baselines need only the data (and, for the
+    /// reference-derived ones, the reference), so they can run beside the growth loop.
+    Layers(i64),
+}
+
+impl<'de> Deserialize<'de> for BaselineDepth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(i64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) if n > 0 => Ok(BaselineDepth::Layers(n)),
+            Raw::S(s) if s == "target" => Ok(BaselineDepth::Target),
+            Raw::N(n) => Err(serde::de::Error::custom(format!("depth {n}: must be at least 1"))),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "depth {s:?}: \"target\" or a number of layers"
+            ))),
+        }
+    }
+}
+
+/// `[baselines]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaselinesCfg {
+    /// Their depth: `"target"` (default) or a number of layers.
+    pub depth: BaselineDepth,
+    /// Same-size scratch, same steps.
+    pub scratch: bool,
+    /// Same-size scratch, twice the steps.
+    pub scratch_2x: bool,
+    /// Hybrid stacking (reference's first l/2 blocks twice).
+    pub hybrid_stacking: bool,
+    /// Half-width (GPT-2 only).
+    pub half_width: bool,
+    /// DistilBERT-style student init.
+    pub distill_init: bool,
+    /// Stacking: an l/2 scratch model trained, then duplicated.
+    pub stacking: bool,
+}
+
+impl Default for BaselinesCfg {
+    fn default() -> Self {
+        BaselinesCfg {
+            depth: BaselineDepth::Target,
+            scratch: true,
+            scratch_2x: true,
+            hybrid_stacking: false,
+            half_width: false,
+            distill_init: false,
+            stacking: false,
+        }
+    }
+}
+
+/// `[analysis]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalysisCfg {
+    /// Windows.
+    pub windows: usize,
+    /// Tokens per window.
+    pub window_len: usize,
+}
+
+impl Default for AnalysisCfg {
+    fn default() -> Self {
+        AnalysisCfg {
+            windows: 100,
+            window_len: 100,
+        }
+    }
+}
+
+/// `[eval]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalCfg {
+    /// Folder of task data (datasets/eval.md); the stages are left out when it does not exist.
+    pub data_dir: Option<PathBuf>,
+    /// Tasks.
+    pub tasks: Vec<String>,
+    /// First N documents per task.
+    pub limit: Option<usize>,
+}
+
+impl Default for EvalCfg {
+    fn default() -> Self {
+        EvalCfg {
+            data_dir: None,
+            tasks: ["arc_easy", "piqa", "sciq", "hellaswag", "lambada_openai"]
+                .map(String::from)
+                .to_vec(),
+            limit: None,
+        }
+    }
+}
+
+/// `[hardware]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HardwareCfg {
+    /// Peak bf16 TFLOP/s of the GPU the estimate assumes.
+    pub peak_tflops: f64,
+    /// Model FLOPs utilisation assumed.
+    pub mfu: f64,
+    /// The GPU's name.
+    pub gpu: String,
+    /// Data-parallel ranks of every training stage (`--nproc` overrides it).
+    pub gpus: usize,
+    /// Fraction of linear speed-up the wall-clock estimate assumes on several GPUs (the
+    /// README derives about 0.97 for GPT-2 XL on 8 × H100 with NVLink).
+    pub scaling_efficiency: f64,
+}
+
+impl Default for HardwareCfg {
+    fn default() -> Self {
+        HardwareCfg {
+            peak_tflops: 989.0,
+            mfu: 0.40,
+            gpu: "H100 SXM".into(),
+            gpus: 1,
+            scaling_efficiency: 0.9,
+        }
+    }
+}
+
+impl Recipe {
+    /// Reads and checks a recipe file.
+    ///
+    /// # Errors
+    /// Unreadable file, unknown keys, wrong types, an invalid `[train]` or an impossible value,
+    /// each naming the file and the key.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+        Self::parse(&text).map_err(|e| match e {
+            Error::Invalid(message) => Error::Recipe {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and checks recipe text.
+    ///
+    /// # Errors
+    /// As [`Recipe::from_file`], as [`Error::Invalid`].
+    pub fn parse(text: &str) -> Result<Self> {
+        let file: RecipeFile = toml::from_str(text).map_err(|e| Error::Invalid(e.message().to_string()))?;
+        let (preset, order, section) =
+            inheritune_train::config::resolve_train(file.train).map_err(|e| Error::Invalid(format!("[train]: {e}")))?;
+        let recipe = Recipe {
+            name: file.name,
+            description: file.description,
+            data: file.data,
+            reference: file.reference,
+            train: TrainCfg { preset, order, section },
+            inheritune: file.inheritune,
+            baselines: file.baselines,
+            analysis: file.analysis,
+            eval: file.eval,
+            hardware: file.hardware,
+            paper: file.paper,
+        };
+        recipe.check()?;
+        Ok(recipe)
+    }
+
+    fn check(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        let ic = &self.inheritune;
+        if ic.grow_by < 1 {
+            problems.push(format!("inheritune.grow_by {}: must be at least 1", ic.grow_by));
+        }
+        if ic.max_rounds < 1 {
+            problems.push("inheritune.max_rounds 0: must be at least 1".to_string());
+        }
+        if !ic.tolerance.is_finite() {
+            problems.push(format!("inheritune.tolerance {}: must be finite", ic.tolerance));
+        }
+        if self.hardware.gpus < 1 {
+            problems.push("hardware.gpus 0: must be at least 1".to_string());
+        }
+        if self.data.prepared.is_none() && self.data.inputs.is_empty() {
+            problems.push("data: give inputs or prepared".to_string());
+        }
+        if matches!(self.data.tokenizer, TokenizerSpec::Bpe(_)) && self.data.inputs.is_empty() {
+            problems.push("data.tokenizer bpe-<N> trains on data.inputs, which is empty".to_string());
+        }
+        let l_ref = self.reference_config()?.n_layer();
+        let l0 = self.start_depth(l_ref);
+        if l0 < 1 || l0 > l_ref {
+            problems.push(format!(
+                "inheritune.start_depth {l0}: must be between 1 and the reference's {l_ref} layers"
+            ));
+        }
+        if let BaselineDepth::Layers(n) = self.baselines.depth {
+            if n > l_ref {
+                problems.push(format!("baselines.depth {n}: the reference has only {l_ref} layers"));
+            }
+        }
+        if let Err(e) = self.train.section.accum(self.hardware.gpus as u64) {
+            problems.push(format!("[train]: {e}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(problems.join("; ")))
+        }
+    }
+
+    /// The reference's architecture.
+    ///
+    /// # Errors
+    /// An unknown preset or an unreadable `config.json`.
+    pub fn reference_config(&self) -> Result<ModelConfig> {
+        if let Some(ckpt) = &self.reference.checkpoint {
+            if self.reference.model.preset.is_none() && self.reference.model.config.is_none() {
+                return Ok(ModelConfig::from_file(&ckpt.join("config.json"))?);
+            }
+        }
+        Ok(self
+            .run_config(self.reference.model.clone(), PathBuf::new(), 1)
+            .model_config()?)
+    }
+
+    /// Start depth l0 of a reference of `l_ref` layers.
+    pub fn start_depth(&self, l_ref: i64) -> i64 {
+        self.inheritune.start_depth.unwrap_or(l_ref / 2)
+    }
+
+    /// The run config of one training stage: the shared training with `max_steps` (and a given
+    /// `decay_steps`) scaled by `factor`, on the prepared data in `data`.
+    pub fn run_config(&self, model: ModelSection, data: PathBuf, factor: u64) -> RunConfig {
+        let mut train = self.train.section.clone();
+        if factor != 1 {
+            train.max_steps *= factor;
+            // The cosine runs over the whole (longer) budget.
+            train.decay_steps = train.decay_steps.map(|d| d * factor);
+        }
+        RunConfig {
+            preset: None,
+            model,
+            data: DataSection {
+                dir: data,
+                order: self.train.order,
+            },
+            train,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+[data]
+inputs = ["corpus.txt"]
+[reference.model]
+preset = "gpt2-tiny"
+[train]
+max_steps = 10
+"#;
+
+    #[test]
+    fn tokenizer_kinds() {
+        for (text, spec) in [
+            ("gpt2", TokenizerSpec::Gpt2),
+            ("bpe-512", TokenizerSpec::Bpe(512)),
+            ("t/tokenizer.json", TokenizerSpec::File("t/tokenizer.json".into())),
+        ] {
+            let t = TokenizerSpec::try_from(text.to_string()).unwrap();
+            assert_eq!(t, spec);
+            assert_eq!(t.to_string(), text);
+        }
+        assert!(TokenizerSpec::try_from("bpe-x".to_string()).is_err());
+        assert!(TokenizerSpec::try_from("bpe-0".to_string()).is_err());
+    }
+
+    #[test]
+    fn train_resolves_through_the_preset() {
+        let text = MINIMAL.replace("max_steps = 10", "preset = \"fineweb-gpt2-large\"\nmax_steps = 10");
+        let r = Recipe::parse(&text.replace("preset = \"gpt2-tiny\"", "preset = \"gpt2-large\"")).unwrap();
+        assert_eq!(r.train.preset.as_deref(), Some("fineweb-gpt2-large"));
+        assert_eq!(r.train.order, Order::Sequential);
+        assert_eq!(r.train.section.max_steps, 10);
+        assert_eq!(r.train.section.tokens_per_step, Some(61440));
+        let scaled = r.run_config(r.reference.model.clone(), "d".into(), 2);
+        assert_eq!(scaled.train.max_steps, 20);
+        assert_eq!(scaled.data.order, Order::Sequential);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (edit, key) in [
+            ("[inheritune]\ngrow_by = 0", "inheritune.grow_by"),
+            ("[inheritune]\nstart_depth = 9", "inheritune.start_depth"),
+            ("[inheritune]\ngrowth = \"sideways\"", "sideways"),
+            ("[baselines]\ndepth = \"half\"", "depth"),
+            ("[baselines]\ndepth = 99", "baselines.depth"),
+            ("[hardware]\ngpus = 0", "hardware.gpus"),
+            ("[inheritune]\nbogus = 1", "bogus"),
+        ] {
+            let e = Recipe::parse(&format!("{MINIMAL}{edit}\n")).unwrap_err().to_string();
+            assert!(e.contains(key), "{edit}: {e}");
+        }
+        let e = Recipe::parse(&MINIMAL.replace("max_steps = 10", "max_stepz = 10"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[train]") && e.contains("max_stepz"), "{e}");
+    }
+}

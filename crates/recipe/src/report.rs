@@ -1,0 +1,390 @@
+//! The recipe's report, from the stages' facts (never from Markdown): `report.md`,
+//! `summary.json`, and PNG + SVG figures (val-loss curves of the reference, every Inheritune
+//! round and the baselines; MaxRank and AvgMass per layer of the reference and the target), the
+//! final-loss table in the layout of METHOD.md §6.1 with the paper's numbers beside ours, each
+//! round's verdict, the early-vs-late comparison that is the recipe's signature, and the
+//! downstream table when eval ran.
+
+use std::path::{Path, PathBuf};
+
+use inheritune_analysis::plot::{line_chart, Series};
+use inheritune_analysis::Analysis;
+use inheritune_eval::Evaluation;
+use inheritune_train::curves::{read_curves, Curves};
+use serde::Serialize;
+
+use crate::config::Recipe;
+use crate::error::{Error, Result};
+use crate::facts::Facts;
+use crate::growth::Next;
+use crate::stages::{growth_state, rule, stages, Task};
+
+/// What a row of the report is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowKind {
+    /// The reference.
+    Reference,
+    /// An Inheritune round.
+    Inheritune,
+    /// Same-size scratch, same steps.
+    Scratch,
+    /// Same-size scratch, twice the steps.
+    Scratch2x,
+    /// Another baseline (hybrid stacking, half-width, distill-init, stacking and its half).
+    Baseline,
+}
+
+impl RowKind {
+    /// The key of the recipe's `[paper]` table.
+    fn paper_key(self) -> &'static str {
+        match self {
+            RowKind::Reference => "reference",
+            RowKind::Inheritune => "inheritune",
+            RowKind::Scratch => "scratch",
+            RowKind::Scratch2x => "scratch_2x",
+            RowKind::Baseline => "baseline",
+        }
+    }
+}
+
+/// One trained model in the report.
+struct Row {
+    name: String,
+    kind: RowKind,
+    layers: Option<i64>,
+    run: Option<PathBuf>,
+    final_val: Option<f64>,
+    curves: Curves,
+}
+
+/// A row of `summary.json`.
+#[derive(Debug, Serialize)]
+struct SummaryRow<'a> {
+    name: &'a str,
+    kind: RowKind,
+    layers: Option<i64>,
+    steps: u64,
+    final_val_loss: Option<f64>,
+    last5_eval_mean: Option<f64>,
+    paper: Option<f64>,
+    run: &'a Option<PathBuf>,
+}
+
+fn last_mean(points: &[(f64, f64)], n: usize) -> Option<f64> {
+    let k = points.len().min(n);
+    (k > 0).then(|| points[points.len() - k..].iter().map(|p| p.1).sum::<f64>() / k as f64)
+}
+
+/// Val loss of a run at its evaluation nearest to `tokens`.
+fn val_at(c: &Curves, tokens: f64) -> Option<f64> {
+    c.val
+        .iter()
+        .min_by(|a, b| (a.0 - tokens).abs().total_cmp(&(b.0 - tokens).abs()))
+        .map(|p| p.1)
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or("–".into(), |x| format!("{x:.4}"))
+}
+
+fn analysis_series(path: &Path, label: &str) -> Result<(Series, Series)> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+    let a: Analysis = serde_json::from_str(&text).map_err(|e| Error::file(path, e))?;
+    let pick = |f: fn(&inheritune_analysis::LayerResult) -> f64| -> Vec<(f64, f64)> {
+        a.layers.iter().map(|l| (l.layer as f64 + 1.0, f(l))).collect()
+    };
+    let series = |points| Series {
+        label: label.to_string(),
+        points,
+        light: false,
+    };
+    Ok((series(pick(|l| l.max_rank)), series(pick(|l| l.avg_mass))))
+}
+
+/// Writes the report into `out`, from the finished stages' `facts`.
+///
+/// # Errors
+/// Unreadable run files (metrics, analyses, results) or an unwritable folder.
+pub fn write(recipe: &Recipe, out: &Path, facts: &Facts) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| Error::file(out, e))?;
+    let l_ref = recipe.reference_config()?.n_layer();
+    let row = |name: &str, kind: RowKind| -> Result<Row> {
+        let m = facts.model(name);
+        let run_dir = m.and_then(|m| m.run.clone());
+        let curves = match &run_dir {
+            Some(d) if d.join("metrics.jsonl").exists() => read_curves(d)?,
+            _ => Curves::default(),
+        };
+        Ok(Row {
+            name: name.to_string(),
+            kind,
+            layers: m.map(|m| m.layers),
+            run: run_dir,
+            final_val: m.map(|m| m.final_val_loss),
+            curves,
+        })
+    };
+    let mut rows = vec![row("reference", RowKind::Reference)?];
+    rows[0].layers = Some(l_ref);
+    let (rounds, next) = growth_state(recipe, l_ref, facts);
+    for (name, _) in &rounds {
+        rows.push(row(name, RowKind::Inheritune)?);
+    }
+    let plan = stages(recipe, l_ref, facts, false);
+    let depth = match recipe.baselines.depth {
+        crate::config::BaselineDepth::Layers(n) => Some(n),
+        crate::config::BaselineDepth::Target => next.and_then(Next::final_layers),
+    };
+    for stage in &plan {
+        let kind = match stage.task {
+            Task::Scratch { factor: 2, .. } => RowKind::Scratch2x,
+            Task::Scratch { layers, .. } if Some(layers) == depth => RowKind::Scratch,
+            Task::Scratch { .. }
+            | Task::HybridStack { .. }
+            | Task::HalfWidth
+            | Task::DistillInit { .. }
+            | Task::Stack { .. } => RowKind::Baseline,
+            _ => continue,
+        };
+        if facts.has(&stage.name) {
+            rows.push(row(&stage.name, kind)?);
+        }
+    }
+
+    // Figures.
+    let mut figures = Vec::new();
+    let runs: Vec<(String, PathBuf)> = rows
+        .iter()
+        .filter_map(|r| {
+            r.run
+                .clone()
+                .filter(|d| d.join("metrics.jsonl").exists())
+                .map(|d| (r.name.clone(), d))
+        })
+        .collect();
+    if !runs.is_empty() {
+        figures.extend(plot_runs(&runs, out, "val_loss", false)?);
+    }
+    let analyses: Vec<(PathBuf, &str)> = [("analyze-reference", "reference"), ("analyze-target", "target")]
+        .iter()
+        .filter_map(|(stage, label)| Some((facts.analysis(stage)?.analysis.clone(), *label)))
+        .collect();
+    if !analyses.is_empty() {
+        let (mut rank, mut mass) = (Vec::new(), Vec::new());
+        for (path, label) in &analyses {
+            let (r, m) = analysis_series(path, label)?;
+            rank.push(r);
+            mass.push(m);
+        }
+        figures.extend(line_chart(
+            out,
+            "max_rank",
+            "MaxRank per layer (k*, tau = 0.9)",
+            ("layer (1-based)", "MaxRank"),
+            &rank,
+        )?);
+        figures.extend(line_chart(
+            out,
+            "avg_mass",
+            "AvgMass per layer (m*, eta = 0.9)",
+            ("layer (1-based)", "AvgMass"),
+            &mass,
+        )?);
+    }
+
+    // The signature: inherited vs same-size scratch early and at the end.
+    let target = rows.iter().rev().find(|r| r.kind == RowKind::Inheritune);
+    let scratch = rows.iter().find(|r| r.kind == RowKind::Scratch);
+    let mut signature = serde_json::Value::Null;
+    let mut md_signature = String::new();
+    if let (Some(t), Some(s)) = (target, scratch) {
+        // The first evaluation after step 0.
+        if let Some(&(early_tokens, t_early)) = t.curves.val.get(1) {
+            let s_early = val_at(&s.curves, early_tokens);
+            let verdict_early = s_early.is_some_and(|s| t_early < s);
+            let verdict_end = matches!((t.final_val, s.final_val), (Some(a), Some(b)) if a <= b);
+            let gap_ref = match (t.final_val, rows[0].final_val) {
+                (Some(a), Some(b)) => Some(a - b),
+                _ => None,
+            };
+            signature = serde_json::json!({
+                "early_tokens": early_tokens, "target_early_val": t_early, "scratch_early_val": s_early,
+                "target_below_scratch_early": verdict_early, "target_final_val": t.final_val,
+                "scratch_final_val": s.final_val, "target_at_or_below_scratch_final": verdict_end,
+                "target_minus_reference_final": gap_ref,
+            });
+            md_signature = format!(
+                "## Signature\n\n\
+                 - Early (first evaluation, {early_tokens:.0} tokens): {} val {t_early:.4} vs {} {} → inherited {} scratch.\n\
+                 - End (full val pass): {} {} vs {} {} → inherited {} scratch.\n\
+                 - Inherited minus reference at the end: {}.\n\n",
+                t.name,
+                s.name,
+                fmt(s_early),
+                if verdict_early { "far below" } else { "NOT below" },
+                t.name,
+                fmt(t.final_val),
+                s.name,
+                fmt(s.final_val),
+                if verdict_end { "at or below" } else { "ABOVE" },
+                gap_ref.map_or("–".into(), |g| format!("{g:+.4}")),
+            );
+        }
+    }
+
+    // Markdown.
+    let paper_of = |r: &Row| -> Option<f64> {
+        let key = match r.kind {
+            RowKind::Inheritune if Some(r.name.as_str()) != target.map(|t| t.name.as_str()) => return None,
+            // Stacking's half-depth model has no number of its own.
+            RowKind::Baseline if r.name.starts_with("scratch") => return None,
+            RowKind::Baseline => r.name.split("-l").next().unwrap_or_default(),
+            k => k.paper_key(),
+        };
+        recipe.paper.get(key).copied()
+    };
+    let mut md = format!("# Inheritune report: {}\n\n{}\n\n", recipe.name, recipe.description);
+    md += "## Final validation loss (layout of METHOD.md §6.1)\n\n";
+    md += "| run | layers | steps | final val (full pass) | last-5 eval mean | paper |\n| --- | --- | --- | --- | --- | --- |\n";
+    let mut summary_rows = Vec::new();
+    for r in &rows {
+        let last5 = last_mean(&r.curves.val, 5);
+        md += &format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.name,
+            r.layers.map_or("–".into(), |l| l.to_string()),
+            r.curves.steps,
+            fmt(r.final_val),
+            fmt(last5),
+            paper_of(r).map_or("–".into(), |v| format!("{v:.2}"))
+        );
+        summary_rows.push(SummaryRow {
+            name: &r.name,
+            kind: r.kind,
+            layers: r.layers,
+            steps: r.curves.steps,
+            final_val_loss: r.final_val,
+            last5_eval_mean: last5,
+            paper: paper_of(r),
+            run: &r.run,
+        });
+    }
+    md += &format!(
+        "\nMatch rule: target ≤ reference + {} (this recipe's tolerance; METHOD.md §1.6 DECISION: 0.005). Final val = token-weighted cross-entropy over the whole val split.\n\n",
+        recipe.inheritune.tolerance
+    );
+    let rule = rule(recipe, l_ref);
+    let losses: Vec<f64> = rounds.iter().map(|r| r.1).collect();
+    let verdicts = rows[0]
+        .final_val
+        .map(|reference| rule.verdicts(reference, &losses))
+        .unwrap_or_default();
+    if !verdicts.is_empty() {
+        md += "## Growth (Algorithm 1)\n\n| round | layers | final val | matched |\n| --- | --- | --- | --- |\n";
+        for v in &verdicts {
+            md += &format!(
+                "| {} | {} | {:.4} | {} |\n",
+                v.round,
+                v.layers,
+                v.final_val_loss,
+                if v.matched { "yes" } else { "no" }
+            );
+        }
+        md += &match next {
+            Some(Next::Matched { layers }) => format!("\nThe target matched the reference at {layers} layers.\n\n"),
+            Some(Next::Unmatched { layers, stop }) => format!(
+                "\nNo round matched; the loop stopped at {layers} layers ({}).\n\n",
+                match stop {
+                    crate::growth::Stop::MaxRounds => "max_rounds reached",
+                    crate::growth::Stop::ReferenceDepth => "growing further would pass the reference's depth",
+                }
+            ),
+            _ => "\nThe growth loop has not ended.\n\n".to_string(),
+        };
+    }
+    md += &md_signature;
+    md += "## Figures\n\n";
+    for f in figures.iter().filter(|f| f.extension().is_some_and(|e| e == "png")) {
+        let name = f.file_name().unwrap_or_default().to_string_lossy();
+        md += &format!("![{name}]({name})\n\n");
+    }
+    let mut downstream = Vec::new();
+    for r in &rows {
+        if let Some(e) = facts.eval(&format!("eval-{}", r.name)) {
+            downstream.push((r.name.clone(), Evaluation::read_results(&e.results)?));
+        }
+    }
+    if let Some((_, first)) = downstream.first() {
+        md += "## Downstream (zero-shot, lm-evaluation-harness semantics; layout of Table 1)\n\n";
+        let cols = first.reported();
+        md += &format!(
+            "| model | {} | avg |\n|{}\n",
+            cols.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(" | "),
+            " --- |".repeat(cols.len() + 2)
+        );
+        for (name, e) in &downstream {
+            let values: Vec<String> = e.reported().iter().map(|c| format!("{:.2}", c.1)).collect();
+            md += &format!("| {name} | {} | {:.2} |\n", values.join(" | "), e.reported_average());
+        }
+        md += "\n";
+    }
+    inheritune_fs::write_file(&out.join("report.md"), md.as_bytes())?;
+    let summary = serde_json::json!({
+        "recipe": recipe.name,
+        "reference_final_val_loss": rows[0].final_val,
+        "tolerance": recipe.inheritune.tolerance,
+        "rounds": verdicts,
+        "rows": summary_rows,
+        "signature": signature,
+        "figures": figures.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::file(out.join("summary.json"), e))?;
+    inheritune_fs::write_file(&out.join("summary.json"), text.as_bytes())?;
+    Ok(())
+}
+
+/// Writes `<stem>.png/.svg` in `out`: each (label, run folder)'s validation loss (solid) and,
+/// with `train_too`, its per-step train loss (light) against tokens.
+pub fn plot_runs(runs: &[(String, PathBuf)], out: &Path, stem: &str, train_too: bool) -> Result<Vec<PathBuf>> {
+    let curves = runs
+        .iter()
+        .map(|(_, r)| inheritune_train::curves::read_curves(r))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    // Only once every run has been read, so a bad run leaves no empty output folder.
+    std::fs::create_dir_all(out).map_err(|e| Error::file(out, e))?;
+    let most = curves
+        .iter()
+        .flat_map(|c| c.train.iter().chain(&c.val))
+        .map(|p| p.0)
+        .fold(0.0, f64::max);
+    let (unit, scale) = if most >= 1e7 {
+        ("millions", 1e6)
+    } else if most >= 1e4 {
+        ("thousands", 1e3)
+    } else {
+        ("", 1.0)
+    };
+    let x_desc = if unit.is_empty() {
+        "training tokens".to_string()
+    } else {
+        format!("training tokens ({unit})")
+    };
+    let mut series = Vec::new();
+    for ((name, _), c) in runs.iter().zip(curves) {
+        let m = |(t, l): (f64, f64)| (t / scale, l);
+        series.push(Series {
+            label: format!("{name} val"),
+            points: c.val.into_iter().map(m).collect(),
+            light: false,
+        });
+        if train_too {
+            series.push(Series {
+                label: format!("{name} train"),
+                points: c.train.into_iter().map(m).collect(),
+                light: true,
+            });
+        }
+    }
+    Ok(line_chart(out, stem, "loss", (&x_desc, "cross-entropy"), &series)?)
+}
