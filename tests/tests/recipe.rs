@@ -209,5 +209,34 @@ fn tiny_recipe_runs_resumes_and_reports() -> anyhow::Result<()> {
     for f in ["val_loss.png", "val_loss.svg", "max_rank.png", "avg_mass.svg"] {
         assert!(run.join("report").join(f).exists(), "{f} missing");
     }
+    assert!(report.contains("## Growth (Algorithm 1)"), "{report}");
+
+    // Redo the baselines on two CPU slots at once: the same numbers, each stage with its log.
+    let scratch_before = final_loss(&run.join("scratch-l4/run"));
+    let status = Command::new(binary())
+        .arg("recipe")
+        .arg("--config")
+        .arg(&recipe)
+        .arg("--run")
+        .arg(&run)
+        .args(["--from", "scratch", "--devices", "cpu,cpu", "--nproc", "2"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()?;
+    assert!(status.success(), "concurrent rerun failed");
+    assert_eq!(
+        std::fs::metadata(run.join("reference/DONE"))?.modified()?,
+        reference_done,
+        "--from scratch redid the reference"
+    );
+    assert_eq!(
+        final_loss(&run.join("scratch-l4/run")),
+        scratch_before,
+        "same result on a shared slot"
+    );
+    for stage in ["scratch-l4", "scratch-l4-2x"] {
+        let log = std::fs::read_to_string(run.join(stage).join("log.txt"))?;
+        assert!(log.contains("inheritune train"), "{stage} log: {log}");
+    }
     Ok(())
 }

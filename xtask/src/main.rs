@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
 
 /// The PyTorch release whose libtorch `tch` 0.24.0 is built against.
-const TORCH_VERSION: &str = "2.11.0";
+pub(crate) const TORCH_VERSION: &str = "2.11.0";
 
-const USAGE: &str = "usage: cargo xtask <command>
-
-commands:
+const USAGE: &str = "details:
   reproduce <recipe> [--dry-run] [--from STAGE] [--only STAGE] [--device cpu|cuda] [--nproc N] [--run DIR]
           the whole Inheritune recipe (xtask/recipes/<recipe>.toml, or a path): sets up libtorch,
           builds the release binary and runs `inheritune recipe` (resumable; runs/<recipe>/)
@@ -31,42 +30,75 @@ commands:
                   vs Python torch.distributed (crates/dist/bench/torch_allreduce.py under torchrun),
                   alternating runs; BENCH_NUMEL, BENCH_RANKS, BENCH_ROUNDS override";
 
+mod bench;
+mod gate;
+mod reproduce;
+mod setup;
+
+/// The workspace's tasks.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Set-up, test gate, benchmarks and reproductions of inheritune-rs", after_help = USAGE)]
+enum Task {
+    /// The whole Inheritune recipe (xtask/recipes/<recipe>.toml, or a path); the arguments
+    /// after it go to `inheritune recipe` (--dry-run, --from, --only, --device, --devices,
+    /// --nproc, --run).
+    Reproduce {
+        /// Recipe name or path.
+        recipe: String,
+        /// Arguments of `inheritune recipe`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Install torch==2.11.0 into a cached virtual environment and link it as .libtorch.
+    Setup,
+    /// Setup, then fmt --check, clippy -D warnings, docs with warnings denied, and the tests.
+    #[command(alias = "ci")]
+    Test,
+    /// A benchmark beside its reference.
+    Bench {
+        /// Which one.
+        #[arg(value_enum)]
+        which: Bench,
+    },
+}
+
+/// The benchmarks.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Bench {
+    /// inheritune prepare vs tiktoken.
+    Prepare,
+    /// Attention metrics vs numpy.
+    Analyze,
+    /// inheritune eval vs lm-evaluation-harness.
+    Eval,
+    /// Training steps vs PyTorch.
+    Train,
+    /// All-reduce vs torch.distributed.
+    Allreduce,
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("setup") => setup().map(|_| ()),
-        Some("reproduce") => reproduce(&args[1..]),
-        Some("test") | Some("ci") => test(),
-        Some("bench") => match args.get(1).map(String::as_str) {
-            Some("prepare") => bench_prepare(),
-            Some("analyze") => bench_analyze(),
-            Some("train") => bench_train(),
-            Some("eval") => bench_eval(),
-            Some("allreduce") => bench_allreduce(),
-            other => {
-                bail!("unknown benchmark {other:?} (available: prepare, analyze, train, eval, allreduce)\n\n{USAGE}")
-            }
+    match Task::parse() {
+        Task::Setup => setup::setup().map(|_| ()),
+        Task::Reproduce { recipe, args } => reproduce::reproduce(&recipe, &args),
+        Task::Test => gate::test(),
+        Task::Bench { which } => match which {
+            Bench::Prepare => bench::bench_prepare(),
+            Bench::Analyze => bench::bench_analyze(),
+            Bench::Train => bench::bench_train(),
+            Bench::Eval => bench::bench_eval(),
+            Bench::Allreduce => bench::bench_allreduce(),
         },
-        Some("-h") | Some("--help") | Some("help") => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => bail!("unknown xtask command '{other}'\n\n{USAGE}"),
-        None => {
-            println!("{USAGE}");
-            Ok(())
-        }
     }
 }
 
-/// The workspace root (the parent of this crate's manifest directory).
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
 /// The per-user cache folder that holds the PyTorch virtual environment, shared by every clone.
-fn cache_dir() -> Result<PathBuf> {
+pub(crate) fn cache_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("INHERITUNE_CACHE") {
         return Ok(PathBuf::from(dir));
     }
@@ -78,681 +110,17 @@ fn cache_dir() -> Result<PathBuf> {
 }
 
 /// Runs a command and returns its trimmed stdout, or `None` when it fails to start or exits non-zero.
-fn output_of(program: impl AsRef<OsStr>, args: &[&str]) -> Option<String> {
+pub(crate) fn output_of(program: impl AsRef<OsStr>, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<()> {
     let status = cmd.status().with_context(|| format!("could not start {what}"))?;
     if !status.success() {
         bail!("{what} failed ({status})");
     }
     Ok(())
-}
-
-/// The torch package folder inside a virtual environment, when torch imports with the pinned version.
-fn torch_dir(venv: &Path) -> Option<PathBuf> {
-    let python = venv.join("bin").join("python");
-    let script = "import os, torch; print(torch.__version__); print(os.path.dirname(torch.__file__))";
-    let out = output_of(&python, &["-c", script])?;
-    let mut lines = out.lines();
-    let version = lines.next()?;
-    let dir = PathBuf::from(lines.next()?);
-    (version.split('+').next() == Some(TORCH_VERSION) && dir.join("lib").join("libtorch.so").exists()).then_some(dir)
-}
-
-/// Installs `torch==2.11.0` into `<cache>/torch-2.11.0` (once) and links it as `<repo>/.libtorch`.
-fn setup() -> Result<PathBuf> {
-    let cache = cache_dir()?;
-    let venv = cache.join(format!("torch-{TORCH_VERSION}"));
-    let torch = match torch_dir(&venv) {
-        Some(dir) => dir,
-        None => install_torch(&cache, &venv)?,
-    };
-    fix_scripts(&venv)?;
-    install_cuda_headers(&venv, &torch)?;
-    let link = workspace_root().join(".libtorch");
-    let current = std::fs::read_link(&link).ok();
-    if current.as_deref() != Some(torch.as_path()) {
-        if std::fs::symlink_metadata(&link).is_ok() {
-            std::fs::remove_file(&link).with_context(|| format!("removing stale link {}", link.display()))?;
-        }
-        std::os::unix::fs::symlink(&torch, &link)
-            .with_context(|| format!("linking {} -> {}", link.display(), torch.display()))?;
-        eprintln!("xtask: linked {} -> {}", link.display(), torch.display());
-    }
-    Ok(torch)
-}
-
-/// The venv is built under a temporary name and renamed, so the scripts pip wrote (`torchrun`, ...)
-/// name the temporary folder in their `#!` line: point them at the venv's own python.
-fn fix_scripts(venv: &Path) -> Result<()> {
-    let partial = venv.with_extension("partial");
-    let (old, new) = (
-        partial.to_string_lossy().to_string(),
-        venv.to_string_lossy().to_string(),
-    );
-    let bin = venv.join("bin");
-    for entry in std::fs::read_dir(&bin).with_context(|| format!("reading {}", bin.display()))? {
-        let path = entry?.path();
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue; // binaries and links
-        };
-        if std::fs::symlink_metadata(&path)?.file_type().is_symlink() || !text.contains(&old) {
-            continue;
-        }
-        let fixed = text.replace(&old, &new);
-        let tmp = path.with_extension("fixing");
-        std::fs::write(&tmp, fixed).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::set_permissions(&tmp, std::fs::metadata(&path)?.permissions())?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// The CUDA headers that ProcessGroupNCCL.hpp needs besides the wheel's own (`crt/host_config.h`,
-/// `nv/target`), so inheritune-dist compiles NCCL in (see crates/dist/build.rs).
-fn install_cuda_headers(venv: &Path, torch: &Path) -> Result<()> {
-    let include = torch.join("..").join("nvidia").join("cu13").join("include");
-    if include.join("crt").join("host_config.h").exists() && include.join("nv").join("target").exists() {
-        return Ok(());
-    }
-    eprintln!("xtask: installing the CUDA headers NCCL support compiles against (cuda-toolkit[crt,cccl])");
-    run(
-        Command::new(venv.join("bin").join("python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--quiet",
-            ])
-            .arg("cuda-toolkit[crt,cccl]==13.0.2"),
-        "pip install cuda-toolkit[crt,cccl]",
-    )
-}
-
-fn install_torch(cache: &Path, venv: &Path) -> Result<PathBuf> {
-    let python = ["python3", "python"]
-        .into_iter()
-        .find(|p| output_of(p, &["--version"]).is_some())
-        .context("python3 was not found: install Python 3 with venv and pip (Debian: apt-get install python3 python3-venv python3-pip)")?;
-    if output_of(python, &["-c", "import venv, ensurepip"]).is_none() {
-        bail!("{python} cannot create virtual environments: install the venv module (Debian: apt-get install python3-venv)");
-    }
-    std::fs::create_dir_all(cache).with_context(|| format!("creating cache folder {}", cache.display()))?;
-    // Build under a temporary name and rename at the end, so an interrupted install is never taken as complete.
-    let partial = venv.with_extension("partial");
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial).with_context(|| format!("removing {}", partial.display()))?;
-    }
-    eprintln!(
-        "xtask: creating a virtual environment for torch=={TORCH_VERSION} in {} (about 4.6 GB, a few minutes)",
-        venv.display()
-    );
-    run(
-        Command::new(python).args(["-m", "venv"]).arg(&partial),
-        "python3 -m venv",
-    )?;
-    let pip = partial.join("bin").join("python");
-    if output_of(&pip, &["-m", "pip", "--version"]).is_none() {
-        bail!("the new virtual environment has no pip: install pip for {python} (Debian: apt-get install python3-pip python3-venv)");
-    }
-    run(
-        Command::new(&pip)
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input"])
-            .arg(format!("torch=={TORCH_VERSION}")),
-        "pip install torch",
-    )?;
-    if venv.exists() {
-        std::fs::remove_dir_all(venv).with_context(|| format!("removing broken {}", venv.display()))?;
-    }
-    std::fs::rename(&partial, venv).with_context(|| format!("renaming {} to {}", partial.display(), venv.display()))?;
-    torch_dir(venv).with_context(|| format!("torch {TORCH_VERSION} does not import from {}", venv.display()))
-}
-
-/// The gate: formatting, clippy with warnings denied, and every test of the workspace.
-fn test() -> Result<()> {
-    setup()?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let root = workspace_root();
-    let steps: [(&str, &[&str]); 4] = [
-        ("cargo fmt --check", &["fmt", "--all", "--", "--check"]),
-        (
-            "cargo clippy",
-            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
-        ),
-        ("cargo doc (warnings denied)", &["doc", "--workspace", "--no-deps"]),
-        ("cargo test", &["test", "--workspace"]),
-    ];
-    for (what, args) in steps {
-        eprintln!("xtask: {what}");
-        let mut cmd = Command::new(&cargo);
-        cmd.current_dir(&root).args(args);
-        if args[0] == "doc" {
-            cmd.env("RUSTDOCFLAGS", "-D warnings");
-        }
-        run(&mut cmd, what)?;
-    }
-    Ok(())
-}
-
-/// Builds the release binary and returns its path.
-fn build_release() -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let root = workspace_root();
-    run(
-        Command::new(&cargo)
-            .current_dir(&root)
-            .args(["build", "--release", "-p", "inheritune-cli"]),
-        "cargo build --release",
-    )?;
-    Ok(root.join("target").join("release").join("inheritune"))
-}
-
-/// The cached venv's python with the given extra packages installed.
-fn bench_python(packages: &[&str]) -> Result<PathBuf> {
-    setup()?;
-    let python = cache_dir()?
-        .join(format!("torch-{TORCH_VERSION}"))
-        .join("bin")
-        .join("python");
-    let imports = packages
-        .iter()
-        .map(|p| p.split("==").next().unwrap_or(p).replace('-', "_"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if output_of(&python, &["-c", &format!("import {imports}")]).is_none() {
-        run(
-            Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet"])
-                .args(packages),
-            "pip install (benchmark references)",
-        )?;
-    }
-    Ok(python)
-}
-
-/// The median of the rounds' timings.
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// Runs a benchmark command; returns `key` of the JSON object on its last stdout line, and the line.
-fn timed_json(cmd: &mut Command, what: &str, key: &str) -> Result<(f64, String)> {
-    let out = cmd.output().with_context(|| format!("running {what}"))?;
-    let line = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
-    if !out.status.success() {
-        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    let value = json_field(&line, key).with_context(|| format!("{what} printed no {key}: {line}"))?;
-    Ok((value, line))
-}
-
-fn json_field(line: &str, key: &str) -> Option<f64> {
-    let at = line.find(&format!("\"{key}\""))?;
-    let rest = &line[at + key.len() + 2..];
-    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
-}
-
-/// `cargo xtask bench prepare`: the same ~50 MB of Parquet text through `inheritune prepare` and
-/// through `xtask/bench/tiktoken_prepare.py`, with the same thread count, in one run.
-fn bench_prepare() -> Result<()> {
-    let root = workspace_root();
-    let python = bench_python(&["tiktoken", "pyarrow", "numpy"])?;
-    let bin = build_release()?;
-    let dir = root.join("target").join("bench").join("prepare");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let input = dir.join("sotu-x5.parquet");
-    if !input.exists() {
-        let script = "import pyarrow as pa, pyarrow.parquet as pq, sys\n\
-t = pq.read_table(sys.argv[1])\n\
-pq.write_table(pa.concat_tables([t] * 5), sys.argv[2], compression='zstd', row_group_size=64)";
-        let sotu = root.join("datasets").join("sotu").join("sotu.parquet");
-        run(
-            Command::new(&python).arg("-c").arg(script).arg(&sotu).arg(&input),
-            "making the benchmark input",
-        )?;
-    }
-    // tiktoken cannot download its tables here: write r50k_base ranks from the vendored GPT-2 files.
-    let ranks = dir.join("r50k_base.tiktoken");
-    if !ranks.exists() {
-        let assets = root.join("crates").join("data").join("assets").join("gpt2");
-        let script = "import base64, sys\n\
-from tiktoken.load import data_gym_to_mergeable_bpe_ranks\n\
-r = data_gym_to_mergeable_bpe_ranks(sys.argv[1], sys.argv[2])\n\
-open(sys.argv[3], 'w').write(''.join(f'{base64.b64encode(k).decode()} {v}\\n' for k, v in sorted(r.items(), key=lambda kv: kv[1])))";
-        run(
-            Command::new(&python)
-                .arg("-c")
-                .arg(script)
-                .arg(assets.join("vocab.bpe"))
-                .arg(assets.join("encoder.json"))
-                .arg(&ranks),
-            "writing r50k_base.tiktoken",
-        )?;
-    }
-    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
-    let reference = root.join("xtask").join("bench").join("tiktoken_prepare.py");
-    let stream = dir.join("tiktoken.bin");
-    let started = std::time::Instant::now();
-    let out = Command::new(&python)
-        .arg(&reference)
-        .arg("--ranks")
-        .arg(&ranks)
-        .args(["--threads", &threads, "--out"])
-        .arg(&stream)
-        .arg(&input)
-        .output()
-        .context("running tiktoken_prepare.py")?;
-    let their_wall = started.elapsed().as_secs_f64();
-    let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let their_rate = json_field(&theirs, "tokens_per_s").with_context(|| {
-        format!(
-            "tiktoken_prepare.py printed {theirs:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
-    let their_tokens = json_field(&theirs, "tokens").unwrap_or(0.0);
-    let shards = dir.join("shards");
-    if shards.exists() {
-        std::fs::remove_dir_all(&shards).with_context(|| format!("removing {}", shards.display()))?;
-    }
-    let start = std::time::Instant::now();
-    let status = Command::new(&bin)
-        .arg("prepare")
-        .arg("--input")
-        .arg(&input)
-        .arg("--out")
-        .arg(&shards)
-        .args(["--threads", &threads, "--eot", "append"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("running inheritune prepare")?;
-    let seconds = start.elapsed().as_secs_f64();
-    if !status.success() {
-        bail!("inheritune prepare failed ({status})");
-    }
-    let our_rate = their_tokens / seconds;
-    let their_wall_rate = their_tokens / their_wall;
-    println!("{theirs}");
-    println!(
-        "{{\"impl\": \"tiktoken-python, whole process (import, read Parquet, tokenize, write the uint16 stream)\", \"threads\": {threads}, \"seconds\": {their_wall:.3}, \"tokens_per_s\": {their_wall_rate:.0}}}"
-    );
-    println!(
-        "{{\"impl\": \"inheritune prepare, whole process (start, read Parquet, tokenize, write shards + manifest)\", \"threads\": {threads}, \"tokens\": {their_tokens}, \"seconds\": {seconds:.3}, \"tokens_per_s\": {our_rate:.0}}}"
-    );
-    println!(
-        "ratio, whole process vs whole process: {:.2}x",
-        our_rate / their_wall_rate
-    );
-    println!(
-        "ratio, our whole process vs tiktoken's tokenization loop alone: {:.2}x",
-        our_rate / their_rate
-    );
-    Ok(())
-}
-
-/// `cargo xtask bench analyze`: the per-window metrics of 6 layers × 12 heads × 100 windows of 100
-/// tokens through the analysis crate and through a straightforward numpy implementation, same
-/// tensors, same thread count, one run.
-fn bench_analyze() -> Result<()> {
-    let root = workspace_root();
-    let python = bench_python(&["numpy", "safetensors"])?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let example = [
-        "run",
-        "--release",
-        "-q",
-        "-p",
-        "inheritune-analysis",
-        "--example",
-        "bench_metrics",
-        "--",
-    ];
-    let dir = root.join("target").join("bench").join("analyze");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let file = dir.join("attn.safetensors");
-    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
-    if !file.exists() {
-        run(
-            Command::new(&cargo)
-                .current_dir(&root)
-                .args(example)
-                .arg("make")
-                .arg(&file)
-                .args(["6", "12", "100", "100", "0"]),
-            "making attention tensors",
-        )?;
-    }
-    let ours = Command::new(&cargo)
-        .current_dir(&root)
-        .args(example)
-        .arg("time")
-        .arg(&file)
-        .env("OMP_NUM_THREADS", &threads)
-        .output()
-        .context("running bench_metrics")?;
-    let theirs = Command::new(&python)
-        .arg(
-            root.join("crates")
-                .join("analysis")
-                .join("bench")
-                .join("numpy_metrics.py"),
-        )
-        .arg(&file)
-        .env("OMP_NUM_THREADS", &threads)
-        .env("OPENBLAS_NUM_THREADS", &threads)
-        .env("MKL_NUM_THREADS", &threads)
-        .output()
-        .context("running numpy_metrics.py")?;
-    let (ours, theirs) = (
-        String::from_utf8_lossy(&ours.stdout).trim().to_string(),
-        String::from_utf8_lossy(&theirs.stdout).trim().to_string(),
-    );
-    println!("{theirs}");
-    println!("{ours}");
-    let (a, b) = (json_field(&ours, "seconds"), json_field(&theirs, "seconds"));
-    let (Some(a), Some(b)) = (a, b) else {
-        bail!("a benchmark printed no timing: {ours:?} / {theirs:?}")
-    };
-    if json_field(&ours, "checksum") != json_field(&theirs, "checksum") {
-        bail!("the two implementations disagree: {ours} vs {theirs}");
-    }
-    println!("speed-up inheritune / numpy: {:.2}x (same results)", b / a);
-    Ok(())
-}
-
-/// `cargo xtask bench train`: full training steps (forward, backward, clip, AdamW) of the same
-/// GPT-2 shape through `inheritune bench train` and the PyTorch eager reference script, on the
-/// CPU in f32 with the same thread count, alternating the two `rounds` times; the ratio of the
-/// median step times is printed.
-fn bench_train() -> Result<()> {
-    let root = workspace_root();
-    let python = bench_python(&["numpy"])?;
-    let binary = build_release()?;
-    let script = root.join("xtask").join("bench").join("torch_gpt_train.py");
-    if !script.exists() {
-        bail!(
-            "{} not found (the reference script is part of the repository)",
-            script.display()
-        );
-    }
-    let shape = std::env::var("BENCH_SHAPE").unwrap_or_else(|_| "6,6,384,8,256".into());
-    let dims: Vec<&str> = shape.split(',').collect();
-    let [l, h, d, b, t] = dims[..] else {
-        bail!("BENCH_SHAPE must be L,H,D,B,T, got {shape:?}");
-    };
-    let steps = std::env::var("BENCH_STEPS").unwrap_or_else(|_| "5".into());
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
-    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
-    let common = [
-        "--n-layer",
-        l,
-        "--n-head",
-        h,
-        "--n-embd",
-        d,
-        "--batch",
-        b,
-        "--seq",
-        t,
-        "--steps",
-        &steps,
-        "--warmup",
-        "1",
-        "--threads",
-        &threads,
-    ];
-    let time_of = |cmd: &mut Command, what: &str| timed_json(cmd, what, "ms_per_step");
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let (a, la) = time_of(
-            Command::new(&binary)
-                .args(["bench", "train"])
-                .args(common)
-                .env("OMP_NUM_THREADS", &threads),
-            "inheritune bench train",
-        )?;
-        let (b, lb) = time_of(
-            Command::new(&python)
-                .arg(&script)
-                .args(common)
-                .args(["--device", "cpu", "--dtype", "f32"])
-                .env("OMP_NUM_THREADS", &threads),
-            "torch_gpt_train.py",
-        )?;
-        if round == 0 {
-            println!("{lb}");
-            println!("{la}");
-        }
-        println!(
-            "round {}: inheritune {a:.0} ms/step, pytorch eager {b:.0} ms/step",
-            round + 1
-        );
-        ours.push(a);
-        theirs.push(b);
-    }
-    let (a, b) = (median(&mut ours), median(&mut theirs));
-    println!(
-        "speed-up inheritune / pytorch eager (CPU f32, {threads} threads, L,H,D,B,T = {shape}): {:.2}x",
-        b / a
-    );
-    Ok(())
-}
-
-/// `cargo xtask bench allreduce`: all-reduce (sum) of one f32 tensor across local Gloo ranks,
-/// ours (`inheritune bench allreduce --nproc N`, c10d through the Rust shim) against Python
-/// `torch.distributed` launched by torchrun, alternating, on the same machine; prints both
-/// medians and the ratio (theirs / ours: above 1 means ours is faster).
-fn bench_allreduce() -> Result<()> {
-    let root = workspace_root();
-    let python = bench_python(&["numpy"])?;
-    let binary = build_release()?;
-    let script = root
-        .join("crates")
-        .join("dist")
-        .join("bench")
-        .join("torch_allreduce.py");
-    let numel = std::env::var("BENCH_NUMEL").unwrap_or_else(|_| "100000000".into());
-    let ranks = std::env::var("BENCH_RANKS").unwrap_or_else(|_| "2".into());
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
-    let common = ["--numel", numel.as_str(), "--iters", "5", "--warmup", "1"];
-    let time_of = |cmd: &mut Command, what: &str| timed_json(cmd, what, "median_s");
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let (a, la) = time_of(
-            Command::new(&binary)
-                .args(["bench", "allreduce", "--nproc", ranks.as_str()])
-                .args(common)
-                .env("RUST_LOG", "warn"),
-            "inheritune bench allreduce",
-        )?;
-        let (b, lb) = time_of(
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "torch.distributed.run",
-                    "--standalone",
-                    "--nproc-per-node",
-                    ranks.as_str(),
-                ])
-                .arg(&script)
-                .args(common),
-            "torch_allreduce.py",
-        )?;
-        if round == 0 {
-            println!("{lb}");
-            println!("{la}");
-        }
-        println!(
-            "round {}: inheritune {:.0} ms, torch.distributed {:.0} ms per all-reduce",
-            round + 1,
-            a * 1e3,
-            b * 1e3
-        );
-        ours.push(a);
-        theirs.push(b);
-    }
-    let (a, b) = (median(&mut ours), median(&mut theirs));
-    println!(
-        "all-reduce of {numel} f32 over {ranks} Gloo ranks: inheritune {:.0} ms, torch.distributed {:.0} ms, ratio torch / inheritune {:.2}x",
-        a * 1e3,
-        b * 1e3,
-        b / a
-    );
-    Ok(())
-}
-
-/// `cargo xtask bench eval`: seven zero-shot tasks (the oracle kit's docs repeated, a 4-layer
-/// random GPT-2 with context 128) through `lm_eval run --model hf` and `inheritune eval`, both as
-/// whole processes with the same batch size and threads on the CPU; prints examples/s and the ratio.
-fn bench_eval() -> Result<()> {
-    let root = workspace_root();
-    let python = bench_python(&["lm-eval==0.4.13", "datasets", "accelerate", "transformers"])?;
-    let binary = build_release()?;
-    let kit = root.join("crates").join("eval").join("lmeval-oracle");
-    if !kit.exists() {
-        bail!("{} not found (the oracle kit is part of the repository)", kit.display());
-    }
-    let dir = root.join("target").join("bench").join("eval");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let repeat = std::env::var("BENCH_REPEAT").unwrap_or_else(|_| "40".into());
-    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
-    let batch = std::env::var("BENCH_BATCH").unwrap_or_else(|_| "16".into());
-    let made = Command::new(&python)
-        .arg(root.join("crates").join("eval").join("bench").join("make_bench.py"))
-        .env("BENCH_DIR", &dir)
-        .env("KIT", &kit)
-        .env("REPEAT", &repeat)
-        .output()
-        .context("running make_bench.py")?;
-    if !made.status.success() {
-        bail!("make_bench.py failed: {}", String::from_utf8_lossy(&made.stderr));
-    }
-    let line = String::from_utf8_lossy(&made.stdout)
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
-    let docs = json_field(&line, "docs").context("make_bench.py printed no doc count")?;
-    let tasks = [
-        "arc_easy",
-        "piqa",
-        "sciq",
-        "hellaswag",
-        "lambada_openai",
-        "winogrande",
-        "boolq",
-    ];
-    let model = dir.join("model").join("bench-gpt2");
-    let lm_eval = python.with_file_name("lm_eval");
-    let timed = |cmd: &mut Command, what: &str| -> Result<f64> {
-        let began = std::time::Instant::now();
-        let out = cmd
-            .env("OMP_NUM_THREADS", &threads)
-            .env("HF_DATASETS_OFFLINE", "1")
-            .env("HF_HUB_OFFLINE", "1")
-            .env("TRANSFORMERS_OFFLINE", "1")
-            .env("HF_HOME", dir.join("hf_home"))
-            .output()
-            .with_context(|| format!("running {what}"))?;
-        if !out.status.success() {
-            bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
-        Ok(began.elapsed().as_secs_f64())
-    };
-    let local: Vec<String> = tasks.iter().map(|t| format!("{t}_local")).collect();
-    let theirs = timed(
-        Command::new(&lm_eval)
-            .args(["run", "--model", "hf", "--model_args"])
-            .arg(format!("pretrained={},dtype=float32", model.display()))
-            .args(["--device", "cpu", "--batch_size", &batch, "--include_path"])
-            .arg(dir.join("tasks"))
-            .args(["--tasks", &local.join(",")])
-            .arg("--output_path")
-            .arg(dir.join("lm_eval_out")),
-        "lm_eval",
-    )?;
-    let ours = timed(
-        Command::new(&binary)
-            .arg("eval")
-            .arg("--model")
-            .arg(&model)
-            .args(["--tasks", &tasks.join(","), "--batch-size", &batch])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--out")
-            .arg(dir.join("ours_out")),
-        "inheritune eval",
-    )?;
-    println!("{docs} documents, 7 tasks, batch {batch}, {threads} threads, CPU, f32, whole processes:");
-    println!("lm-eval 0.4.13 (hf): {theirs:.1} s, {:.1} examples/s", docs / theirs);
-    println!("inheritune eval:     {ours:.1} s, {:.1} examples/s", docs / ours);
-    println!("speed-up inheritune / lm-eval: {:.2}x", theirs / ours);
-    Ok(())
-}
-
-/// `cargo xtask reproduce <recipe> [flags]`: setup, release build, then the recipe through the
-/// binary (xtask itself links no libtorch). Flags are passed on to `inheritune recipe`.
-fn reproduce(args: &[String]) -> Result<()> {
-    let Some(recipe) = args.first() else {
-        bail!("usage: cargo xtask reproduce <recipe> [--dry-run] [--from STAGE] [--only STAGE] [--device cpu|cuda] [--nproc N] [--run DIR]\n(recipes: xtask/recipes/*.toml)");
-    };
-    let root = workspace_root();
-    let path = if Path::new(recipe).exists() {
-        PathBuf::from(recipe)
-    } else {
-        root.join("xtask").join("recipes").join(format!("{recipe}.toml"))
-    };
-    if !path.exists() {
-        let known: Vec<String> = std::fs::read_dir(root.join("xtask").join("recipes"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        bail!("unknown recipe {recipe:?} (known: {})", known.join(", "));
-    }
-    let dry = args.iter().any(|a| a == "--dry-run");
-    if !dry {
-        setup()?;
-    }
-    let binary = build_release()?;
-    let mut cmd = Command::new(&binary);
-    cmd.current_dir(&root)
-        .arg("recipe")
-        .arg("--config")
-        .arg(&path)
-        .args(&args[1..]);
-    if !args.iter().any(|a| a == "--run") && !dry {
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_default();
-        cmd.arg("--run").arg(root.join("runs").join(name));
-    }
-    run(&mut cmd, "inheritune recipe")
 }

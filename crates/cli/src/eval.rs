@@ -11,23 +11,29 @@ use serde_json::json;
 use crate::args::DTypeArg;
 use inheritune_model::DeviceSpec;
 
-/// Arguments of `inheritune eval`.
+/// `inheritune eval tasks` and `inheritune eval loss`.
+#[derive(Debug, clap::Subcommand)]
+pub enum EvalCommand {
+    /// Downstream tasks with lm-evaluation-harness semantics (`inheritune eval --model ...`
+    /// without `tasks` means this too).
+    Tasks(TasksArgs),
+    /// Mean cross-entropy over every window of a prepared split (deterministic).
+    Loss(LossArgs),
+}
+
+/// Arguments of `inheritune eval tasks`.
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-pub struct Args {
-    /// `loss`: validation loss of a prepared split instead of tasks.
-    #[command(subcommand)]
-    command: Option<EvalCommand>,
+pub struct TasksArgs {
     /// Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer files).
-    #[arg(long, required = true)]
-    model: Option<PathBuf>,
+    #[arg(long)]
+    model: PathBuf,
     /// Comma-separated tasks: arc_easy, piqa, sciq, hellaswag, lambada_openai, winogrande, boolq,
     /// wsc, wnli, qnli, mnli, logiqa, truthfulqa_mc1, truthfulqa_mc2, mmlu (or `mmlu_<subject>`), wikitext.
     #[arg(long, required = true, value_delimiter = ',')]
     tasks: Vec<String>,
     /// Folder with one subfolder per task holding the hub's files (see datasets/eval.md).
-    #[arg(long, required = true)]
-    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    data_dir: PathBuf,
     /// Evaluate only the first N documents of each task.
     #[arg(long, value_parser = crate::args::positive)]
     limit: Option<usize>,
@@ -44,18 +50,11 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     dtype: DTypeArg,
     /// Output folder: results.json, results.md, and samples.jsonl with --log-samples.
-    #[arg(long, required = true)]
-    out: Option<PathBuf>,
+    #[arg(long)]
+    out: PathBuf,
     /// Write every request (context, continuation, loglikelihood, is_greedy) to samples.jsonl.
     #[arg(long)]
     log_samples: bool,
-}
-
-/// `inheritune eval loss`.
-#[derive(Debug, clap::Subcommand)]
-pub enum EvalCommand {
-    /// Mean cross-entropy over every window of a prepared split (deterministic).
-    Loss(LossArgs),
 }
 
 /// Arguments of `inheritune eval loss`.
@@ -89,13 +88,15 @@ fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
 }
 
 /// Runs the verb.
-pub fn run(args: &Args) -> Result<()> {
-    if let Some(EvalCommand::Loss(a)) = &args.command {
-        return loss(a);
+pub fn run(command: &EvalCommand) -> Result<()> {
+    match command {
+        EvalCommand::Tasks(a) => tasks(a),
+        EvalCommand::Loss(a) => loss(a),
     }
-    let (Some(model), Some(data_dir), Some(out)) = (&args.model, &args.data_dir, &args.out) else {
-        anyhow::bail!("--model, --data-dir and --out are required");
-    };
+}
+
+fn tasks(args: &TasksArgs) -> Result<()> {
+    let (model, data_dir, out) = (&args.model, &args.data_dir, &args.out);
     let mut seen = std::collections::BTreeSet::new();
     if let Some(twice) = args.tasks.iter().find(|t| !seen.insert(t.trim())) {
         anyhow::bail!("--tasks lists {twice:?} twice (it would count twice in the average)");

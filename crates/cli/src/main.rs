@@ -38,12 +38,37 @@ enum Command {
     Train(train::Args),
     /// Plot the loss curves of one or more runs (loss.png, loss.svg).
     PlotLoss(train::PlotArgs),
-    /// Downstream tasks with lm-evaluation-harness semantics; `eval loss` for a prepared split.
-    Eval(eval::Args),
+    /// Downstream tasks (`eval tasks`) with lm-evaluation-harness semantics; `eval loss` for a
+    /// prepared split.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
     /// Perplexity of a text file under a Hugging Face checkpoint folder.
     Perplexity(perplexity::Args),
     /// Attention rank and column mass per layer and head: lazy layers and the inheritance depth.
     Analyze(analyze::Args),
+    /// Model surgery: inherit, grow, and the baselines' initialisations.
+    #[command(subcommand)]
+    Surgery(SurgeryCommand),
+    #[command(hide = true)]
+    Inherit(surgery::InheritArgs),
+    #[command(hide = true)]
+    Grow(surgery::GrowArgs),
+    #[command(hide = true)]
+    Stack(surgery::StackArgs),
+    #[command(hide = true)]
+    HybridStack(surgery::HybridArgs),
+    #[command(hide = true)]
+    HalfWidth(surgery::HalfWidthArgs),
+    #[command(hide = true)]
+    DistillInit(surgery::DistillArgs),
+    /// Benchmarks, printed as JSON lines comparable with the PyTorch reference scripts.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// `inheritune surgery <op>` (the top-level `inheritune <op>` names stay as hidden aliases).
+#[derive(Debug, Subcommand)]
+enum SurgeryCommand {
     /// Build a shallower model from the first (or chosen) blocks of a reference.
     Inherit(surgery::InheritArgs),
     /// Add blocks of the reference to a trained model (restart or warm-append).
@@ -56,9 +81,32 @@ enum Command {
     HalfWidth(surgery::HalfWidthArgs),
     /// DistilBERT-style student initialisation from alternate teacher blocks.
     DistillInit(surgery::DistillArgs),
-    /// Benchmarks, printed as JSON lines comparable with the PyTorch reference scripts.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
+}
+
+impl SurgeryCommand {
+    fn run(&self) -> anyhow::Result<()> {
+        match self {
+            SurgeryCommand::Inherit(a) => surgery::inherit(a),
+            SurgeryCommand::Grow(a) => surgery::grow(a),
+            SurgeryCommand::Stack(a) => surgery::stack(a),
+            SurgeryCommand::HybridStack(a) => surgery::hybrid_stack(a),
+            SurgeryCommand::HalfWidth(a) => surgery::half_width(a),
+            SurgeryCommand::DistillInit(a) => surgery::distill_init(a),
+        }
+    }
+}
+
+/// The command line, with `inheritune eval --model ...` (no subcommand) read as `eval tasks`.
+fn args() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let flag = |a: Option<&std::ffi::OsString>| {
+        a.and_then(|a| a.to_str())
+            .is_some_and(|a| a.starts_with("--") && a != "--help")
+    };
+    if args.get(1).is_some_and(|a| a == "eval") && flag(args.get(2)) {
+        args.insert(2, "tasks".into());
+    }
+    args
 }
 
 fn main() {
@@ -67,7 +115,7 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args());
     let result = match cli.command {
         Command::Prepare(args) => prepare::run(&args),
         Command::Recipe(args) => recipe::run(&args),
@@ -75,7 +123,8 @@ fn main() {
         Command::Train(args) => train::run(&args),
         Command::TrainTokenizer(args) => tokenizer::run(&args),
         Command::PlotLoss(args) => train::plot(&args),
-        Command::Eval(args) => eval::run(&args),
+        Command::Eval(command) => eval::run(&command),
+        Command::Surgery(command) => command.run(),
         Command::Analyze(args) => analyze::run(&args),
         Command::Inherit(args) => surgery::inherit(&args),
         Command::Grow(args) => surgery::grow(&args),

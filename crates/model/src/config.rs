@@ -606,9 +606,17 @@ impl ModelConfig {
     pub fn num_non_embedding_parameters(&self) -> i64 {
         self.parameter_shapes()
             .iter()
-            .filter(|p| !is_embedding(&p.name))
+            .filter(|p| !crate::params::Role::parse(self.family(), &p.name).is_some_and(|r| r.is_embedding()))
             .map(ParamShape::numel)
             .sum()
+    }
+
+    /// The family (whose Hugging Face key vocabulary [`crate::params::Role`] speaks).
+    pub fn family(&self) -> crate::params::Family {
+        match self {
+            ModelConfig::Gpt2(_) => crate::params::Family::Gpt2,
+            ModelConfig::Llama(_) => crate::params::Family::Llama,
+        }
     }
 
     /// Context length.
@@ -667,14 +675,6 @@ impl ModelConfig {
             ModelConfig::Llama(_) => "llama",
         }
     }
-}
-
-/// Whether a parameter is an embedding or output head (not part of the blocks or final norm).
-pub fn is_embedding(name: &str) -> bool {
-    matches!(
-        name,
-        "transformer.wte.weight" | "transformer.wpe.weight" | "model.embed_tokens.weight" | "lm_head.weight"
-    )
 }
 
 /// Drops keys that we write ourselves (the family and the storage dtype) so they are not kept in `extra`.

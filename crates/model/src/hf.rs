@@ -100,14 +100,6 @@ impl fmt::Display for LoadReport {
     }
 }
 
-/// Whether a GPT-2 parameter is stored transposed (Conv1D) in Hugging Face files.
-fn is_conv1d(name: &str) -> bool {
-    name.ends_with("attn.c_attn.weight")
-        || name.ends_with("attn.c_proj.weight")
-        || name.ends_with("mlp.c_fc.weight")
-        || name.ends_with("mlp.c_proj.weight")
-}
-
 fn kind_of(dtype: Dtype) -> Option<Kind> {
     match dtype {
         Dtype::F32 => Some(Kind::Float),
@@ -196,7 +188,8 @@ fn plan_key(config: &ModelConfig, params: &HashMap<String, Tensor>, key: &str) -
             }
             if params.contains_key(&name) {
                 return Plan::Load {
-                    transpose: is_conv1d(&name),
+                    transpose: crate::params::Role::parse(crate::params::Family::Gpt2, &name)
+                        .is_some_and(|r| r.is_conv1d(crate::params::Family::Gpt2)),
                     param: name,
                 };
             }
@@ -381,7 +374,8 @@ pub fn save(model: &CausalLm, dir: &Path) -> Result<()> {
     let params = model.named_parameters();
     let mut entries = Vec::with_capacity(params.len());
     for (name, t) in &params {
-        let t = if matches!(model.config(), ModelConfig::Gpt2(_)) && is_conv1d(name) {
+        let family = model.config().family();
+        let t = if crate::params::Role::parse(family, name).is_some_and(|r| r.is_conv1d(family)) {
             t.tr()
         } else {
             t.shallow_clone()

@@ -16,6 +16,7 @@ pub mod kernels;
 pub mod layers;
 pub mod llama;
 pub mod lm;
+pub mod params;
 
 pub use autocast::{allow_tf32, autocast};
 pub use config::{Gpt2Config, LlamaConfig, ModelConfig, ParamShape, Preset};
@@ -24,4 +25,5 @@ pub use error::{Error, Result};
 pub use hf::{LoadOptions, LoadReport};
 pub use layers::AttentionVisitor;
 pub use lm::{check_device, CausalLm, DType};
+pub use params::{Family, Part, Role, Slot};
 pub use tch;

@@ -391,7 +391,8 @@ impl Executor for Children<'_> {
                 let r = s(&reference()?);
                 let argv = match (previous, ic.growth) {
                     (Some(p), Growth::WarmAppend) => vec![
-                        "grow".to_string(),
+                        "surgery".to_string(),
+                        "grow".into(),
                         "--from".into(),
                         s(&Self::model_of(facts, p)?),
                         "--reference".into(),
@@ -402,7 +403,8 @@ impl Executor for Children<'_> {
                         "warm-append".into(),
                     ],
                     _ => vec![
-                        "inherit".to_string(),
+                        "surgery".to_string(),
+                        "inherit".into(),
                         "--from".into(),
                         r,
                         "--layers".into(),
@@ -420,6 +422,7 @@ impl Executor for Children<'_> {
             }
             Task::HybridStack { layers } => {
                 let argv = [
+                    "surgery",
                     "hybrid-stack",
                     "--from",
                     &s(&reference()?),
@@ -430,11 +433,12 @@ impl Executor for Children<'_> {
             }
             Task::HalfWidth => {
                 // ⌊H/2⌋ heads for an odd count, METHOD.md's decision (GPT-2 XL: 12 of 25).
-                let argv = ["half-width", "--from", &s(&reference()?), "--floor-heads"];
+                let argv = ["surgery", "half-width", "--from", &s(&reference()?), "--floor-heads"];
                 model(self.surgery_then_train(stage, dir, devices, stop, argv.map(String::from).to_vec())?)
             }
             Task::DistillInit { layers } => {
                 let argv = [
+                    "surgery",
                     "distill-init",
                     "--from",
                     &s(&reference()?),
@@ -444,7 +448,7 @@ impl Executor for Children<'_> {
                 model(self.surgery_then_train(stage, dir, devices, stop, argv.map(String::from).to_vec())?)
             }
             Task::Stack { of } => {
-                let argv = ["stack", "--from", &s(&Self::model_of(facts, of)?)];
+                let argv = ["surgery", "stack", "--from", &s(&Self::model_of(facts, of)?)];
                 model(self.surgery_then_train(stage, dir, devices, stop, argv.map(String::from).to_vec())?)
             }
             Task::Report => {

@@ -8,10 +8,10 @@
 
 use std::collections::BTreeSet;
 
-use inheritune_model::{CausalLm, Gpt2Config, ModelConfig};
+use inheritune_model::{CausalLm, Gpt2Config, ModelConfig, Part, Role, Slot};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Error, Result};
 use crate::plan::{DimSlice, Plan, Source};
 
 /// A group of parameters that an inheritance map copies or leaves fresh.
@@ -141,38 +141,25 @@ pub enum GrowMode {
     WarmAppend,
 }
 
-/// The block prefix and the parsed (block index, suffix) of a parameter name.
-fn split_block(name: &str) -> Option<(i64, &str)> {
-    let rest = name
-        .strip_prefix("transformer.h.")
-        .or_else(|| name.strip_prefix("model.layers."))?;
-    let (idx, suffix) = rest.split_once('.')?;
-    Some((idx.parse().ok()?, suffix))
+/// The role of one of `config`'s parameters (every name of its parameter list has one).
+fn role(config: &ModelConfig, name: &str) -> Result<Role> {
+    Role::parse(config.family(), name)
+        .ok_or_else(|| Error::Invalid(format!("{name} is not a parameter of a {:?} model", config.family())))
 }
 
-fn block_name(config: &ModelConfig, i: i64, suffix: &str) -> String {
-    match config {
-        ModelConfig::Gpt2(_) => format!("transformer.h.{i}.{suffix}"),
-        ModelConfig::Llama(_) => format!("model.layers.{i}.{suffix}"),
-    }
-}
-
-/// The group of a parameter.
-pub fn group_of(name: &str) -> Group {
-    if let Some((_, suffix)) = split_block(name) {
-        let head = suffix.split('.').next().unwrap_or_default();
-        return match head {
-            "ln_1" | "input_layernorm" => Group::Ln1,
-            "ln_2" | "post_attention_layernorm" => Group::Ln2,
-            "mlp" => Group::Mlp,
-            _ => Group::Attn,
-        };
-    }
-    match name {
-        "transformer.wpe.weight" => Group::Pos,
-        "lm_head.weight" => Group::Head,
-        n if n.starts_with("transformer.ln_f") || n.starts_with("model.norm") => Group::FinalNorm,
-        _ => Group::Embed,
+/// The group of a parameter role.
+pub fn group_of(role: Role) -> Group {
+    match role {
+        Role::Embedding => Group::Embed,
+        Role::Positions => Group::Pos,
+        Role::Head => Group::Head,
+        Role::FinalNorm(_) => Group::FinalNorm,
+        Role::Block { slot, .. } => match slot {
+            Slot::AttnNorm => Group::Ln1,
+            Slot::MlpNorm => Group::Ln2,
+            Slot::Qkv | Slot::Q | Slot::K | Slot::V | Slot::AttnOut => Group::Attn,
+            Slot::MlpIn | Slot::Gate | Slot::Up | Slot::MlpOut => Group::Mlp,
+        },
     }
 }
 
@@ -193,22 +180,28 @@ fn copy(donor: &str, from: String) -> Source {
 
 /// A plan that places reference blocks `blocks[j]` at target position j and copies the
 /// non-block groups of `groups`; repeats are allowed (stacking baselines).
-fn place_blocks(operation: &str, reference: &ModelConfig, blocks: &[i64], groups: &BTreeSet<Group>, seed: i64) -> Plan {
+fn place_blocks(
+    operation: &str,
+    reference: &ModelConfig,
+    blocks: &[i64],
+    groups: &BTreeSet<Group>,
+    seed: i64,
+) -> Result<Plan> {
     let target = with_layers(reference, blocks.len() as i64);
     let mut plan = Plan::fresh(operation, target, seed);
     let names: Vec<String> = plan.entries.iter().map(|e| e.target.clone()).collect();
     for name in names {
-        let group = group_of(&name);
-        if !groups.contains(&group) {
+        let r = role(reference, &name)?;
+        if !groups.contains(&group_of(r)) {
             continue;
         }
-        let from = match split_block(&name) {
-            Some((j, suffix)) => block_name(reference, blocks[j as usize], suffix),
+        let from = match r.layer() {
+            Some(j) => r.in_layer(blocks[j as usize]).hf_key(reference.family()),
             None => name.clone(),
         };
         plan.set(&name, copy("reference", from));
     }
-    plan
+    Ok(plan)
 }
 
 fn check_depth(what: &str, l: i64, max: i64) -> Result<()> {
@@ -258,7 +251,7 @@ pub fn inherit(
 ) -> Result<(CausalLm, Plan)> {
     let config = reference.config();
     let blocks = select_blocks(selection, l, config.n_layer())?;
-    let mut plan = place_blocks("inherit", config, &blocks, &map.groups(config), seed);
+    let mut plan = place_blocks("inherit", config, &blocks, &map.groups(config), seed)?;
     plan.setting("map", map.name());
     plan.setting("blocks", &blocks);
     let model = plan.apply(&[("reference", reference)])?;
@@ -324,22 +317,19 @@ pub fn grow(
     let mut plan = match mode {
         GrowMode::Restart => {
             let blocks: Vec<i64> = (0..l + delta).collect();
-            place_blocks("grow", rc, &blocks, &map.groups(rc), seed)
+            place_blocks("grow", rc, &blocks, &map.groups(rc), seed)?
         }
         GrowMode::WarmAppend => {
             let mut plan = Plan::fresh("grow", with_layers(rc, l + delta), seed);
             let names: Vec<String> = plan.entries.iter().map(|e| e.target.clone()).collect();
             for name in names {
-                let source = match split_block(&name) {
-                    Some((j, suffix)) if j >= l => {
-                        let is_output = suffix.ends_with("c_proj.weight")
-                            || suffix.ends_with("c_proj.bias")
-                            || suffix.contains("o_proj.")
-                            || suffix.contains("down_proj.");
-                        if function_preserving && is_output {
+                let r = role(rc, &name)?;
+                let source = match r.layer() {
+                    Some(j) if j >= l => {
+                        if function_preserving && r.is_output_projection() {
                             Source::Zero
                         } else {
-                            copy("reference", block_name(rc, j, suffix))
+                            copy("reference", r.hf_key(rc.family()))
                         }
                     }
                     _ => copy("trained", name.clone()),
@@ -374,7 +364,7 @@ pub fn stack(small: &CausalLm, seed: i64) -> Result<(CausalLm, Plan)> {
         &blocks,
         &Group::ALL.into_iter().collect(),
         seed,
-    );
+    )?;
     plan.setting("blocks", &blocks);
     let model = plan.apply(&[("reference", small)])?;
     Ok((model, plan))
@@ -392,7 +382,7 @@ pub fn hybrid_stack(reference: &CausalLm, l: i64, map: &InheritMap, seed: i64) -
         return invalid(format!("hybrid stacking needs an even number of layers, got {l}"));
     }
     let blocks: Vec<i64> = (0..l / 2).chain(0..l / 2).collect();
-    let mut plan = place_blocks("hybrid-stack", config, &blocks, &map.groups(config), seed);
+    let mut plan = place_blocks("hybrid-stack", config, &blocks, &map.groups(config), seed)?;
     plan.setting("map", map.name());
     plan.setting("blocks", &blocks);
     let model = plan.apply(&[("reference", reference)])?;
@@ -437,7 +427,7 @@ pub fn distill_init(
         &blocks,
         &map.groups(reference.config()),
         seed,
-    );
+    )?;
     plan.setting("map", map.name());
     plan.setting("blocks", &blocks);
     let model = plan.apply(&[("reference", reference)])?;
@@ -491,18 +481,22 @@ pub fn half_width(reference: &CausalLm, seed: i64) -> Result<(CausalLm, Plan)> {
     };
     let names: Vec<String> = plan.entries.iter().map(|e| e.target.clone()).collect();
     for name in names {
-        let suffix = split_block(&name).map(|(_, s)| s).unwrap_or(name.as_str());
-        let is_bias = name.ends_with(".bias");
-        let slices = match suffix {
-            "attn.c_attn.weight" => vec![qkv(0), cols(dh)],
-            "attn.c_attn.bias" => vec![qkv(0)],
-            "attn.c_proj.weight" => vec![rows(dh), cols(dh)],
-            "mlp.c_fc.weight" => vec![rows(inner_h), cols(dh)],
-            "mlp.c_fc.bias" => vec![rows(inner_h)],
-            "mlp.c_proj.weight" => vec![rows(dh), cols(inner_h)],
-            "transformer.wte.weight" | "transformer.wpe.weight" | "lm_head.weight" => vec![cols(dh)],
-            // LayerNorm weights and biases, and the remaining (d)-sized biases.
-            _ if is_bias || suffix.starts_with("ln_") || suffix.starts_with("transformer.ln_f") => vec![rows(dh)],
+        let block = |slot, part| Role::Block { layer: 0, slot, part };
+        let slices = match role(reference.config(), &name)?.in_layer(0) {
+            r if r == block(Slot::Qkv, Part::Weight) => vec![qkv(0), cols(dh)],
+            r if r == block(Slot::Qkv, Part::Bias) => vec![qkv(0)],
+            r if r == block(Slot::AttnOut, Part::Weight) => vec![rows(dh), cols(dh)],
+            r if r == block(Slot::MlpIn, Part::Weight) => vec![rows(inner_h), cols(dh)],
+            r if r == block(Slot::MlpIn, Part::Bias) => vec![rows(inner_h)],
+            r if r == block(Slot::MlpOut, Part::Weight) => vec![rows(dh), cols(inner_h)],
+            Role::Embedding | Role::Positions | Role::Head => vec![cols(dh)],
+            // The norms' weights and biases, and the remaining (d)-sized biases.
+            Role::FinalNorm(_)
+            | Role::Block {
+                slot: Slot::AttnNorm | Slot::MlpNorm,
+                ..
+            }
+            | Role::Block { part: Part::Bias, .. } => vec![rows(dh)],
             _ => return invalid(format!("half-width does not know how to slice {name}")),
         };
         plan.set(

@@ -124,7 +124,9 @@ proptest! {
         let groups = map.groups(&config);
         for e in &plan.entries {
             let copied = matches!(e.source, Source::Copy { .. });
-            let group = inheritune_surgery::ops::group_of(&e.target);
+            let group = inheritune_surgery::ops::group_of(
+                inheritune_model::Role::parse(reference.config().family(), &e.target).expect("a parameter"),
+            );
             prop_assert_eq!(copied, groups.contains(&group), "{}", e.target);
         }
         // Fresh tensors are reproducible from the seed.

@@ -96,7 +96,7 @@ fn loss_falls_and_resume_is_exact() -> anyhow::Result<()> {
     // Stop after the update of step 6 (a checkpoint exists at step 4), then resume.
     let part = tmp.path().join("part");
     let stopped = train(&cfg, &part, &opts, &mut |m| {
-        if m.kind == "train" && m.step == 6 {
+        if m.kind == inheritune_train::MetricKind::Train && m.step == 6 {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
