@@ -39,7 +39,7 @@ mod setup;
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "Set-up, test gate, benchmarks and reproductions of inheritune-rs", after_help = USAGE)]
 enum Task {
-    /// The whole Inheritune recipe (xtask/recipes/<recipe>.toml, or a path); the arguments
+    /// The whole Inheritune recipe (`xtask/recipes/NAME.toml`, or a path); the arguments
     /// after it go to `inheritune recipe` (--dry-run, --from, --only, --device, --devices,
     /// --nproc, --run).
     Reproduce {

@@ -1,4 +1,4 @@
-"""A straightforward numpy implementation of spec §2's per-window metrics, for `cargo xtask bench analyze`.
+"""A straightforward numpy implementation of METHOD.md §2's per-window metrics, for `cargo xtask bench analyze`.
 
     python crates/analysis/bench/numpy_metrics.py FILE
 reads `attn.{l}` (N, H, T, T) from a safetensors file and computes, per matrix, k*(0.9) from squared

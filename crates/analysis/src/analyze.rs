@@ -1,4 +1,4 @@
-//! Runs a model over windows and aggregates the metrics of spec §2 per head and layer.
+//! Runs a model over windows and aggregates the metrics of METHOD.md §2 per head and layer.
 //!
 //! Attention is computed one layer at a time through the model's explicit path; each layer's
 //! matrices are reduced to per-window numbers before the next layer runs, so memory stays at
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::metrics::{approx_rank, column_mass, dominance};
 
-/// Column ordering for m*(η) (spec §2.6 DECISION: sorted).
+/// Column ordering for m*(η) (METHOD.md §2.6 DECISION: sorted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MassOrder {
@@ -31,11 +31,11 @@ pub struct Settings {
     pub tau: f64,
     /// Mass threshold η of m* (0.90).
     pub eta: f64,
-    /// The sensitivity sweep of τ (spec §2.8).
+    /// The sensitivity sweep of τ (METHOD.md §2.8).
     pub tau_sweep: Vec<f64>,
     /// Column ordering of m*.
     pub mass_order: MassOrder,
-    /// A head is "collapsed" when Rank(h, l) is below this (spec §2.5: 1.5, our choice).
+    /// A head is "collapsed" when Rank(h, l) is below this (METHOD.md §2.5: 1.5, our choice).
     pub collapsed_below: f64,
     /// Windows per forward pass.
     pub batch_size: usize,
@@ -95,9 +95,9 @@ pub struct HeadResult {
     pub mass_per_window: Vec<i64>,
     /// Mean over windows of dom(A).
     pub dom_mean: f64,
-    /// k* of the window-averaged matrix (spec §2.4 (b)).
+    /// k* of the window-averaged matrix (METHOD.md §2.4 (b)).
     pub rank_of_mean_matrix: i64,
-    /// Rank(h, l) < `collapsed_below` (our threshold, spec §2.5).
+    /// Rank(h, l) < `collapsed_below` (our threshold, METHOD.md §2.5).
     pub collapsed: bool,
 }
 

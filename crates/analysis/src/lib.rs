@@ -1,4 +1,4 @@
-//! Attention rank and column mass of any GPT-2 or LLaMA checkpoint (arXiv 2404.08634, spec §2).
+//! Attention rank and column mass of any GPT-2 or LLaMA checkpoint (arXiv 2404.08634, METHOD.md §2).
 //!
 //! [`metrics`] computes k*(τ), m*(η) and dom(A) in f64 on batches of post-softmax causal
 //! attention matrices; [`analyze()`] runs a model one layer at a time over windows and aggregates

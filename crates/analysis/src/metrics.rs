@@ -1,4 +1,4 @@
-//! The attention-degeneration metrics of spec §2, on batches of attention matrices, in f64.
+//! The attention-degeneration metrics of METHOD.md §2, on batches of attention matrices, in f64.
 //!
 //! Inputs are post-softmax causal attention matrices `(..., T, T)` (rows sum to one, upper
 //! triangle zero). Everything is computed in f64 with libtorch's batched `linalg_svdvals`, on
@@ -18,13 +18,13 @@ fn frobenius2(a: &Tensor) -> Tensor {
     a.square().sum_dim_intlist(&[-2i64, -1][..], false, Kind::Double)
 }
 
-/// k*(τ) of spec §2.3 for every matrix and every τ: `(..., T, T)` → `(..., len(taus))` (int64).
+/// k*(τ) of METHOD.md §2.3 for every matrix and every τ: `(..., T, T)` → `(..., len(taus))` (int64).
 ///
 /// The energy share of the top k singular values is Σ_{i≤k} σ_i² / ‖A‖_F²; k* is the smallest k
 /// whose share reaches τ (ties decided by `>=`, no epsilon).
 pub fn approx_rank(a: &Tensor, taus: &[f64]) -> Tensor {
     let a = a.to_kind(Kind::Double);
-    // σ² are the eigenvalues of A·Aᵀ (spec §2.3 allows either route). tch passes linalg_svdvals a
+    // σ² are the eigenvalues of A·Aᵀ (METHOD.md §2.3 allows either route). tch passes linalg_svdvals a
     // driver string that libtorch accepts only on CUDA, and the legacy svd(compute_uv=false)
     // allocates zero-filled U and V, so the symmetric eigensolver is both available and faster.
     let gram = a.matmul(&a.transpose(-2, -1)); // (..., T, T)
@@ -42,7 +42,7 @@ pub fn column_shares(a: &Tensor) -> Tensor {
     &c / c.sum_dim_intlist(-1, true, Kind::Double)
 }
 
-/// m*(η) of spec §2.6: the fewest columns whose shares reach η; `sorted = false` gives the
+/// m*(η) of METHOD.md §2.6: the fewest columns whose shares reach η; `sorted = false` gives the
 /// index-order variant (columns 0, 1, 2, … as printed in the paper's formula). `(..., T, T)` → `(...)`.
 pub fn column_mass(a: &Tensor, eta: f64, sorted: bool) -> Tensor {
     let shares = column_shares(a);
@@ -55,7 +55,7 @@ pub fn dominance(a: &Tensor) -> Tensor {
     column_shares(a).amax(-1, false)
 }
 
-/// Synthetic matrices of spec §2.3 / §8.1, for tests and benchmarks.
+/// Synthetic matrices of METHOD.md §2.3 / §8.1, for tests and benchmarks.
 pub mod synthetic {
     use inheritune_model::tch::{Device, Kind, Tensor};
 

@@ -1,4 +1,4 @@
-//! Choosing the windows to analyse (spec §2.2): random offsets into a token stream with a logged
+//! Choosing the windows to analyse (METHOD.md §2.2): random offsets into a token stream with a logged
 //! seed, consecutive windows of a text, or explicit lists of ids.
 
 use std::path::Path;
@@ -30,7 +30,7 @@ impl SplitMix64 {
     }
 }
 
-/// `n` offsets uniform in `[0, len − t)` (spec §2.2 DECISION, like nanoGPT's `get_batch`), from `seed`.
+/// `n` offsets uniform in `[0, len − t)` (METHOD.md §2.2 DECISION, like nanoGPT's `get_batch`), from `seed`.
 ///
 /// # Errors
 /// A stream not longer than `t`, or `n` or `t` zero.

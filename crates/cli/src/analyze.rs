@@ -35,10 +35,10 @@ pub struct Args {
     /// Output folder for analysis.json, summary.txt and the plots.
     #[arg(long)]
     out: PathBuf,
-    /// Number of windows N (spec §2.2: 100).
+    /// Number of windows N (METHOD.md §2.2: 100).
     #[arg(long, default_value_t = 100, value_parser = crate::args::positive)]
     num_windows: usize,
-    /// Tokens per window T (spec §2.2: 100).
+    /// Tokens per window T (METHOD.md §2.2: 100).
     #[arg(long, default_value_t = 100, value_parser = crate::args::positive)]
     window_len: usize,
     /// Seed of the window offsets (logged in analysis.json).
@@ -53,7 +53,7 @@ pub struct Args {
     /// Mass threshold η of the column mass.
     #[arg(long, default_value_t = 0.9)]
     eta: f64,
-    /// Accumulate column shares in index order instead of sorted (spec §2.6 alternative).
+    /// Accumulate column shares in index order instead of sorted (METHOD.md §2.6 alternative).
     #[arg(long)]
     mass_index_order: bool,
     /// Windows per forward pass.
@@ -62,7 +62,7 @@ pub struct Args {
     /// Device to run on.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
-    /// Format of the weights (spec §2.2 asks for f32; metrics are always f64).
+    /// Format of the weights (METHOD.md §2.2 asks for f32; metrics are always f64).
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     dtype: DTypeArg,
 }

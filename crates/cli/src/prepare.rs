@@ -10,7 +10,7 @@ use inheritune_data::prepare::{EotPlacement, PrepareConfig, SplitRule};
 use inheritune_data::source::discover;
 use inheritune_data::Tokenizer;
 
-/// Data-preparation presets (spec §4.4).
+/// Data-preparation presets (METHOD.md §4.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PresetArg {
     /// EOT appended; a seeded 0.0005 document-level val split (or --val-docs).

@@ -32,7 +32,7 @@ pub struct Common {
     dtype: DTypeArg,
 }
 
-/// Inheritance maps (spec §1.4).
+/// Inheritance maps (METHOD.md §1.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MapArg {
     /// Embeddings, positions, head, blocks and final norm (the paper).
@@ -157,7 +157,7 @@ pub struct HalfWidthArgs {
     /// Reference GPT-2 checkpoint folder.
     #[arg(long)]
     from: PathBuf,
-    /// With an odd head count, keep ⌊H/2⌋ heads (spec §5 DECISION: GPT-2 XL keeps 12 of 25);
+    /// With an odd head count, keep ⌊H/2⌋ heads (METHOD.md §5 DECISION: GPT-2 XL keeps 12 of 25);
     /// without it an odd head count is refused.
     #[arg(long)]
     floor_heads: bool,
@@ -300,7 +300,7 @@ pub fn half_width(a: &HalfWidthArgs) -> Result<()> {
     let heads = reference.config().n_head();
     if heads % 2 == 1 && !a.floor_heads {
         bail!(
-            "{}: {heads} heads do not halve; pass --floor-heads to keep {} (the spec's choice for GPT-2 XL)",
+            "{}: {heads} heads do not halve; pass --floor-heads to keep {} (METHOD.md §5.6's choice for GPT-2 XL)",
             a.from.display(),
             heads / 2
         );

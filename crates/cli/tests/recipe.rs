@@ -1,5 +1,5 @@
 //! `inheritune recipe --dry-run` on the full-size recipes: the plan (insta snapshot for gpt2-xl)
-//! carries spec §3.2's parameter counts, the paper's tokens per step and step budget.
+//! carries METHOD.md §3.2's parameter counts, the paper's tokens per step and step budget.
 
 use std::path::Path;
 use std::process::Command;
@@ -46,7 +46,7 @@ fn every_recipe_plans() {
             "{recipe}: {plan}"
         );
     }
-    // Medium: 354.6M reference, 12-layer first round 203.6M (spec §3.2), 393,216 tokens/step.
+    // Medium: 354.6M reference, 12-layer first round 203.6M (METHOD.md §3.2), 393,216 tokens/step.
     let medium = dry_run("gpt2-medium");
     assert!(
         medium.contains("354599936") && medium.contains("203580416") && medium.contains("393216 tokens/step"),

@@ -1,4 +1,4 @@
-//! `prepare`: raw text → token shards + `manifest.json` (spec §4.4).
+//! `prepare`: raw text → token shards + `manifest.json` (METHOD.md §4.4).
 //!
 //! Documents are tokenized in parallel batches (rayon) and written in input order, so the output
 //! is identical for any thread count. Each split is a flat token stream cut into shards of a fixed

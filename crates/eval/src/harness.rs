@@ -1,5 +1,5 @@
-//! Running tasks through a [`Scorer`] and aggregating like lm-evaluation-harness (spec
-//! eval-tasks §2): acc, acc_norm (character length), TruthfulQA MC2, LAMBADA acc and
+//! Running tasks through a [`Scorer`] and aggregating like lm-evaluation-harness (EVAL-TASKS.md
+//! §2): acc, acc_norm (character length), TruthfulQA MC2, LAMBADA acc and
 //! perplexity, WikiText word/byte perplexity and bits per byte, MMLU micro-averages; sample
 //! standard errors; lm-eval-style results JSON, per-request samples, and a Markdown table.
 

@@ -1,5 +1,5 @@
 //! Log-likelihood requests scored exactly as lm-evaluation-harness's `hf` backend does
-//! (spec eval-tasks §1.3–§1.8): `_encode_pair`, the tokenizer's own BOS rule, left truncation
+//! (EVAL-TASKS.md §1.3–§1.8): `_encode_pair`, the tokenizer's own BOS rule, left truncation
 //! to the context length, log-softmax over the full vocabulary in f32, the per-request sum in
 //! f32, teacher-forced greedy check, and the rolling windows of `loglikelihood_rolling`.
 //!

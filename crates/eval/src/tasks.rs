@@ -1,4 +1,4 @@
-//! The paper's downstream tasks as lm-evaluation-harness 0.4.13 defines them (spec eval-tasks
+//! The paper's downstream tasks as lm-evaluation-harness 0.4.13 defines them (EVAL-TASKS.md
 //! §3): where each reads its data, how a document becomes requests, and which metrics it reports.
 
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ pub enum Kind {
     Rolling,
 }
 
-/// The 57 MMLU subjects by category (spec eval-tasks §3.13).
+/// The 57 MMLU subjects by category (EVAL-TASKS.md §3.13).
 pub const MMLU: &[(&str, &[&str])] = &[
     (
         "stem",

@@ -48,7 +48,7 @@ fn pair(s: &str, open: char, close: char) -> String {
     out
 }
 
-/// lm-eval's `wikitext_detokenizer` (spec eval-tasks §3.15), step by step, single passes.
+/// lm-eval's `wikitext_detokenizer` (EVAL-TASKS.md §3.15), step by step, single passes.
 pub fn wikitext_detokenize(page: &str) -> String {
     let mut s = page.replace("s '", "s'");
     // re.sub(r"/' [0-9]/", r"/'[0-9]/"): slash, apostrophe, space, digit, slash.

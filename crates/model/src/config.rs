@@ -185,7 +185,7 @@ fn check_eps(problems: &mut Vec<String>, name: &str, value: f64) {
 }
 
 impl Gpt2Config {
-    /// The paper's GPT-2 (spec §3.1): vocabulary 50304, context 1024, no biases, tied head,
+    /// The paper's GPT-2 (METHOD.md §3.1): vocabulary 50304, context 1024, no biases, tied head,
     /// tanh GELU, inverse-layer-index attention scaling.
     pub fn paper(n_layer: i64, n_head: i64, n_embd: i64) -> Self {
         Gpt2Config {
@@ -340,7 +340,7 @@ impl Gpt2Config {
 }
 
 impl LlamaConfig {
-    /// OpenLLaMA-3B v1 (spec §3.3): 26 × 3200, 32 heads, SwiGLU 8640, vocabulary 32000, untied.
+    /// OpenLLaMA-3B v1 (METHOD.md §3.3): 26 × 3200, 32 heads, SwiGLU 8640, vocabulary 32000, untied.
     pub fn open_llama_3b() -> Self {
         LlamaConfig {
             vocab_size: 32000,

@@ -1,4 +1,4 @@
-//! GPT-2 (Radford et al. 2019) with the semantics of the paper's nanoGPT fork (arXiv 2404.08634, spec §3.1).
+//! GPT-2 (Radford et al. 2019) with the semantics of the paper's nanoGPT fork (arXiv 2404.08634, METHOD.md §3.1).
 //!
 //! Pre-LN blocks, learned positions, tanh GELU, optional biases, tied `wte`/`lm_head`, and the
 //! optional 1/(layer_idx + 1) attention-logit scale. Weights are held in Linear (out × in) layout;

@@ -1,4 +1,4 @@
-//! Presets, parameter counts (spec §3.2 and §3.3), key sets, and invalid configs.
+//! Presets, parameter counts (METHOD.md §3.2 and §3.3), key sets, and invalid configs.
 
 use inheritune_model::tch::Device;
 use inheritune_model::{CausalLm, DType, Gpt2Config, LlamaConfig, ModelConfig, Preset};
@@ -10,7 +10,7 @@ fn millions(n: i64) -> f64 {
 
 #[test]
 fn gpt2_parameter_counts_match_the_spec_table() {
-    // (config, params incl. wpe, non-embedding) in millions, from spec §3.2.
+    // (config, params incl. wpe, non-embedding) in millions, from METHOD.md §3.2.
     let table: Vec<(Gpt2Config, f64, f64)> = vec![
         (Gpt2Config::small(), 124.4, 85.0),
         (Gpt2Config::small().with_layers(4), 67.7, 28.3),

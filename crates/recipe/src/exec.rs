@@ -142,6 +142,7 @@ impl Children<'_> {
     }
 
     /// Writes a training stage's run config and trains (resuming a partial run).
+    #[allow(clippy::too_many_arguments)]
     fn train(
         &self,
         stage: &Stage,
@@ -216,7 +217,6 @@ impl Children<'_> {
     }
 
     /// A surgery into `<dir>/init` (kept when a resumed stage finds it complete), then training.
-    #[allow(clippy::too_many_arguments)]
     fn surgery_then_train(
         &self,
         stage: &Stage,

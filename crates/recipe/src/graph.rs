@@ -275,11 +275,14 @@ mod tests {
     use crate::facts::DataFacts;
     use crate::stages::Task;
 
+    /// One stage's run: name, start, end, devices.
+    type Ran = (String, Instant, Instant, Vec<DeviceSpec>);
+
     /// Runs every stage by sleeping, recording when and where it ran; `fail` names a stage
     /// that fails.
     #[derive(Default)]
     struct Fake {
-        log: Mutex<Vec<(String, Instant, Instant, Vec<DeviceSpec>)>>,
+        log: Mutex<Vec<Ran>>,
         fail: Option<&'static str>,
         sleep_ms: u64,
     }
@@ -441,7 +444,7 @@ mod tests {
             (true, true),
             "two devices: reference and scratch together, apart"
         );
-        assert_eq!(overlap(1).0, false, "one device: one stage at a time");
+        assert!(!overlap(1).0, "one device: one stage at a time");
     }
 
     #[test]

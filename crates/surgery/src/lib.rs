@@ -1,4 +1,4 @@
-//! Layer inheritance, growth and the paper's warm-start baselines (arXiv 2404.08634, spec §1.4–1.7, §5).
+//! Layer inheritance, growth and the paper's warm-start baselines (arXiv 2404.08634, METHOD.md §1.4–1.7, §5).
 //!
 //! Every model the recipe or a baseline starts from is made here, as a [`Plan`] that names the
 //! source of every target tensor (a reference tensor, possibly sliced; a fresh seeded

@@ -1,9 +1,9 @@
-//! The operations of spec §1.4–1.7 and §5: inheritance, growth, stacking, hybrid stacking,
+//! The operations of METHOD.md §1.4–1.7 and §5: inheritance, growth, stacking, hybrid stacking,
 //! half-width and the DistilBERT-style initialisation.
 //!
 //! Each builds a [`Plan`] and applies it. Copied tensors are bit-identical to their sources;
 //! everything else is the target's own initialisation from the recorded seed. A block keeps
-//! the attention scale of its *new* position (spec §8 item 6), since the scale is a function of
+//! the attention scale of its *new* position (METHOD.md §8 item 6), since the scale is a function of
 //! position in the model, not a weight.
 
 use std::collections::BTreeSet;
@@ -79,7 +79,7 @@ impl Group {
     }
 }
 
-/// Which parameter groups inheritance copies (spec §1.4, §8 item 1).
+/// Which parameter groups inheritance copies (METHOD.md §1.4, §8 item 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InheritMap {
     /// The paper: embeddings, positions, head, the blocks whole, and the final norm (default).
@@ -87,7 +87,7 @@ pub enum InheritMap {
     /// The released OWT code: the blocks and the tied `wte`/`lm_head` (an untied `lm_head` for
     /// LLaMA); positions and final norm stay fresh.
     ReleasedCode,
-    /// Exactly these groups (e.g. the sub-module ablation of spec §1.7(3)).
+    /// Exactly these groups (e.g. the sub-module ablation of METHOD.md §1.7(3)).
     Custom(BTreeSet<Group>),
 }
 
@@ -120,7 +120,7 @@ impl InheritMap {
     }
 }
 
-/// Which reference blocks become the target's blocks (spec §1.7(1), (2)).
+/// Which reference blocks become the target's blocks (METHOD.md §1.7(1), (2)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
     /// Blocks 0..l−1 (default).
@@ -131,7 +131,7 @@ pub enum Selection {
     Indices(Vec<i64>),
 }
 
-/// How growth initialises the deeper model (spec §1.6).
+/// How growth initialises the deeper model (METHOD.md §1.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GrowMode {
@@ -238,7 +238,7 @@ pub fn select_blocks(selection: &Selection, l: i64, n_layer: i64) -> Result<Vec<
     }
 }
 
-/// Inherits `l` blocks of `reference` (spec Algorithm 1 line 1) under `map` and `selection`.
+/// Inherits `l` blocks of `reference` (METHOD.md §1.2) under `map` and `selection`.
 ///
 /// # Errors
 /// An invalid selection (see [`select_blocks`]) or a failure while building the target.
@@ -272,7 +272,7 @@ fn same_shape_but_depth(a: &ModelConfig, b: &ModelConfig) -> bool {
     with_layers(a, 1) == with_layers(b, 1)
 }
 
-/// Grows `trained` (l blocks) by `delta` blocks of `reference` (spec §1.6).
+/// Grows `trained` (l blocks) by `delta` blocks of `reference` (METHOD.md §1.6).
 ///
 /// `Restart` re-inherits l + Δ blocks from the reference under `map`; `WarmAppend` keeps every
 /// parameter of `trained` and appends reference blocks l..l+Δ−1. With `function_preserving`, the
@@ -350,7 +350,7 @@ pub fn grow(
     Ok((model, plan))
 }
 
-/// Stacking (spec §5.4): a 2n-layer model whose blocks n..2n−1 repeat blocks 0..n−1 of `small`;
+/// Stacking (METHOD.md §5.4): a 2n-layer model whose blocks n..2n−1 repeat blocks 0..n−1 of `small`;
 /// every non-block parameter is copied from `small`.
 ///
 /// # Errors
@@ -370,7 +370,7 @@ pub fn stack(small: &CausalLm, seed: i64) -> Result<(CausalLm, Plan)> {
     Ok((model, plan))
 }
 
-/// Hybrid stacking (spec §5.5): an l-layer model with reference blocks 0..l/2−1 at positions
+/// Hybrid stacking (METHOD.md §5.5): an l-layer model with reference blocks 0..l/2−1 at positions
 /// 0..l/2−1 and again at l/2..l−1; non-block groups follow `map`.
 ///
 /// # Errors
@@ -389,7 +389,7 @@ pub fn hybrid_stack(reference: &CausalLm, l: i64, map: &InheritMap, seed: i64) -
     Ok((model, plan))
 }
 
-/// The DistilBERT-style student initialisation (spec §4.3): the first min(l, L/2) student blocks
+/// The DistilBERT-style student initialisation (METHOD.md §4.3): the first min(l, L/2) student blocks
 /// come from reference blocks 0, 2, 4, …; the rest from 3L/4, 3L/4 + 1, … (for 16 of 24:
 /// 0, 2, …, 22, then 18, 19, 20, 21). `indices` overrides the list. Non-block groups follow `map`.
 ///
@@ -434,7 +434,7 @@ pub fn distill_init(
     Ok((model, plan))
 }
 
-/// Half-width (spec §5.6): all L layers, H' = ⌊H/2⌋ heads of the same size (XL: 12 of 25), width
+/// Half-width (METHOD.md §5.6): all L layers, H' = ⌊H/2⌋ heads of the same size (XL: 12 of 25), width
 /// d' = H'·d_head, MLP width halved (4·d' by default), initialised from the reference's first
 /// heads, hidden units and coordinates. GPT-2 only.
 ///

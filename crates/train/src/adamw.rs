@@ -41,7 +41,7 @@ pub struct AdamW {
     fused: Option<Tensor>,
 }
 
-/// Whether a parameter is in the weight-decay group: the matrices of linear layers (spec §4.1);
+/// Whether a parameter is in the weight-decay group: the matrices of linear layers (METHOD.md §4.1);
 /// embeddings, positions, norms and biases are not decayed.
 pub fn decays(name: &str, dim: usize) -> bool {
     dim >= 2

@@ -47,7 +47,7 @@ fn default_order() -> Order {
 pub enum GradAccum {
     /// Each micro-batch loss is divided by the accumulation count.
     Mean,
-    /// Gradients are summed (the paper's code, spec §4.1 and §8 item 5).
+    /// Gradients are summed (the paper's code, METHOD.md §4.1 and §8 item 5).
     Sum,
 }
 
@@ -176,7 +176,7 @@ impl TrainSection {
     }
 }
 
-/// The training presets of the paper's families (spec §4.1, §4.2, §4.5), TOML with `[train]`
+/// The training presets of the paper's families (METHOD.md §4.1, §4.2, §4.5), TOML with `[train]`
 /// (and `[data]`) keys; a run config naming one with `preset = "..."` inherits every key it does
 /// not set itself.
 pub const PRESETS: &[(&str, &str)] = &[

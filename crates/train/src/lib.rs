@@ -1,4 +1,4 @@
-//! The Inheritune training loop (spec §4): AdamW with owned moments and nanoGPT's parameter groups,
+//! The Inheritune training loop (METHOD.md §4): AdamW with owned moments and nanoGPT's parameter groups,
 //! warmup + cosine schedule, gradient accumulation (mean or the paper's sum), global-norm clipping,
 //! evaluation and checkpoints at fixed intervals, exact resume, and metrics as JSONL.
 //! This crate must not prepare data or modify architectures.

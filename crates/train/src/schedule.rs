@@ -1,5 +1,5 @@
-//! The learning-rate schedule of spec §4.1: linear warmup from 0, cosine decay to `min_lr` at
-//! `decay_steps`, `min_lr` after; or constant after warmup (the low-data code, spec §4.5).
+//! The learning-rate schedule of METHOD.md §4.1: linear warmup from 0, cosine decay to `min_lr` at
+//! `decay_steps`, `min_lr` after; or constant after warmup (the low-data code, METHOD.md §4.5).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! The training loop of spec §4.1.
+//! The training loop of METHOD.md §4.1.
 //!
 //! At the top of step s: if s % eval_interval == 0, evaluate (eval_iters random batches per split)
 //! and checkpoint, before the update of step s. Then one optimizer step over grad_accum

@@ -246,7 +246,7 @@ fn bad_configs_list_every_problem() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The family presets carry spec §4.1/§4.2/§4.5's tokens per step, rates and betas, and keys the
+/// The family presets carry METHOD.md §4.1/§4.2/§4.5's tokens per step, rates and betas, and keys the
 /// config sets itself win over the preset.
 #[test]
 fn presets_match_the_spec() -> anyhow::Result<()> {
