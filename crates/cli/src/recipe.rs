@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use inheritune_model::DeviceSpec;
-use inheritune_recipe::{Children, Graph, Recipe, Selection};
+use inheritune_recipe::{Recipe, RunOptions, Selection};
 
 /// Arguments of `inheritune recipe`.
 #[derive(Debug, clap::Args)]
@@ -38,30 +38,6 @@ pub struct Args {
     nproc: Option<usize>,
 }
 
-/// `--devices`: a list of devices or a GPU count.
-fn parse_devices(text: &str) -> Result<Vec<DeviceSpec>> {
-    if let Ok(n) = text.trim().parse::<usize>() {
-        if n == 0 {
-            bail!("--devices 0: give at least one device");
-        }
-        return Ok((0..n).map(DeviceSpec::Cuda).collect());
-    }
-    let devices: Vec<DeviceSpec> = text
-        .split(',')
-        .map(|d| d.parse::<DeviceSpec>().map_err(|e| anyhow::anyhow!("--devices: {e}")))
-        .collect::<Result<_>>()?;
-    if devices.iter().any(|d| d.is_cuda()) && devices.iter().any(|d| !d.is_cuda()) {
-        bail!("--devices {text}: mixes cpu and cuda devices");
-    }
-    let mut seen = devices.clone();
-    seen.sort();
-    seen.dedup();
-    if devices[0].is_cuda() && seen.len() != devices.len() {
-        bail!("--devices {text}: names a GPU twice");
-    }
-    Ok(devices)
-}
-
 /// Runs the verb.
 pub fn run(args: &Args) -> Result<()> {
     let mut recipe = Recipe::from_file(&args.config)?;
@@ -78,7 +54,7 @@ pub fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     let devices = match &args.devices {
-        Some(d) => parse_devices(d)?,
+        Some(d) => inheritune_recipe::parse_devices(d)?,
         None => vec![args.device],
     };
     if devices[0].is_cuda() {
@@ -86,32 +62,17 @@ pub fn run(args: &Args) -> Result<()> {
             d.checked()?;
         }
     }
-    let run_dir = args
-        .run
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name));
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    let text = std::fs::read(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
-    inheritune_fs::write_file(&run_dir.join("recipe.toml"), &text)?;
-    inheritune_fs::write_file(&run_dir.join("plan.md"), inheritune_recipe::plan(&recipe)?.as_bytes())?;
-    let l_ref = recipe.reference_config()?.n_layer();
-    let eval = recipe.eval.data_dir.as_ref().is_some_and(|d| d.is_dir());
-    let children = Children {
-        recipe: &recipe,
-        run: run_dir.clone(),
+    let options = RunOptions {
+        run: args
+            .run
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name)),
         exe: std::env::current_exe().context("locating the inheritune binary")?,
-        ranks: recipe.hardware.gpus,
-        all_devices: devices.len(),
-    };
-    let graph = Graph {
-        run: run_dir.clone(),
         devices,
         selection,
-        log: &|line| eprintln!("[recipe] {line}"),
     };
-    let plan = |facts: &inheritune_recipe::Facts| inheritune_recipe::stages::stages(&recipe, l_ref, facts, eval);
-    graph.run(&plan, &children)?;
-    let report = run_dir.join("report/report.md");
+    inheritune_recipe::run(&recipe, &args.config, &options)?;
+    let report = options.run.join("report/report.md");
     if report.exists() {
         eprintln!("[recipe] report: {}", report.display());
     }

@@ -1,143 +1,42 @@
-//! Model configurations mirroring Hugging Face `config.json`, their validation, presets and parameter tables.
+//! [`ModelConfig`], either family's configuration as Hugging Face `config.json` holds it, with
+//! presets and parameter tables; each family's own config lives in its model file
+//! ([`crate::gpt2::Gpt2Config`], [`crate::llama::LlamaConfig`]), as in candle.
 //!
 //! Field names are the Hugging Face names, so a `config.json` written by `transformers` parses here and
 //! ours parses there. Keys we do not interpret are kept in `extra` and written back unchanged.
 //! This module must not touch tensors: it only describes shapes.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+pub use crate::gpt2::Gpt2Config;
+pub use crate::llama::LlamaConfig;
 
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
-fn default_gelu_new() -> String {
+pub(crate) fn default_gelu_new() -> String {
     "gelu_new".to_string()
 }
-fn default_ln_eps() -> f64 {
+pub(crate) fn default_ln_eps() -> f64 {
     1e-5
 }
-fn default_init_range() -> f64 {
+pub(crate) fn default_init_range() -> f64 {
     0.02
 }
-fn default_silu() -> String {
+pub(crate) fn default_silu() -> String {
     "silu".to_string()
 }
-fn default_rms_eps() -> f64 {
+pub(crate) fn default_rms_eps() -> f64 {
     1e-6
 }
-fn default_n_positions() -> i64 {
+pub(crate) fn default_n_positions() -> i64 {
     1024
 }
-fn default_max_positions() -> i64 {
+pub(crate) fn default_max_positions() -> i64 {
     2048
-}
-
-/// GPT-2 configuration with Hugging Face `GPT2Config` field names.
-///
-/// `bias` is ours: `false` gives the paper's bias-free model, saved with zero biases so that
-/// `GPT2LMHeadModel` loads it with no missing keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Gpt2Config {
-    /// Vocabulary size (50304 in the paper: 50257 padded to a multiple of 64).
-    pub vocab_size: i64,
-    /// Context length (learned positions).
-    #[serde(default = "default_n_positions")]
-    pub n_positions: i64,
-    /// Model width.
-    pub n_embd: i64,
-    /// Number of blocks.
-    pub n_layer: i64,
-    /// Attention heads per block.
-    pub n_head: i64,
-    /// MLP width; `None` means 4 × `n_embd`.
-    #[serde(default)]
-    pub n_inner: Option<i64>,
-    /// `gelu_new` / `gelu_pytorch_tanh` (tanh approximation) or `gelu` (exact).
-    #[serde(default = "default_gelu_new")]
-    pub activation_function: String,
-    /// LayerNorm epsilon.
-    #[serde(default = "default_ln_eps")]
-    pub layer_norm_epsilon: f64,
-    /// Standard deviation of the initialisation.
-    #[serde(default = "default_init_range")]
-    pub initializer_range: f64,
-    /// Divide attention logits by √d_head.
-    #[serde(default = "default_true")]
-    pub scale_attn_weights: bool,
-    /// Divide attention logits of block i (0-based) by i + 1, as every script of the paper does.
-    #[serde(default)]
-    pub scale_attn_by_inverse_layer_idx: bool,
-    /// Hugging Face's upcast-and-reorder attention variant; only `false` is supported.
-    #[serde(default)]
-    pub reorder_and_upcast_attn: bool,
-    /// `lm_head` shares `wte`.
-    #[serde(default = "default_true")]
-    pub tie_word_embeddings: bool,
-    /// Linear and LayerNorm biases (ours; absent in Hugging Face configs, where it is always true).
-    #[serde(default = "default_true")]
-    pub bias: bool,
-    /// Every other key of `config.json`, kept verbatim.
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, Value>,
-}
-
-/// LLaMA configuration with Hugging Face `LlamaConfig` field names.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LlamaConfig {
-    /// Vocabulary size.
-    pub vocab_size: i64,
-    /// Model width.
-    pub hidden_size: i64,
-    /// SwiGLU inner width.
-    pub intermediate_size: i64,
-    /// Number of decoder layers.
-    pub num_hidden_layers: i64,
-    /// Query heads.
-    pub num_attention_heads: i64,
-    /// Key/value heads (grouped-query attention); `None` means `num_attention_heads`.
-    #[serde(default)]
-    pub num_key_value_heads: Option<i64>,
-    /// Head dimension; `None` means `hidden_size / num_attention_heads`.
-    #[serde(default)]
-    pub head_dim: Option<i64>,
-    /// MLP activation; only `silu` is supported.
-    #[serde(default = "default_silu")]
-    pub hidden_act: String,
-    /// Context length.
-    #[serde(default = "default_max_positions")]
-    pub max_position_embeddings: i64,
-    /// RMSNorm epsilon.
-    #[serde(default = "default_rms_eps")]
-    pub rms_norm_eps: f64,
-    /// RoPE base (older `transformers` layout); see [`LlamaConfig::rope_theta`].
-    #[serde(default, rename = "rope_theta", skip_serializing_if = "Option::is_none")]
-    pub rope_theta_field: Option<f64>,
-    /// RoPE parameters (newer `transformers` layout): `rope_type` must be `default`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rope_parameters: Option<Value>,
-    /// RoPE scaling (older layout); only absent or `default` is supported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rope_scaling: Option<Value>,
-    /// `lm_head` shares `embed_tokens`.
-    #[serde(default)]
-    pub tie_word_embeddings: bool,
-    /// Biases on q, k, v and o projections.
-    #[serde(default)]
-    pub attention_bias: bool,
-    /// Biases on the MLP projections.
-    #[serde(default)]
-    pub mlp_bias: bool,
-    /// Standard deviation of the initialisation.
-    #[serde(default = "default_init_range")]
-    pub initializer_range: f64,
-    /// Every other key of `config.json`, kept verbatim.
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, Value>,
 }
 
 /// A model configuration of either supported family.
@@ -159,7 +58,7 @@ pub struct ParamShape {
 }
 
 impl ParamShape {
-    fn new(name: String, shape: &[i64]) -> Self {
+    pub(crate) fn new(name: String, shape: &[i64]) -> Self {
         ParamShape {
             name,
             shape: shape.to_vec(),
@@ -172,342 +71,19 @@ impl ParamShape {
     }
 }
 
-fn check_positive(problems: &mut Vec<String>, name: &str, value: i64) {
+pub(crate) fn check_positive(problems: &mut Vec<String>, name: &str, value: i64) {
     if value <= 0 {
         problems.push(format!("{name} must be positive, got {value}"));
     }
 }
 
-fn check_eps(problems: &mut Vec<String>, name: &str, value: f64) {
+pub(crate) fn check_eps(problems: &mut Vec<String>, name: &str, value: f64) {
     if !(value.is_finite() && value > 0.0) {
         problems.push(format!("{name} must be a positive number, got {value}"));
     }
 }
 
-impl Gpt2Config {
-    /// The paper's GPT-2 (METHOD.md §3.1): vocabulary 50304, context 1024, no biases, tied head,
-    /// tanh GELU, inverse-layer-index attention scaling.
-    pub fn paper(n_layer: i64, n_head: i64, n_embd: i64) -> Self {
-        Gpt2Config {
-            vocab_size: 50304,
-            n_positions: 1024,
-            n_embd,
-            n_layer,
-            n_head,
-            n_inner: None,
-            activation_function: default_gelu_new(),
-            layer_norm_epsilon: 1e-5,
-            initializer_range: 0.02,
-            scale_attn_weights: true,
-            scale_attn_by_inverse_layer_idx: true,
-            reorder_and_upcast_attn: false,
-            tie_word_embeddings: true,
-            bias: false,
-            extra: BTreeMap::new(),
-        }
-    }
-
-    /// GPT-2 Small, 12 × 768 (124.4M parameters).
-    pub fn small() -> Self {
-        Self::paper(12, 12, 768)
-    }
-    /// GPT-2 Medium, 24 × 1024 (354.6M).
-    pub fn medium() -> Self {
-        Self::paper(24, 16, 1024)
-    }
-    /// GPT-2 Large, 36 × 1280 (773.6M).
-    pub fn large() -> Self {
-        Self::paper(36, 20, 1280)
-    }
-    /// The custom 32-layer GPT-2 Large of the FineWeb-Edu runs (694.9M).
-    pub fn large_fineweb() -> Self {
-        Self::paper(32, 20, 1280)
-    }
-    /// GPT-2 XL, 48 × 1600 (1556.8M).
-    pub fn xl() -> Self {
-        Self::paper(48, 25, 1600)
-    }
-    /// A 2-layer, 64-wide model with a 256-token vocabulary and 64-token context, for CPU tests.
-    pub fn tiny() -> Self {
-        Gpt2Config {
-            vocab_size: 256,
-            n_positions: 64,
-            ..Self::paper(2, 4, 64)
-        }
-    }
-
-    /// The same config with another depth (the paper's inherited variants).
-    pub fn with_layers(&self, n_layer: i64) -> Self {
-        Gpt2Config {
-            n_layer,
-            ..self.clone()
-        }
-    }
-
-    /// MLP width.
-    pub fn inner(&self) -> i64 {
-        self.n_inner.unwrap_or(4 * self.n_embd)
-    }
-
-    /// Head dimension.
-    pub fn head_dim(&self) -> i64 {
-        if self.n_head > 0 {
-            self.n_embd / self.n_head
-        } else {
-            0
-        }
-    }
-
-    /// Whether the MLP uses the tanh approximation of GELU.
-    pub fn gelu_approximate(&self) -> &'static str {
-        if self.activation_function == "gelu" {
-            "none"
-        } else {
-            "tanh"
-        }
-    }
-
-    /// Checks every field and reports all problems at once.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] listing each impossible or unsupported field.
-    pub fn validate(&self) -> Result<()> {
-        let mut p = Vec::new();
-        check_positive(&mut p, "vocab_size", self.vocab_size);
-        check_positive(&mut p, "n_positions", self.n_positions);
-        check_positive(&mut p, "n_embd", self.n_embd);
-        check_positive(&mut p, "n_layer", self.n_layer);
-        check_positive(&mut p, "n_head", self.n_head);
-        if let Some(inner) = self.n_inner {
-            check_positive(&mut p, "n_inner", inner);
-        }
-        if self.n_head > 0 && self.n_embd > 0 && self.n_embd % self.n_head != 0 {
-            p.push(format!(
-                "n_embd {} is not divisible by n_head {}",
-                self.n_embd, self.n_head
-            ));
-        }
-        check_eps(&mut p, "layer_norm_epsilon", self.layer_norm_epsilon);
-        if !matches!(
-            self.activation_function.as_str(),
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu"
-        ) {
-            p.push(format!(
-                "activation_function {:?} is not supported (gelu_new, gelu_pytorch_tanh, gelu)",
-                self.activation_function
-            ));
-        }
-        if self.reorder_and_upcast_attn {
-            p.push("reorder_and_upcast_attn = true is not supported".to_string());
-        }
-        if !(self.initializer_range.is_finite() && self.initializer_range >= 0.0) {
-            p.push(format!(
-                "initializer_range must be >= 0, got {}",
-                self.initializer_range
-            ));
-        }
-        finish("GPT-2", p)
-    }
-
-    /// Every parameter with its shape, in construction order.
-    pub fn parameter_shapes(&self) -> Vec<ParamShape> {
-        let (d, v, inner) = (self.n_embd, self.vocab_size, self.inner());
-        let mut out = vec![
-            ParamShape::new("transformer.wte.weight".into(), &[v, d]),
-            ParamShape::new("transformer.wpe.weight".into(), &[self.n_positions, d]),
-        ];
-        let push = |out: &mut Vec<ParamShape>, prefix: &str, w: &[i64], b: i64| {
-            out.push(ParamShape::new(format!("{prefix}.weight"), w));
-            if self.bias {
-                out.push(ParamShape::new(format!("{prefix}.bias"), &[b]));
-            }
-        };
-        for i in 0..self.n_layer.max(0) {
-            let h = format!("transformer.h.{i}");
-            push(&mut out, &format!("{h}.ln_1"), &[d], d);
-            push(&mut out, &format!("{h}.attn.c_attn"), &[3 * d, d], 3 * d);
-            push(&mut out, &format!("{h}.attn.c_proj"), &[d, d], d);
-            push(&mut out, &format!("{h}.ln_2"), &[d], d);
-            push(&mut out, &format!("{h}.mlp.c_fc"), &[inner, d], inner);
-            push(&mut out, &format!("{h}.mlp.c_proj"), &[d, inner], d);
-        }
-        push(&mut out, "transformer.ln_f", &[d], d);
-        if !self.tie_word_embeddings {
-            out.push(ParamShape::new("lm_head.weight".into(), &[v, d]));
-        }
-        out
-    }
-}
-
-impl LlamaConfig {
-    /// OpenLLaMA-3B v1 (METHOD.md §3.3): 26 × 3200, 32 heads, SwiGLU 8640, vocabulary 32000, untied.
-    pub fn open_llama_3b() -> Self {
-        LlamaConfig {
-            vocab_size: 32000,
-            hidden_size: 3200,
-            intermediate_size: 8640,
-            num_hidden_layers: 26,
-            num_attention_heads: 32,
-            num_key_value_heads: Some(32),
-            head_dim: None,
-            hidden_act: default_silu(),
-            max_position_embeddings: 2048,
-            rms_norm_eps: 1e-6,
-            rope_theta_field: Some(10000.0),
-            rope_parameters: None,
-            rope_scaling: None,
-            tie_word_embeddings: false,
-            attention_bias: false,
-            mlp_bias: false,
-            initializer_range: 0.02,
-            extra: BTreeMap::new(),
-        }
-    }
-
-    /// A 2-layer, 64-wide grouped-query model (4 heads, 2 KV heads), 256 tokens, for CPU tests.
-    pub fn tiny() -> Self {
-        LlamaConfig {
-            vocab_size: 256,
-            hidden_size: 64,
-            intermediate_size: 172,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: Some(2),
-            max_position_embeddings: 64,
-            tie_word_embeddings: true,
-            ..Self::open_llama_3b()
-        }
-    }
-
-    /// The same config with another depth.
-    pub fn with_layers(&self, num_hidden_layers: i64) -> Self {
-        LlamaConfig {
-            num_hidden_layers,
-            ..self.clone()
-        }
-    }
-
-    /// Key/value heads.
-    pub fn kv_heads(&self) -> i64 {
-        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
-    }
-
-    /// Head dimension.
-    pub fn head_dim(&self) -> i64 {
-        match self.head_dim {
-            Some(h) => h,
-            None if self.num_attention_heads > 0 => self.hidden_size / self.num_attention_heads,
-            None => 0,
-        }
-    }
-
-    /// The RoPE base, from `rope_theta` or `rope_parameters.rope_theta` (default 10000).
-    pub fn rope_theta(&self) -> f64 {
-        self.rope_theta_field
-            .or_else(|| {
-                self.rope_parameters
-                    .as_ref()
-                    .and_then(|p| p.get("rope_theta"))
-                    .and_then(Value::as_f64)
-            })
-            .unwrap_or(10000.0)
-    }
-
-    /// Checks every field and reports all problems at once.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] listing each impossible or unsupported field.
-    pub fn validate(&self) -> Result<()> {
-        let mut p = Vec::new();
-        check_positive(&mut p, "vocab_size", self.vocab_size);
-        check_positive(&mut p, "hidden_size", self.hidden_size);
-        check_positive(&mut p, "intermediate_size", self.intermediate_size);
-        check_positive(&mut p, "num_hidden_layers", self.num_hidden_layers);
-        check_positive(&mut p, "num_attention_heads", self.num_attention_heads);
-        check_positive(&mut p, "num_key_value_heads", self.kv_heads());
-        check_positive(&mut p, "max_position_embeddings", self.max_position_embeddings);
-        let (nh, nkv) = (self.num_attention_heads, self.kv_heads());
-        if nh > 0 && nkv > 0 && nh % nkv != 0 {
-            p.push(format!(
-                "num_key_value_heads {nkv} does not divide num_attention_heads {nh}"
-            ));
-        }
-        match self.head_dim {
-            Some(h) => check_positive(&mut p, "head_dim", h),
-            None => {
-                if nh > 0 && self.hidden_size > 0 && self.hidden_size % nh != 0 {
-                    p.push(format!(
-                        "hidden_size {} is not divisible by num_attention_heads {nh}",
-                        self.hidden_size
-                    ));
-                }
-            }
-        }
-        if self.head_dim() > 0 && self.head_dim() % 2 != 0 {
-            p.push(format!("head_dim {} must be even for RoPE", self.head_dim()));
-        }
-        check_eps(&mut p, "rms_norm_eps", self.rms_norm_eps);
-        if self.hidden_act != "silu" {
-            p.push(format!("hidden_act {:?} is not supported (silu)", self.hidden_act));
-        }
-        let theta = self.rope_theta();
-        if !(theta.is_finite() && theta > 0.0) {
-            p.push(format!("rope_theta must be positive, got {theta}"));
-        }
-        for (field, value) in [
-            ("rope_parameters", &self.rope_parameters),
-            ("rope_scaling", &self.rope_scaling),
-        ] {
-            if let Some(v) = value {
-                let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(Value::as_str);
-                if !(v.is_null() || kind.is_none() || kind == Some("default")) {
-                    p.push(format!("{field}: rope_type {kind:?} is not supported (default)"));
-                }
-            }
-        }
-        if let Some(tp) = self.extra.get("pretraining_tp").and_then(Value::as_i64) {
-            if tp != 1 {
-                p.push(format!("pretraining_tp {tp} is not supported (1)"));
-            }
-        }
-        finish("LLaMA", p)
-    }
-
-    /// Every parameter with its shape, in construction order.
-    pub fn parameter_shapes(&self) -> Vec<ParamShape> {
-        let (d, v, im) = (self.hidden_size, self.vocab_size, self.intermediate_size);
-        let (q, kv) = (
-            self.num_attention_heads * self.head_dim(),
-            self.kv_heads() * self.head_dim(),
-        );
-        let mut out = vec![ParamShape::new("model.embed_tokens.weight".into(), &[v, d])];
-        let lin = |out: &mut Vec<ParamShape>, prefix: String, o: i64, i: i64, bias: bool| {
-            out.push(ParamShape::new(format!("{prefix}.weight"), &[o, i]));
-            if bias {
-                out.push(ParamShape::new(format!("{prefix}.bias"), &[o]));
-            }
-        };
-        for l in 0..self.num_hidden_layers.max(0) {
-            let h = format!("model.layers.{l}");
-            out.push(ParamShape::new(format!("{h}.input_layernorm.weight"), &[d]));
-            lin(&mut out, format!("{h}.self_attn.q_proj"), q, d, self.attention_bias);
-            lin(&mut out, format!("{h}.self_attn.k_proj"), kv, d, self.attention_bias);
-            lin(&mut out, format!("{h}.self_attn.v_proj"), kv, d, self.attention_bias);
-            lin(&mut out, format!("{h}.self_attn.o_proj"), d, q, self.attention_bias);
-            out.push(ParamShape::new(format!("{h}.post_attention_layernorm.weight"), &[d]));
-            lin(&mut out, format!("{h}.mlp.gate_proj"), im, d, self.mlp_bias);
-            lin(&mut out, format!("{h}.mlp.up_proj"), im, d, self.mlp_bias);
-            lin(&mut out, format!("{h}.mlp.down_proj"), d, im, self.mlp_bias);
-        }
-        out.push(ParamShape::new("model.norm.weight".into(), &[d]));
-        if !self.tie_word_embeddings {
-            out.push(ParamShape::new("lm_head.weight".into(), &[v, d]));
-        }
-        out
-    }
-}
-
-fn finish(model: &'static str, problems: Vec<String>) -> Result<()> {
+pub(crate) fn finish(model: &'static str, problems: Vec<String>) -> Result<()> {
     if problems.is_empty() {
         Ok(())
     } else {

@@ -8,7 +8,14 @@
 use tch::nn::{Init, Path};
 use tch::Tensor;
 
-use crate::config::Gpt2Config;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::{check_eps, check_positive, finish, ParamShape};
+use crate::config::{default_gelu_new, default_init_range, default_ln_eps, default_n_positions, default_true};
+
 use crate::error::Result;
 use crate::layers::{causal_attention, AttentionVisitor, LayerNorm, Linear};
 
@@ -157,5 +164,209 @@ impl Gpt2 {
     /// Logits for final hidden states of any leading shape `(..., d)`.
     pub fn head(&self, hidden: &Tensor) -> Tensor {
         hidden.linear(&self.lm_head, None::<&Tensor>)
+    }
+}
+
+/// GPT-2 configuration with Hugging Face `GPT2Config` field names.
+///
+/// `bias` is ours: `false` gives the paper's bias-free model, saved with zero biases so that
+/// `GPT2LMHeadModel` loads it with no missing keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gpt2Config {
+    /// Vocabulary size (50304 in the paper: 50257 padded to a multiple of 64).
+    pub vocab_size: i64,
+    /// Context length (learned positions).
+    #[serde(default = "default_n_positions")]
+    pub n_positions: i64,
+    /// Model width.
+    pub n_embd: i64,
+    /// Number of blocks.
+    pub n_layer: i64,
+    /// Attention heads per block.
+    pub n_head: i64,
+    /// MLP width; `None` means 4 × `n_embd`.
+    #[serde(default)]
+    pub n_inner: Option<i64>,
+    /// `gelu_new` / `gelu_pytorch_tanh` (tanh approximation) or `gelu` (exact).
+    #[serde(default = "default_gelu_new")]
+    pub activation_function: String,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_ln_eps")]
+    pub layer_norm_epsilon: f64,
+    /// Standard deviation of the initialisation.
+    #[serde(default = "default_init_range")]
+    pub initializer_range: f64,
+    /// Divide attention logits by √d_head.
+    #[serde(default = "default_true")]
+    pub scale_attn_weights: bool,
+    /// Divide attention logits of block i (0-based) by i + 1, as every script of the paper does.
+    #[serde(default)]
+    pub scale_attn_by_inverse_layer_idx: bool,
+    /// Hugging Face's upcast-and-reorder attention variant; only `false` is supported.
+    #[serde(default)]
+    pub reorder_and_upcast_attn: bool,
+    /// `lm_head` shares `wte`.
+    #[serde(default = "default_true")]
+    pub tie_word_embeddings: bool,
+    /// Linear and LayerNorm biases (ours; absent in Hugging Face configs, where it is always true).
+    #[serde(default = "default_true")]
+    pub bias: bool,
+    /// Every other key of `config.json`, kept verbatim.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+impl Gpt2Config {
+    /// The paper's GPT-2 (METHOD.md §3.1): vocabulary 50304, context 1024, no biases, tied head,
+    /// tanh GELU, inverse-layer-index attention scaling.
+    pub fn paper(n_layer: i64, n_head: i64, n_embd: i64) -> Self {
+        Gpt2Config {
+            vocab_size: 50304,
+            n_positions: 1024,
+            n_embd,
+            n_layer,
+            n_head,
+            n_inner: None,
+            activation_function: default_gelu_new(),
+            layer_norm_epsilon: 1e-5,
+            initializer_range: 0.02,
+            scale_attn_weights: true,
+            scale_attn_by_inverse_layer_idx: true,
+            reorder_and_upcast_attn: false,
+            tie_word_embeddings: true,
+            bias: false,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// GPT-2 Small, 12 × 768 (124.4M parameters).
+    pub fn small() -> Self {
+        Self::paper(12, 12, 768)
+    }
+    /// GPT-2 Medium, 24 × 1024 (354.6M).
+    pub fn medium() -> Self {
+        Self::paper(24, 16, 1024)
+    }
+    /// GPT-2 Large, 36 × 1280 (773.6M).
+    pub fn large() -> Self {
+        Self::paper(36, 20, 1280)
+    }
+    /// The custom 32-layer GPT-2 Large of the FineWeb-Edu runs (694.9M).
+    pub fn large_fineweb() -> Self {
+        Self::paper(32, 20, 1280)
+    }
+    /// GPT-2 XL, 48 × 1600 (1556.8M).
+    pub fn xl() -> Self {
+        Self::paper(48, 25, 1600)
+    }
+    /// A 2-layer, 64-wide model with a 256-token vocabulary and 64-token context, for CPU tests.
+    pub fn tiny() -> Self {
+        Gpt2Config {
+            vocab_size: 256,
+            n_positions: 64,
+            ..Self::paper(2, 4, 64)
+        }
+    }
+
+    /// The same config with another depth (the paper's inherited variants).
+    pub fn with_layers(&self, n_layer: i64) -> Self {
+        Gpt2Config {
+            n_layer,
+            ..self.clone()
+        }
+    }
+
+    /// MLP width.
+    pub fn inner(&self) -> i64 {
+        self.n_inner.unwrap_or(4 * self.n_embd)
+    }
+
+    /// Head dimension.
+    pub fn head_dim(&self) -> i64 {
+        if self.n_head > 0 {
+            self.n_embd / self.n_head
+        } else {
+            0
+        }
+    }
+
+    /// Whether the MLP uses the tanh approximation of GELU.
+    pub fn gelu_approximate(&self) -> &'static str {
+        if self.activation_function == "gelu" {
+            "none"
+        } else {
+            "tanh"
+        }
+    }
+
+    /// Checks every field and reports all problems at once.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] listing each impossible or unsupported field.
+    pub fn validate(&self) -> Result<()> {
+        let mut p = Vec::new();
+        check_positive(&mut p, "vocab_size", self.vocab_size);
+        check_positive(&mut p, "n_positions", self.n_positions);
+        check_positive(&mut p, "n_embd", self.n_embd);
+        check_positive(&mut p, "n_layer", self.n_layer);
+        check_positive(&mut p, "n_head", self.n_head);
+        if let Some(inner) = self.n_inner {
+            check_positive(&mut p, "n_inner", inner);
+        }
+        if self.n_head > 0 && self.n_embd > 0 && self.n_embd % self.n_head != 0 {
+            p.push(format!(
+                "n_embd {} is not divisible by n_head {}",
+                self.n_embd, self.n_head
+            ));
+        }
+        check_eps(&mut p, "layer_norm_epsilon", self.layer_norm_epsilon);
+        if !matches!(
+            self.activation_function.as_str(),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu"
+        ) {
+            p.push(format!(
+                "activation_function {:?} is not supported (gelu_new, gelu_pytorch_tanh, gelu)",
+                self.activation_function
+            ));
+        }
+        if self.reorder_and_upcast_attn {
+            p.push("reorder_and_upcast_attn = true is not supported".to_string());
+        }
+        if !(self.initializer_range.is_finite() && self.initializer_range >= 0.0) {
+            p.push(format!(
+                "initializer_range must be >= 0, got {}",
+                self.initializer_range
+            ));
+        }
+        finish("GPT-2", p)
+    }
+
+    /// Every parameter with its shape, in construction order.
+    pub fn parameter_shapes(&self) -> Vec<ParamShape> {
+        let (d, v, inner) = (self.n_embd, self.vocab_size, self.inner());
+        let mut out = vec![
+            ParamShape::new("transformer.wte.weight".into(), &[v, d]),
+            ParamShape::new("transformer.wpe.weight".into(), &[self.n_positions, d]),
+        ];
+        let push = |out: &mut Vec<ParamShape>, prefix: &str, w: &[i64], b: i64| {
+            out.push(ParamShape::new(format!("{prefix}.weight"), w));
+            if self.bias {
+                out.push(ParamShape::new(format!("{prefix}.bias"), &[b]));
+            }
+        };
+        for i in 0..self.n_layer.max(0) {
+            let h = format!("transformer.h.{i}");
+            push(&mut out, &format!("{h}.ln_1"), &[d], d);
+            push(&mut out, &format!("{h}.attn.c_attn"), &[3 * d, d], 3 * d);
+            push(&mut out, &format!("{h}.attn.c_proj"), &[d, d], d);
+            push(&mut out, &format!("{h}.ln_2"), &[d], d);
+            push(&mut out, &format!("{h}.mlp.c_fc"), &[inner, d], inner);
+            push(&mut out, &format!("{h}.mlp.c_proj"), &[d, inner], d);
+        }
+        push(&mut out, "transformer.ln_f", &[d], d);
+        if !self.tie_word_embeddings {
+            out.push(ParamShape::new("lm_head.weight".into(), &[v, d]));
+        }
+        out
     }
 }

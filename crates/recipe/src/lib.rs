@@ -43,9 +43,112 @@ pub mod plan;
 pub mod report;
 pub mod stages;
 
+use std::path::{Path, PathBuf};
+
+use inheritune_model::DeviceSpec;
+
 pub use config::Recipe;
 pub use error::{Error, Result};
 pub use exec::Children;
 pub use facts::{Facts, StageFacts};
 pub use graph::{Executor, Graph, Outcome, Selection};
 pub use plan::plan;
+
+/// How to run a recipe.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The run folder.
+    pub run: PathBuf,
+    /// The `inheritune` binary the stages run as.
+    pub exe: PathBuf,
+    /// Devices the stages share.
+    pub devices: Vec<DeviceSpec>,
+    /// Which stages.
+    pub selection: Selection,
+}
+
+/// `--devices`: a comma-separated list (`cuda:0,cuda:1`, `cpu,cpu`) or a GPU count (`4` =
+/// cuda:0..cuda:3).
+///
+/// # Errors
+/// An unknown device, zero, cpu mixed with cuda, or a GPU named twice.
+pub fn parse_devices(text: &str) -> Result<Vec<DeviceSpec>> {
+    if let Ok(n) = text.trim().parse::<usize>() {
+        if n == 0 {
+            return Err(Error::Invalid("--devices 0: give at least one device".into()));
+        }
+        return Ok((0..n).map(DeviceSpec::Cuda).collect());
+    }
+    let devices: Vec<DeviceSpec> = text
+        .split(',')
+        .map(|d| {
+            d.parse::<DeviceSpec>()
+                .map_err(|e| Error::Invalid(format!("--devices: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let cuda = devices.iter().filter(|d| d.is_cuda()).count();
+    if cuda > 0 && cuda < devices.len() {
+        return Err(Error::Invalid(format!("--devices {text}: mixes cpu and cuda devices")));
+    }
+    let mut distinct = devices.clone();
+    distinct.sort();
+    distinct.dedup();
+    if cuda > 0 && distinct.len() != devices.len() {
+        return Err(Error::Invalid(format!("--devices {text}: names a GPU twice")));
+    }
+    Ok(devices)
+}
+
+/// Runs `recipe` (read from `source`, whose text is copied into the run folder with the plan):
+/// every stage not finished, as child processes of `options.exe`, then the report.
+///
+/// # Errors
+/// An unwritable run folder, an invalid selection, or the first failing stage.
+pub fn run(recipe: &Recipe, source: &Path, options: &RunOptions) -> Result<Outcome> {
+    let dir = &options.run;
+    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
+    let text = std::fs::read(source).map_err(|e| Error::file(source, e))?;
+    inheritune_fs::write_file(&dir.join("recipe.toml"), &text)?;
+    inheritune_fs::write_file(&dir.join("plan.md"), plan(recipe)?.as_bytes())?;
+    let l_ref = recipe.reference_config()?.n_layer();
+    let eval = recipe.eval.data_dir.as_ref().is_some_and(|d| d.is_dir());
+    let children = Children {
+        recipe,
+        run: dir.clone(),
+        exe: options.exe.clone(),
+        ranks: recipe.hardware.gpus,
+        all_devices: options.devices.len(),
+    };
+    let graph = Graph {
+        run: dir.clone(),
+        devices: options.devices.clone(),
+        selection: options.selection.clone(),
+        log: &|line| eprintln!("[recipe] {line}"),
+    };
+    let plan = |facts: &Facts| stages::stages(recipe, l_ref, facts, eval);
+    graph.run(&plan, &children)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices() {
+        assert_eq!(parse_devices("2").unwrap(), [DeviceSpec::Cuda(0), DeviceSpec::Cuda(1)]);
+        assert_eq!(parse_devices("cpu,cpu").unwrap(), [DeviceSpec::Cpu, DeviceSpec::Cpu]);
+        assert_eq!(
+            parse_devices("cuda:3,cuda:1").unwrap(),
+            [DeviceSpec::Cuda(3), DeviceSpec::Cuda(1)]
+        );
+        for (bad, says) in [
+            ("0", "at least one"),
+            ("cpu,cuda:0", "mixes"),
+            ("cuda:1,cuda:1", "twice"),
+            ("tpu", "not a device"),
+        ] {
+            let e = parse_devices(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}
