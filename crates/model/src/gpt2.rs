@@ -302,7 +302,7 @@ impl Gpt2Config {
     /// Checks every field and reports all problems at once.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] listing each impossible or unsupported field.
+    /// [`crate::Error::InvalidConfig`] listing each impossible or unsupported field.
     pub fn validate(&self) -> Result<()> {
         let mut p = Vec::new();
         check_positive(&mut p, "vocab_size", self.vocab_size);
