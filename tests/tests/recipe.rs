@@ -240,3 +240,97 @@ fn tiny_recipe_runs_resumes_and_reports() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `xtask/recipes/tiny-full.toml` at a reduced size: every stage type runs (hybrid stacking,
+/// half-width, DistilBERT-style init, stacking's two stages, both distillation students), and
+/// the report lists each with the numbers of its own metrics file.
+#[test]
+fn every_stage_type_runs() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let text = std::fs::read_to_string(root().join("xtask/recipes/tiny-full.toml"))?;
+    let reduced = text
+        .replace(
+            "\"datasets/sotu/sotu.parquet\"",
+            &format!("{:?}", root().join("datasets/sotu/sotu.parquet")),
+        )
+        .replace("bpe-2048", "bpe-512")
+        .replace("vocab_size = 2048", "vocab_size = 512")
+        .replace("n_positions = 128", "n_positions = 32")
+        .replace("n_embd = 64", "n_embd = 32")
+        .replace("n_head = 4", "n_head = 2")
+        .replace("seq_len = 128", "seq_len = 32")
+        .replace("micro_batch = 16", "micro_batch = 4")
+        .replace("max_steps = 150", "max_steps = 20")
+        .replace("eval_interval = 50", "eval_interval = 10")
+        .replace("max_steps = 75", "max_steps = 10")
+        .replace("windows = 20", "windows = 4")
+        .replace("window_len = 100", "window_len = 32");
+    assert_ne!(reduced, text);
+    let recipe = tmp.path().join("tiny-full.toml");
+    std::fs::write(&recipe, reduced)?;
+    let run = tmp.path().join("run");
+    let status = Command::new(binary())
+        .arg("recipe")
+        .arg("--config")
+        .arg(&recipe)
+        .arg("--run")
+        .arg(&run)
+        .args(["--devices", "cpu,cpu"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()?;
+    assert!(status.success(), "tiny-full failed");
+    let trained = [
+        "reference",
+        "inheritune-l2",
+        "scratch-l2",
+        "scratch-l2-2x",
+        "hybrid-stack-l2",
+        "half-width",
+        "distill-init-l2",
+        "kd-l2",
+        "kd-init-l2",
+        "scratch-l1",
+        "stack-l2",
+    ];
+    for stage in trained
+        .iter()
+        .chain(&["tokenizer", "data", "analyze-reference", "analyze-target", "report"])
+    {
+        assert!(run.join(stage).join("DONE").exists(), "{stage} has no DONE");
+    }
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(run.join("report/summary.json"))?)?;
+    let rows = summary["rows"].as_array().expect("rows");
+    for stage in trained {
+        let row = rows
+            .iter()
+            .find(|r| r["name"] == stage)
+            .unwrap_or_else(|| panic!("no report row for {stage}"));
+        assert_eq!(
+            row["final_val_loss"].as_f64(),
+            final_loss(&run.join(stage).join("run")),
+            "{stage}"
+        );
+    }
+    // The distillation students log their two terms and train the [distill] schedule.
+    for stage in ["kd-l2", "kd-init-l2"] {
+        let lines: Vec<Value> = std::fs::read_to_string(run.join(stage).join("run/metrics.jsonl"))?
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|v: &Value| v["kind"] == "train")
+            .collect();
+        assert_eq!(lines.len(), 10, "{stage}: [distill] max_steps");
+        assert!(
+            lines
+                .iter()
+                .all(|v| v["ce"].as_f64().is_some() && v["kl"].as_f64().is_some()),
+            "{stage}"
+        );
+    }
+    // DistilBERT-style: alternate teacher blocks (0, 2 of 4); half-width: 1 head of 16.
+    let plan: Value = serde_json::from_str(&std::fs::read_to_string(run.join("kd-init-l2/init/surgery.json"))?)?;
+    assert_eq!(plan["settings"]["blocks"], serde_json::json!([0, 2]), "{plan}");
+    let half: Value = serde_json::from_str(&std::fs::read_to_string(run.join("half-width/init/config.json"))?)?;
+    assert_eq!((half["n_embd"].as_i64(), half["n_head"].as_i64()), (Some(16), Some(1)));
+    Ok(())
+}

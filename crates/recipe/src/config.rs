@@ -35,6 +35,8 @@ pub struct Recipe {
     pub analysis: AnalysisCfg,
     /// Downstream evaluation.
     pub eval: EvalCfg,
+    /// The distillation baselines' schedule and loss.
+    pub distill: DistillCfg,
     /// Assumptions of the dry-run's cost estimate.
     pub hardware: HardwareCfg,
     /// The paper's final val losses by row kind (METHOD.md §6): `reference`, `inheritune`,
@@ -60,6 +62,8 @@ struct RecipeFile {
     analysis: AnalysisCfg,
     #[serde(default)]
     eval: EvalCfg,
+    #[serde(default)]
+    distill: DistillCfg,
     #[serde(default)]
     hardware: HardwareCfg,
     #[serde(default)]
@@ -199,12 +203,45 @@ impl MapName {
     }
 }
 
+/// Where the growth loop starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartDepth {
+    /// ⌊L/2⌋ (the paper's, the DECISION).
+    Half,
+    /// The 0-based index of the reference's first layer with ⌊MaxRank⌋ = 1 (the blocks before
+    /// it); ⌊L/2⌋, stated in the report, when the reference has no lazy layer.
+    FirstLazy,
+    /// A fixed depth.
+    Layers(i64),
+}
+
+impl<'de> Deserialize<'de> for StartDepth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(i64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(StartDepth::Layers(n)),
+            Raw::S(s) if s == "half" => Ok(StartDepth::Half),
+            Raw::S(s) if s == "first-lazy" => Ok(StartDepth::FirstLazy),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "start_depth {s:?}: \"half\", \"first-lazy\" or a number of layers"
+            ))),
+        }
+    }
+}
+
 /// `[inheritune]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InherituneCfg {
-    /// Start depth l0 (default ⌊L/2⌋, METHOD.md §1.5).
-    pub start_depth: Option<i64>,
+    /// Start depth l0: `"half"` (⌊L/2⌋, the default and the paper's), `"first-lazy"` (the index
+    /// of the reference's first lazy layer by the relaxed rule, a non-paper extension,
+    /// METHOD.md §1.5), or a number of layers.
+    pub start_depth: StartDepth,
     /// Layers added per round (Δ).
     pub grow_by: i64,
     /// How the target grows.
@@ -220,7 +257,7 @@ pub struct InherituneCfg {
 impl Default for InherituneCfg {
     fn default() -> Self {
         InherituneCfg {
-            start_depth: None,
+            start_depth: StartDepth::Half,
             grow_by: 2,
             growth: Growth::Restart,
             map: MapName::Paper,
@@ -277,6 +314,10 @@ pub struct BaselinesCfg {
     pub distill_init: bool,
     /// Stacking: an l/2 scratch model trained, then duplicated.
     pub stacking: bool,
+    /// Knowledge distillation from the reference into a random student (METHOD.md §4.3).
+    pub kd: bool,
+    /// Knowledge distillation into a DistilBERT-style initialised student.
+    pub kd_init: bool,
 }
 
 impl Default for BaselinesCfg {
@@ -289,6 +330,8 @@ impl Default for BaselinesCfg {
             half_width: false,
             distill_init: false,
             stacking: false,
+            kd: false,
+            kd_init: false,
         }
     }
 }
@@ -332,6 +375,38 @@ impl Default for EvalCfg {
                 .map(String::from)
                 .to_vec(),
             limit: None,
+        }
+    }
+}
+
+/// `[distill]`: the distillation baselines (METHOD.md §4.3: α 0.6, T 1, 50K steps, lr 3e-4
+/// with warmup 2000 and cosine to 3e-5); the other training keys are the shared `[train]`'s.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistillCfg {
+    /// Weight of the label cross-entropy.
+    pub alpha: f64,
+    /// Softmax temperature.
+    pub temperature: f64,
+    /// Optimizer steps.
+    pub max_steps: u64,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate.
+    pub min_lr: f64,
+    /// Warmup steps.
+    pub warmup_steps: u64,
+}
+
+impl Default for DistillCfg {
+    fn default() -> Self {
+        DistillCfg {
+            alpha: 0.6,
+            temperature: 1.0,
+            max_steps: 50_000,
+            lr: 3e-4,
+            min_lr: 3e-5,
+            warmup_steps: 2000,
         }
     }
 }
@@ -400,6 +475,7 @@ impl Recipe {
             baselines: file.baselines,
             analysis: file.analysis,
             eval: file.eval,
+            distill: file.distill,
             hardware: file.hardware,
             paper: file.paper,
         };
@@ -419,6 +495,13 @@ impl Recipe {
         if !ic.tolerance.is_finite() {
             problems.push(format!("inheritune.tolerance {}: must be finite", ic.tolerance));
         }
+        let d = &self.distill;
+        if !(0.0..=1.0).contains(&d.alpha) || !(d.temperature > 0.0) || d.max_steps == 0 || !(d.lr > 0.0) {
+            problems.push(format!(
+                "distill: alpha {} must be in [0, 1], temperature {} and lr {} positive, max_steps {} at least 1",
+                d.alpha, d.temperature, d.lr, d.max_steps
+            ));
+        }
         if self.hardware.gpus < 1 {
             problems.push("hardware.gpus 0: must be at least 1".to_string());
         }
@@ -429,7 +512,10 @@ impl Recipe {
             problems.push("data.tokenizer bpe-<N> trains on data.inputs, which is empty".to_string());
         }
         let l_ref = self.reference_config()?.n_layer();
-        let l0 = self.start_depth(l_ref);
+        let l0 = match self.inheritune.start_depth {
+            StartDepth::Layers(n) => n,
+            _ => (l_ref / 2).max(1),
+        };
         if l0 < 1 || l0 > l_ref {
             problems.push(format!(
                 "inheritune.start_depth {l0}: must be between 1 and the reference's {l_ref} layers"
@@ -465,9 +551,36 @@ impl Recipe {
             .model_config()?)
     }
 
-    /// Start depth l0 of a reference of `l_ref` layers.
-    pub fn start_depth(&self, l_ref: i64) -> i64 {
-        self.inheritune.start_depth.unwrap_or(l_ref / 2)
+    /// Start depth l0 of a reference of `l_ref` layers, given the first lazy layer of its
+    /// analysis (relaxed rule) when that is known; None while `first-lazy` waits for it.
+    pub fn start_depth(&self, l_ref: i64, first_lazy: Option<Option<usize>>) -> Option<i64> {
+        match self.inheritune.start_depth {
+            StartDepth::Half => Some(l_ref / 2),
+            StartDepth::Layers(n) => Some(n),
+            StartDepth::FirstLazy => match first_lazy? {
+                Some(i) if i >= 1 => Some(i as i64),
+                _ => Some(l_ref / 2),
+            },
+        }
+    }
+
+    /// The run config of a distillation stage: the shared training with `[distill]`'s schedule,
+    /// the reference model in `teacher` as the teacher.
+    pub fn distill_run_config(&self, model: ModelSection, data: PathBuf, teacher: PathBuf) -> RunConfig {
+        let d = &self.distill;
+        let mut config = self.run_config(model, data, 1);
+        config.train.max_steps = d.max_steps;
+        config.train.decay_steps = None;
+        config.train.lr = d.lr;
+        config.train.min_lr = d.min_lr;
+        config.train.warmup_steps = d.warmup_steps;
+        config.train.released_loop = false;
+        config.distill = Some(inheritune_train::config::DistillSection {
+            teacher,
+            alpha: d.alpha,
+            temperature: d.temperature,
+        });
+        config
     }
 
     /// The run config of one training stage: the shared training with `max_steps` (and a given
@@ -487,6 +600,7 @@ impl Recipe {
                 order: self.train.order,
             },
             train,
+            distill: None,
         }
     }
 }
@@ -539,6 +653,7 @@ max_steps = 10
             ("[inheritune]\ngrow_by = 0", "inheritune.grow_by"),
             ("[inheritune]\nstart_depth = 9", "inheritune.start_depth"),
             ("[inheritune]\ngrowth = \"sideways\"", "sideways"),
+            ("[inheritune]\nstart_depth = \"lazy\"", "first-lazy"),
             ("[baselines]\ndepth = \"half\"", "depth"),
             ("[baselines]\ndepth = 99", "baselines.depth"),
             ("[hardware]\ngpus = 0", "hardware.gpus"),

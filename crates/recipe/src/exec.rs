@@ -154,6 +154,19 @@ impl Children<'_> {
         factor: u64,
     ) -> Result<ModelFacts> {
         let config = self.recipe.run_config(model, self.data_dir(), factor);
+        self.train_config(stage, dir, devices, stop, config, init)
+    }
+
+    /// Writes `config` as a training stage's run config and trains (resuming a partial run).
+    fn train_config(
+        &self,
+        stage: &Stage,
+        dir: &Path,
+        devices: &[DeviceSpec],
+        stop: &AtomicBool,
+        config: inheritune_train::RunConfig,
+        init: Option<&Path>,
+    ) -> Result<ModelFacts> {
         let layers = match init {
             Some(i) => ModelConfig::from_file(&i.join("config.json"))?.n_layer(),
             None => config.model_config()?.n_layer(),
@@ -333,6 +346,7 @@ impl Children<'_> {
             analysis: path,
             n_layer: analysis.n_layer,
             lazy_strict: analysis.lazy_strict,
+            lazy_relaxed: analysis.lazy_relaxed,
             first_lazy_depth: analysis.first_lazy_depth,
         }))
     }
@@ -446,6 +460,33 @@ impl Executor for Children<'_> {
                     &layers.to_string(),
                 ];
                 model(self.surgery_then_train(stage, dir, devices, stop, argv.map(String::from).to_vec())?)
+            }
+            Task::Kd { layers, init } => {
+                let teacher = reference()?;
+                let (model_section, init_dir) = if *init {
+                    let init_dir = dir.join("init");
+                    if !init_dir.join("config.json").exists() {
+                        let argv = [
+                            "surgery",
+                            "distill-init",
+                            "--from",
+                            &s(&teacher),
+                            "--layers",
+                            &layers.to_string(),
+                            "--out",
+                            &s(&init_dir),
+                        ];
+                        self.inheritune(&stage.name, dir, &[], &argv.map(String::from), stop)?;
+                    }
+                    (section(&init_dir.join("config.json")), Some(init_dir))
+                } else {
+                    (
+                        Self::config_file(dir, &self.reference_config()?.with_layers(*layers))?,
+                        None,
+                    )
+                };
+                let config = self.recipe.distill_run_config(model_section, self.data_dir(), teacher);
+                model(self.train_config(stage, dir, devices, stop, config, init_dir.as_deref())?)
             }
             Task::Stack { of } => {
                 let argv = ["surgery", "stack", "--from", &s(&Self::model_of(facts, of)?)];

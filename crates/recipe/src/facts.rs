@@ -68,6 +68,9 @@ pub struct AnalysisFacts {
     pub n_layer: usize,
     /// 0-based strictly lazy layers.
     pub lazy_strict: Vec<usize>,
+    /// 0-based lazy layers by the relaxed rule (⌊MaxRank⌋ = 1).
+    #[serde(default)]
+    pub lazy_relaxed: Vec<usize>,
     /// The first strictly lazy layer's index, if any (the non-paper depth rule).
     pub first_lazy_depth: Option<usize>,
 }

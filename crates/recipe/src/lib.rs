@@ -30,7 +30,8 @@
 //! "#).unwrap();
 //! let first = stages::stages(&recipe, 8, &Facts::default(), false);
 //! assert_eq!(first.last().unwrap().name, "inheritune-l4");
-//! assert_eq!(stages::rule(&recipe, 8).next(3.0, &[2.9]), Next::Matched { layers: 4 });
+//! let rule = stages::rule(&recipe, 8, &Facts::default()).unwrap();
+//! assert_eq!(rule.next(3.0, &[2.9]), Next::Matched { layers: 4 });
 //! ```
 
 pub mod config;

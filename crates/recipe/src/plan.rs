@@ -32,7 +32,22 @@ pub fn plan(recipe: &Recipe) -> Result<String> {
     let efficiency = if gpus > 1 { hw.scaling_efficiency } else { 1.0 };
     let hours = |f: f64| f / (hw.peak_tflops * 1e12 * hw.mfu) / 3600.0;
     let l_ref = reference.n_layer();
-    let rule = rule(recipe, l_ref);
+    // `first-lazy` is planned at ⌊L/2⌋ (the analysis decides when the recipe runs).
+    let mut facts = Facts::default();
+    if recipe.inheritune.start_depth == crate::config::StartDepth::FirstLazy {
+        facts.0.insert(
+            "analyze-reference".into(),
+            StageFacts::Analysis(crate::facts::AnalysisFacts {
+                model: Default::default(),
+                analysis: Default::default(),
+                n_layer: l_ref as usize,
+                lazy_strict: vec![],
+                lazy_relaxed: vec![],
+                first_lazy_depth: None,
+            }),
+        );
+    }
+    let rule = rule(recipe, l_ref, &facts).expect("the start depth is known");
     let l0 = rule.start;
     let mut out = format!(
         "recipe {}: {}\nreference {} ({} layers x {}), {} tokens/step x {} steps, seq {}, lr {}\n\
@@ -52,7 +67,6 @@ pub fn plan(recipe: &Recipe) -> Result<String> {
     );
     out += "| stage | model | parameters | tokens | FLOPs | GPU-hours | needs |\n| --- | --- | --- | --- | --- | --- | --- |\n";
     // The graph when round 1 matches.
-    let mut facts = Facts::default();
     facts.0.insert("reference".into(), assumed(0.0, l_ref));
     facts.0.insert(format!("inheritune-l{l0}"), assumed(0.0, l0));
     let eval = recipe.eval.data_dir.is_some();
@@ -64,9 +78,9 @@ pub fn plan(recipe: &Recipe) -> Result<String> {
         } else {
             stage.deps.join(", ")
         };
-        let trained = |layers: i64, factor: u64, total: &mut f64| {
+        let trained = |layers: i64, steps: u64, total: &mut f64| {
             let config = reference.with_layers(layers);
-            let tokens = (tps * train.max_steps * factor) as f64;
+            let tokens = (tps * steps) as f64;
             let flops = inheritune_train::trainer::flops_per_token(&config, train.seq_len) * tokens;
             *total += flops;
             format!(
@@ -87,12 +101,12 @@ pub fn plan(recipe: &Recipe) -> Result<String> {
                 stage.name.clone(),
                 format!("given checkpoint, full val pass | {} | | |", reference.num_parameters()),
             ),
-            Task::Reference => (stage.name.clone(), trained(l_ref, 1, &mut total)),
+            Task::Reference => (stage.name.clone(), trained(l_ref, train.max_steps, &mut total)),
             Task::Analyze { .. } => (stage.name.clone(), "attention rank and mass | | | |".into()),
             Task::Inheritune { round, layers, .. } => {
                 let row = (
                     format!("{} (round {round})", stage.name),
-                    trained(*layers, 1, &mut total),
+                    trained(*layers, train.max_steps, &mut total),
                 );
                 let grown = reference.with_layers((layers + rule.grow_by).min(l_ref));
                 out += &format!("| {} | {} | {needs} |\n", row.0, row.1);
@@ -105,14 +119,26 @@ pub fn plan(recipe: &Recipe) -> Result<String> {
                 );
                 continue;
             }
-            Task::Scratch { layers, factor } => (stage.name.clone(), trained(*layers, *factor, &mut total)),
+            Task::Scratch { layers, factor } => (
+                stage.name.clone(),
+                trained(*layers, train.max_steps * factor, &mut total),
+            ),
             Task::HybridStack { layers } | Task::DistillInit { layers } => {
-                (stage.name.clone(), trained(*layers, 1, &mut total))
+                (stage.name.clone(), trained(*layers, train.max_steps, &mut total))
+            }
+            Task::Kd { layers, .. } => {
+                // The teacher's forward pass on every token too (a third of its training FLOPs).
+                let tokens = (tps * recipe.distill.max_steps) as f64;
+                total += inheritune_train::trainer::flops_per_token(&reference, train.seq_len) / 3.0 * tokens;
+                (
+                    format!("{} (student; plus the reference's forward pass)", stage.name),
+                    trained(*layers, recipe.distill.max_steps, &mut total),
+                )
             }
             Task::HalfWidth => (stage.name.clone(), "half the heads, width and MLP | | | |".into()),
             Task::Stack { .. } => {
                 let layers = stage.name.trim_start_matches("stack-l").parse().unwrap_or(l0);
-                (stage.name.clone(), trained(layers, 1, &mut total))
+                (stage.name.clone(), trained(layers, train.max_steps, &mut total))
             }
             Task::Eval { .. } => {
                 if !eval_shown {

@@ -144,6 +144,7 @@ pub fn write(recipe: &Recipe, out: &Path, facts: &Facts) -> Result<()> {
             | Task::HybridStack { .. }
             | Task::HalfWidth
             | Task::DistillInit { .. }
+            | Task::Kd { .. }
             | Task::Stack { .. } => RowKind::Baseline,
             _ => continue,
         };
@@ -235,6 +236,9 @@ pub fn write(recipe: &Recipe, out: &Path, facts: &Facts) -> Result<()> {
 
     // Markdown.
     let paper_of = |r: &Row| -> Option<f64> {
+        if let Some(v) = recipe.paper.get(&r.name) {
+            return Some(*v);
+        }
         let key = match r.kind {
             RowKind::Inheritune if Some(r.name.as_str()) != target.map(|t| t.name.as_str()) => return None,
             // Stacking's half-depth model has no number of its own.
@@ -274,21 +278,31 @@ pub fn write(recipe: &Recipe, out: &Path, facts: &Facts) -> Result<()> {
         "\nMatch rule: target ≤ reference + {} (this recipe's tolerance; METHOD.md §1.6 DECISION: 0.005). Final val = token-weighted cross-entropy over the whole val split.\n\n",
         recipe.inheritune.tolerance
     );
-    let rule = rule(recipe, l_ref);
     let losses: Vec<f64> = rounds.iter().map(|r| r.1).collect();
-    let verdicts = rows[0]
-        .final_val
-        .map(|reference| rule.verdicts(reference, &losses))
-        .unwrap_or_default();
+    let verdicts = match (rows[0].final_val, rule(recipe, l_ref, facts)) {
+        (Some(reference), Some(rule)) => rule.verdicts(reference, &losses),
+        _ => Vec::new(),
+    };
     if !verdicts.is_empty() {
-        md += "## Growth (Algorithm 1)\n\n| round | layers | final val | matched |\n| --- | --- | --- | --- |\n";
+        md += "## Growth (Algorithm 1)\n\n";
+        if recipe.inheritune.start_depth == crate::config::StartDepth::FirstLazy {
+            md += &match crate::stages::first_lazy(facts) {
+                Some(Some(i)) if i >= 1 => format!("Start depth: the reference's first lazy layer (relaxed rule) is layer {i} (0-based), so {i} blocks.\n\n"),
+                _ => format!("Start depth: `first-lazy` found no lazy layer in the reference (relaxed rule), so ⌊L/2⌋ = {} was used.\n\n", l_ref / 2),
+            };
+        }
+        md += "| round | layers | final val | matched | paper |\n| --- | --- | --- | --- | --- |\n";
         for v in &verdicts {
             md += &format!(
-                "| {} | {} | {:.4} | {} |\n",
+                "| {} | {} | {:.4} | {} | {} |\n",
                 v.round,
                 v.layers,
                 v.final_val_loss,
-                if v.matched { "yes" } else { "no" }
+                if v.matched { "yes" } else { "no" },
+                recipe
+                    .paper
+                    .get(&format!("inheritune-l{}", v.layers))
+                    .map_or("–".into(), |p| format!("{p:.2}"))
             );
         }
         md += &match next {

@@ -55,6 +55,13 @@ pub enum Task {
         /// Depth.
         layers: i64,
     },
+    /// Knowledge distillation from the reference (METHOD.md §4.3).
+    Kd {
+        /// Student depth.
+        layers: i64,
+        /// DistilBERT-style initialised student (else random).
+        init: bool,
+    },
     /// Stacking: the trained model of stage `of` duplicated, then trained.
     Stack {
         /// The half-depth model's stage.
@@ -80,6 +87,7 @@ impl Task {
                 | Task::HybridStack { .. }
                 | Task::HalfWidth
                 | Task::DistillInit { .. }
+                | Task::Kd { .. }
                 | Task::Stack { .. }
         )
     }
@@ -111,6 +119,8 @@ pub const PATTERNS: &[&str] = &[
     "half-width",
     "distill-init-l",
     "stack-l",
+    "kd-l",
+    "kd-init-l",
     "analyze-target",
     "eval-",
     "report",
@@ -137,23 +147,34 @@ pub fn is_stage_name(name: &str) -> bool {
         })
 }
 
-/// The growth loop's rule for this recipe and a reference of `l_ref` layers.
-pub fn rule(recipe: &Recipe, l_ref: i64) -> Rule {
+/// The first lazy layer (relaxed rule) of the reference's analysis: None while it has not
+/// run, Some(None) when it found none.
+pub fn first_lazy(facts: &Facts) -> Option<Option<usize>> {
+    facts
+        .analysis("analyze-reference")
+        .map(|a| a.lazy_relaxed.iter().copied().min())
+}
+
+/// The growth loop's rule for this recipe and a reference of `l_ref` layers, given the facts so
+/// far; None while its start depth waits for the reference's analysis (`first-lazy`).
+pub fn rule(recipe: &Recipe, l_ref: i64, facts: &Facts) -> Option<Rule> {
     let ic = &recipe.inheritune;
-    Rule {
-        start: recipe.start_depth(l_ref),
+    Some(Rule {
+        start: recipe.start_depth(l_ref, first_lazy(facts))?,
         grow_by: ic.grow_by,
         tolerance: ic.tolerance,
         max_rounds: ic.max_rounds,
         reference_layers: l_ref,
-    }
+    })
 }
 
 /// Where the growth loop stands given `facts`: the rounds that finished (stage name, loss) and
 /// what comes next; None while the reference's loss is unknown.
 pub fn growth_state(recipe: &Recipe, l_ref: i64, facts: &Facts) -> (Vec<(String, f64)>, Option<Next>) {
-    let rule = rule(recipe, l_ref);
     let mut done: Vec<(String, f64)> = Vec::new();
+    let Some(rule) = rule(recipe, l_ref, facts) else {
+        return (done, None);
+    };
     let Some(reference) = facts.model("reference").map(|m| m.final_val_loss) else {
         return (done, None);
     };
@@ -207,20 +228,28 @@ pub fn stages(recipe: &Recipe, l_ref: i64, facts: &Facts, eval: bool) -> Vec<Sta
         Task::Analyze { of: "reference".into() },
     );
 
-    // The rounds the growth loop has asked for so far.
+    // The rounds the growth loop has asked for so far (none while `first-lazy` waits for the
+    // reference's analysis, which round 1 then needs).
     let (done, next) = growth_state(recipe, l_ref, facts);
-    let rule = rule(recipe, l_ref);
-    let asked = match next {
-        Some(Next::Train { round, .. }) => round,
+    let rule = rule(recipe, l_ref, facts);
+    let asked = match (next, &rule) {
+        (_, None) => 0,
+        (Some(Next::Train { round, .. }), _) => round,
         _ => done.len().max(1),
+    };
+    let round_deps = if recipe.inheritune.start_depth == crate::config::StartDepth::FirstLazy {
+        with(with(data.clone(), "reference"), "analyze-reference")
+    } else {
+        with(data.clone(), "reference")
     };
     let mut previous: Option<String> = None;
     for round in 1..=asked {
+        let Some(rule) = &rule else { break };
         let layers = rule.depth(round);
         let name = format!("inheritune-l{layers}");
         let deps = match &previous {
-            Some(p) => with(with(data.clone(), "reference"), p),
-            None => with(data.clone(), "reference"),
+            Some(p) => with(round_deps.clone(), p),
+            None => round_deps.clone(),
         };
         add(
             name.clone(),
@@ -275,6 +304,16 @@ pub fn stages(recipe: &Recipe, l_ref: i64, facts: &Facts, eval: bool) -> Vec<Sta
         if b.distill_init {
             let name = format!("distill-init-l{l}");
             add(name.clone(), base(&["reference"]), Task::DistillInit { layers: l });
+            models.push(name);
+        }
+        if b.kd {
+            let name = format!("kd-l{l}");
+            add(name.clone(), base(&["reference"]), Task::Kd { layers: l, init: false });
+            models.push(name);
+        }
+        if b.kd_init {
+            let name = format!("kd-init-l{l}");
+            add(name.clone(), base(&["reference"]), Task::Kd { layers: l, init: true });
             models.push(name);
         }
         if b.stacking {
@@ -406,6 +445,37 @@ max_rounds = 3
         assert_eq!(deps("scratch-l2"), ["data"]);
         assert_eq!(deps("stack-l4"), ["data", "scratch-l2"]);
         assert!(!names(&s).contains(&"report"), "no report before the loop ends");
+    }
+
+    #[test]
+    fn first_lazy_waits_for_the_analysis() {
+        let r = recipe("start_depth = \"first-lazy\"\n");
+        let mut facts = Facts::default();
+        facts.0.insert("reference".into(), model(3.0));
+        let s = stages(&r, 8, &facts, false);
+        assert!(
+            !names(&s).iter().any(|n| n.starts_with("inheritune")),
+            "{:?}",
+            names(&s)
+        );
+        let analysis = |relaxed: Vec<usize>| {
+            StageFacts::Analysis(crate::facts::AnalysisFacts {
+                model: "m".into(),
+                analysis: "a".into(),
+                n_layer: 8,
+                lazy_strict: vec![],
+                lazy_relaxed: relaxed,
+                first_lazy_depth: None,
+            })
+        };
+        facts.0.insert("analyze-reference".into(), analysis(vec![6, 3, 7]));
+        let s = stages(&r, 8, &facts, false);
+        let round = s.iter().find(|s| s.name.starts_with("inheritune")).unwrap();
+        assert_eq!(round.name, "inheritune-l3");
+        assert_eq!(round.deps, ["data", "reference", "analyze-reference"]);
+        facts.0.insert("analyze-reference".into(), analysis(vec![]));
+        let s = stages(&r, 8, &facts, false);
+        assert!(names(&s).contains(&"inheritune-l4"), "no lazy layer: L/2");
     }
 
     #[test]

@@ -41,6 +41,27 @@ fn default_order() -> Order {
     Order::Random
 }
 
+/// `[distill]`: knowledge distillation from a teacher (METHOD.md §4.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillSection {
+    /// The teacher: a Hugging Face checkpoint folder with the student's vocabulary.
+    pub teacher: PathBuf,
+    /// Weight of the cross-entropy with the labels (the paper: 0.6).
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Softmax temperature of both distributions (the paper: 1).
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+}
+
+fn default_alpha() -> f64 {
+    0.6
+}
+fn default_temperature() -> f64 {
+    1.0
+}
+
 /// How micro-batch gradients are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,11 +88,23 @@ pub struct TrainSection {
     pub tokens_per_step: Option<u64>,
     /// Combination of micro-batch gradients.
     pub grad_accum_mode: GradAccum,
+    /// `sum` mode: the micro-batch size whose mean losses the released code summed (METHOD.md
+    /// §4.1: 4 for Medium, 2 for Large and XL). Each micro-step's mean loss is scaled by
+    /// `micro_batch / sum_micro_batch` (and by world / `sum_world`), so any split that fits in
+    /// memory gives the released code's gradient. Unset: the plain sum over this run's own
+    /// micro-steps.
+    pub sum_micro_batch: Option<usize>,
+    /// `sum` mode with `sum_micro_batch`: the ranks the released code averaged its summed
+    /// gradients over (FineWeb: 3; default 1).
+    pub sum_world: Option<usize>,
     /// Data-parallel runs: overlap the gradient all-reduce with the last micro-step's backward
     /// (c10d's Reducer, as DDP does); false all-reduces flat buckets after backward.
     pub overlap: bool,
     /// Optimizer steps.
     pub max_steps: u64,
+    /// The released loop (METHOD.md §8 item 17): after the evaluation at `max_steps`, one more
+    /// update before the final pass (100,001 updates for 100K steps).
+    pub released_loop: bool,
     /// Peak learning rate.
     pub lr: f64,
     /// Final learning rate.
@@ -121,8 +154,11 @@ impl Default for TrainSection {
             grad_accum: None,
             tokens_per_step: None,
             grad_accum_mode: GradAccum::Mean,
+            sum_micro_batch: None,
+            sum_world: None,
             overlap: false,
             max_steps: 100_000,
+            released_loop: false,
             lr: 3e-4,
             min_lr: 1e-5,
             warmup_steps: 2000,
@@ -167,6 +203,19 @@ impl TrainSection {
         Ok((tokens / per) as usize)
     }
 
+    /// The factor each micro-step's mean loss is multiplied by before backward on `world`
+    /// ranks: 1/accum in `mean` mode; in `sum` mode 1, or with `sum_micro_batch` the released
+    /// split's scale (micro_batch / sum_micro_batch) × (world / sum_world).
+    pub fn loss_scale(&self, accum: usize, world: u64) -> f64 {
+        match (self.grad_accum_mode, self.sum_micro_batch) {
+            (GradAccum::Mean, _) => 1.0 / accum as f64,
+            (GradAccum::Sum, None) => 1.0,
+            (GradAccum::Sum, Some(sum_micro)) => {
+                self.micro_batch as f64 / sum_micro as f64 * world as f64 / self.sum_world.unwrap_or(1) as f64
+            }
+        }
+    }
+
     /// Tokens per optimizer step over `world` ranks (the global batch).
     pub fn tokens_per_step(&self, world: u64) -> u64 {
         match self.tokens_per_step {
@@ -205,6 +254,9 @@ pub struct RunConfig {
     /// The optimisation.
     #[serde(default)]
     pub train: TrainSection,
+    /// Knowledge distillation (absent: plain cross-entropy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillSection>,
 }
 
 impl RunConfig {
@@ -350,6 +402,43 @@ impl RunConfig {
         for (key, v) in [("weight_decay", t.weight_decay), ("grad_clip", t.grad_clip)] {
             if !(v >= 0.0 && v.is_finite()) {
                 p.push(format!("train.{key} must be a non-negative number, got {v}"));
+            }
+        }
+        if let Some(n) = t.sum_micro_batch {
+            if n == 0 {
+                p.push("train.sum_micro_batch must be positive".into());
+            }
+            if t.grad_accum_mode != GradAccum::Sum {
+                p.push("train.sum_micro_batch applies to grad_accum_mode = \"sum\" only".into());
+            }
+        }
+        if t.sum_world == Some(0) {
+            p.push("train.sum_world must be positive".into());
+        }
+        if t.sum_world.is_some() && t.sum_micro_batch.is_none() {
+            p.push("train.sum_world needs train.sum_micro_batch".into());
+        }
+        if let Some(d) = &self.distill {
+            if !(0.0..=1.0).contains(&d.alpha) {
+                p.push(format!("distill.alpha must be in [0, 1], got {}", d.alpha));
+            }
+            if !(d.temperature > 0.0 && d.temperature.is_finite()) {
+                p.push(format!("distill.temperature must be positive, got {}", d.temperature));
+            }
+            match ModelConfig::from_file(&d.teacher.join("config.json")) {
+                Ok(tc) => {
+                    if let Ok(mc) = self.model_config() {
+                        if tc.vocab_size() != mc.vocab_size() {
+                            p.push(format!(
+                                "distill.teacher {}: vocabulary {} differs from the student's {}",
+                                d.teacher.display(),
+                                tc.vocab_size(),
+                                mc.vocab_size()
+                            ));
+                        }
+                    }
+                }
+                Err(e) => p.push(format!("distill.teacher: {e}")),
             }
         }
         if let Some(d) = t.decay_steps {
@@ -531,7 +620,8 @@ fn unknown_keys(table: &toml::Table) -> Result<()> {
         _ => Vec::new(),
     };
     let known = |section: &str, key: &str| match section {
-        "" => ["preset", "model", "data", "train"].contains(&key),
+        "" => ["preset", "model", "data", "train", "distill"].contains(&key),
+        "distill" => ["teacher", "alpha", "temperature"].contains(&key),
         "model" => ["preset", "config", "overrides"].contains(&key),
         "data" => ["dir", "order"].contains(&key),
         "train" => train_keys.iter().any(|k| k == key),

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adamw::{AdamW, AdamWConfig};
 use crate::checkpoint::{self, TrainState};
-use crate::config::{GradAccum, RunConfig};
+use crate::config::{GradAccum, RunConfig, TrainSection};
 use crate::dist::Dist;
 use crate::error::{file_err, Error, Result};
 use crate::lock::RunLock;
@@ -108,6 +108,12 @@ pub struct Metrics {
     pub tokens_per_s: Option<f64>,
     /// Model FLOPs utilisation (nanoGPT's estimate) against the device's peak, when known.
     pub mfu: Option<f64>,
+    /// Distillation: the student's cross-entropy with the labels (mean of the micro-batches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ce: Option<f64>,
+    /// Distillation: KL(p_teacher ‖ p_student) per token (mean of the micro-batches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kl: Option<f64>,
 }
 
 /// The outcome of a run (the JSON line `inheritune train` prints last).
@@ -126,6 +132,48 @@ pub struct Summary {
 /// `F.cross_entropy` does in PyTorch (the model's weights are always f32 here).
 pub fn batch_loss(model: &CausalLm, x: &Tensor, y: &Tensor, dtype: DType) -> Result<Tensor> {
     Ok(autocast(model.device(), dtype, || model.loss(x, y))??)
+}
+
+/// A distillation teacher: a frozen model run without gradients on each batch.
+pub struct Teacher {
+    /// The teacher.
+    pub model: CausalLm,
+    /// Weight of the label cross-entropy.
+    pub alpha: f64,
+    /// Softmax temperature.
+    pub temperature: f64,
+}
+
+/// The distillation loss of a batch (METHOD.md §4.3 DECISION): (total, ce, kl) with total =
+/// α · CE(student, labels) + (1 − α) · T² · KL(p_teacher ‖ p_student), the KL summed over the
+/// vocabulary per token and averaged over tokens, both distributions at temperature T; the
+/// teacher under `no_grad`, both forward passes under autocast to `dtype`.
+pub fn distill_loss(
+    model: &CausalLm,
+    teacher: &Teacher,
+    x: &Tensor,
+    y: &Tensor,
+    dtype: DType,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let t = teacher.temperature;
+    Ok(autocast(
+        model.device(),
+        dtype,
+        || -> Result<(Tensor, Tensor, Tensor)> {
+            let logits = model.forward_unchecked(x);
+            let v = logits.size()[2];
+            let logits = logits.view([-1, v]);
+            let ce = logits.f_cross_entropy_loss(&y.view([-1]), None::<Tensor>, tch::Reduction::Mean, -100, 0.0)?;
+            let target = tch::no_grad(|| teacher.model.forward_unchecked(x)).view([-1, v]);
+            let log_pt = (target / t).f_log_softmax(-1, Kind::Float)?;
+            let log_ps = (logits / t).f_log_softmax(-1, Kind::Float)?;
+            let kl = (log_pt.exp() * (&log_pt - log_ps))
+                .f_sum_dim_intlist(-1, false, Kind::Float)?
+                .f_mean(Kind::Float)?;
+            let total = &ce * teacher.alpha + &kl * ((1.0 - teacher.alpha) * t * t);
+            Ok((total, ce, kl))
+        },
+    )??)
 }
 
 fn tensors(batch: &inheritune_data::loader::Batch, device: Device) -> (Tensor, Tensor) {
@@ -414,7 +462,7 @@ fn weights_finite(model: &CausalLm) -> Result<bool> {
 /// Whether a checkpoint written by `state.world` ranks may continue on `world` ranks with
 /// `accum` micro-steps each: the data order must be the one it would have had (the same global
 /// micro-batches per step), and in `sum` mode the gradient scale (the per-rank accumulation) too.
-fn check_resume(dir: &Path, state: &TrainState, world: u64, accum: u64, mode: GradAccum) -> Result<()> {
+fn check_resume(dir: &Path, state: &TrainState, world: u64, accum: u64, t: &TrainSection) -> Result<()> {
     if state.world == world && (state.accum == 0 || state.accum == accum) {
         return Ok(());
     }
@@ -429,7 +477,8 @@ fn check_resume(dir: &Path, state: &TrainState, world: u64, accum: u64, mode: Gr
             "{here}: the global batch differs, so the data order would change"
         )));
     }
-    if mode == GradAccum::Sum {
+    // With sum_micro_batch the summed gradient is the released split's on any world size.
+    if t.grad_accum_mode == GradAccum::Sum && t.sum_micro_batch.is_none() {
         return Err(Error::Resume(format!(
             "{here}: grad_accum_mode = \"sum\" scales the gradient by the per-rank micro-steps, so resume on {} ranks",
             state.world
@@ -507,6 +556,25 @@ pub fn train(
             return Err(file_err(init, format!("init checkpoint does not fit: {report}")));
         }
     }
+    let teacher = match &config.distill {
+        Some(d) => {
+            let (model, report) = hf::load(
+                &d.teacher,
+                &hf::LoadOptions {
+                    device: options.device,
+                    dtype: DType::F32,
+                    strict: true,
+                },
+            )?;
+            let _ = report; // strict: a teacher that does not load cleanly is an error
+            Some(Teacher {
+                model,
+                alpha: d.alpha,
+                temperature: d.temperature,
+            })
+        }
+        None => None,
+    };
     let params = model.named_parameters();
     let mut opt = AdamW::new(
         &params,
@@ -560,7 +628,7 @@ pub fn train(
                 }
             }
             let state = checkpoint::restore(&dir, &mut model, &mut opt)?;
-            check_resume(&dir, &state, world, accum as u64, t.grad_accum_mode)?;
+            check_resume(&dir, &state, world, accum as u64, t)?;
             start = state.step;
             restored = true;
             if writer {
@@ -648,7 +716,7 @@ pub fn train(
     let resumed_at = restored.then_some(start);
     let mut step = start;
     loop {
-        if (step % t.eval_interval == 0 || step == t.max_steps) && resumed_at != Some(step) {
+        if (step % t.eval_interval == 0 || step == t.max_steps) && step <= t.max_steps && resumed_at != Some(step) {
             let loss = run.mean_loss(&mut eval_train, step, t.eval_iters)?;
             let val_loss = run.mean_loss(&mut eval_val, step, t.eval_iters)?;
             let m = Metrics {
@@ -661,6 +729,8 @@ pub fn train(
                 grad_norm: None,
                 tokens_per_s: None,
                 mfu: None,
+                ce: None,
+                kl: None,
             };
             run.log(&m)?;
             let state = TrainState {
@@ -676,21 +746,27 @@ pub fn train(
                 return Err(Error::Interrupted);
             }
         }
-        if step >= t.max_steps {
+        if step >= t.max_steps + u64::from(t.released_loop) {
             break;
         }
         let began = Instant::now();
         let lr = lr_at(t.schedule, step, t.lr, t.min_lr, t.warmup_steps, decay);
         // Losses stay on the device until the end of the step: one host synchronisation per step.
         let mut loss_sum = Tensor::f_zeros([], (Kind::Float, run.device))?;
+        let mut parts_sum = Tensor::f_zeros([2], (Kind::Float, run.device))?;
+        let scale = t.loss_scale(accum, world);
         for micro in 0..accum as u64 {
             let (x, y) = tensors(&train_loader.micro_batch(step, micro, accum as u64)?, run.device);
-            let loss = batch_loss(&run.model, &x, &y, dtype)?;
-            loss_sum = loss_sum.f_add(&loss.detach())?;
-            let scaled = match t.grad_accum_mode {
-                GradAccum::Mean => loss / accum as f64,
-                GradAccum::Sum => loss,
+            let loss = match &teacher {
+                None => batch_loss(&run.model, &x, &y, dtype)?,
+                Some(teacher) => {
+                    let (total, ce, kl) = distill_loss(&run.model, teacher, &x, &y, dtype)?;
+                    parts_sum = parts_sum.f_add(&Tensor::f_stack(&[ce.detach(), kl.detach()], 0)?)?;
+                    total
+                }
             };
+            loss_sum = loss_sum.f_add(&loss.detach())?;
+            let scaled = loss * scale;
             if let (Some(o), true) = (&overlap, micro + 1 == accum as u64) {
                 o.arm(&scaled)?; // this backward averages the gradients across ranks
             }
@@ -700,6 +776,15 @@ pub fn train(
             dist.0.average_gradients(&run.opt.grads())?;
         }
         dist.0.sum(&loss_sum)?;
+        let parts = match &teacher {
+            Some(_) => {
+                dist.0.sum(&parts_sum)?;
+                Some(Vec::<f64>::try_from(
+                    parts_sum.to_kind(Kind::Double).to_device(Device::Cpu),
+                )?)
+            }
+            None => None,
+        };
         let grad_norm = run
             .opt
             .clip_grad_norm(if t.grad_clip > 0.0 { t.grad_clip } else { f64::INFINITY })?;
@@ -727,6 +812,8 @@ pub fn train(
             grad_norm: Some(grad_norm),
             tokens_per_s: Some(tps),
             mfu: peak.map(|p| fpt * tps / p),
+            ce: parts.as_ref().map(|p| p[0] / micro_batches),
+            kl: parts.as_ref().map(|p| p[1] / micro_batches),
         };
         run.log(&m)?;
         step += 1;
@@ -745,6 +832,8 @@ pub fn train(
         grad_norm: None,
         tokens_per_s: None,
         mfu: None,
+        ce: None,
+        kl: None,
     };
     run.log(&m)?;
     let state = TrainState {

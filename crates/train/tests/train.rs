@@ -250,20 +250,23 @@ fn bad_configs_list_every_problem() -> anyhow::Result<()> {
 /// config sets itself win over the preset.
 #[test]
 fn presets_match_the_spec() -> anyhow::Result<()> {
-    // (preset, tokens per step, lr, beta2, grad_accum sum?, sequential?)
+    // (preset, tokens per step, lr, beta2, grad_accum sum?, sequential?, the released code's
+    // summed micro-batch and ranks (METHOD.md §4.1, §4.2))
     let expected = [
-        ("owt-gpt2-medium", 393_216, 3e-4, 0.95, true, false),
-        ("owt-gpt2-large", 131_072, 2e-4, 0.95, true, false),
-        ("owt-gpt2-xl", 131_072, 1.5e-4, 0.95, true, false),
-        ("fineweb-gpt2-large", 61_440, 2e-4, 0.999, true, true),
-        ("fineweb-gpt2-medium", 61_440, 2e-4, 0.999, true, true),
-        ("llama-lowdata", 131_072, 3e-4, 0.999, false, false),
+        ("owt-gpt2-medium", 393_216, 3e-4, 0.95, true, false, Some(4), None),
+        ("owt-gpt2-large", 131_072, 2e-4, 0.95, true, false, Some(2), None),
+        ("owt-gpt2-xl", 131_072, 1.5e-4, 0.95, true, false, Some(2), None),
+        ("fineweb-gpt2-large", 61_440, 2e-4, 0.999, true, true, Some(2), Some(3)),
+        ("fineweb-gpt2-medium", 61_440, 3e-4, 0.999, true, true, Some(2), Some(3)),
+        ("llama-lowdata", 131_072, 3e-4, 0.999, false, false, None, None),
     ];
     assert_eq!(expected.len(), inheritune_train::config::PRESETS.len());
-    for (name, tokens, lr, beta2, sum, sequential) in expected {
+    for (name, tokens, lr, beta2, sum, sequential, sum_micro, sum_world) in expected {
         let cfg = RunConfig::parse(&format!(
             "preset = \"{name}\"\n[model]\npreset = \"gpt2-medium\"\n[data]\ndir = \"d\"\n"
         ))?;
+        assert_eq!(cfg.train.sum_micro_batch, sum_micro, "{name}");
+        assert_eq!(cfg.train.sum_world, sum_world, "{name}");
         // The global batch does not change with the world size; the accumulation follows it.
         for world in [1, 2, 4] {
             assert_eq!(cfg.tokens_per_step(world), tokens, "{name}");
