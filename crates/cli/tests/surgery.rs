@@ -134,3 +134,86 @@ fn grow_and_select_work_on_llama() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The baselines' verbs under `inheritune surgery <op>`, each checked tensor by tensor against
+/// the reference: stacking duplicates the blocks, hybrid stacking places the reference's first
+/// l/2 blocks twice, distill-init takes alternate blocks, half-width keeps ⌊H/2⌋ heads (odd H
+/// only with --floor-heads) and slices every tensor from its start.
+#[test]
+fn baseline_verbs_build_what_the_method_says() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let reference = fixture("gpt2_inverse_scale"); // 3 layers, 3 heads of 8, MLP 40, biases
+    let r = reference.to_str().unwrap_or_default();
+    let out = |name: &str| tmp.path().join(name).display().to_string();
+    let ok = |args: &[&str]| -> anyhow::Result<()> {
+        let o = run(args)?;
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        Ok(())
+    };
+    let rt = tensors(&reference)?;
+    let key = |i: usize, rest: &str| format!("transformer.h.{i}.{rest}");
+
+    ok(&[
+        "surgery",
+        "hybrid-stack",
+        "--from",
+        r,
+        "--layers",
+        "2",
+        "--out",
+        &out("hybrid"),
+    ])?;
+    let h = tensors(Path::new(&out("hybrid")))?;
+    for (target, source) in [(0, 0), (1, 0)] {
+        assert!(h[&key(target, "attn.c_attn.weight")].equal(&rt[&key(source, "attn.c_attn.weight")]));
+    }
+
+    ok(&["surgery", "stack", "--from", &out("hybrid"), "--out", &out("stacked")])?;
+    let s = tensors(Path::new(&out("stacked")))?;
+    for (target, source) in [(0, 0), (1, 1), (2, 0), (3, 1)] {
+        assert!(
+            s[&key(target, "mlp.c_fc.weight")].equal(&h[&key(source, "mlp.c_fc.weight")]),
+            "stack block {target}"
+        );
+    }
+
+    ok(&[
+        "surgery",
+        "distill-init",
+        "--from",
+        r,
+        "--layers",
+        "2",
+        "--out",
+        &out("distill"),
+    ])?;
+    let d = tensors(Path::new(&out("distill")))?;
+    // ⌊3/2⌋ = 1 alternate block (0), then from 3·3/4 = 2 on: blocks 0 and 2.
+    assert!(d[&key(0, "ln_1.weight")].equal(&rt[&key(0, "ln_1.weight")]));
+    assert!(d[&key(1, "ln_1.weight")].equal(&rt[&key(2, "ln_1.weight")]));
+
+    let odd = run(&["surgery", "half-width", "--from", r, "--out", &out("refused")])?;
+    let err = String::from_utf8_lossy(&odd.stderr);
+    assert!(!odd.status.success() && err.contains("--floor-heads"), "{err}");
+    // The old top-level name stays an alias.
+    ok(&["half-width", "--from", r, "--floor-heads", "--out", &out("half")])?;
+    let hw = tensors(Path::new(&out("half")))?;
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("half/config.json"))?)?;
+    assert_eq!(
+        (
+            config["n_head"].as_i64(),
+            config["n_embd"].as_i64(),
+            config["n_inner"].as_i64()
+        ),
+        (Some(1), Some(8), Some(20))
+    );
+    let qkv = &rt[&key(1, "attn.c_attn.weight")]; // Conv1D layout in the file: (d, 3d)
+    let want = Tensor::cat(&[qkv.narrow(1, 0, 8), qkv.narrow(1, 24, 8), qkv.narrow(1, 48, 8)], 1).narrow(0, 0, 8);
+    assert!(
+        hw[&key(1, "attn.c_attn.weight")].equal(&want),
+        "half-width q, k, v of head 0"
+    );
+    assert!(hw["transformer.wte.weight"].equal(&rt["transformer.wte.weight"].narrow(1, 0, 8)));
+    Ok(())
+}

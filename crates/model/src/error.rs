@@ -45,6 +45,14 @@ pub enum Error {
         /// The validation error.
         err: Box<Error>,
     },
+    /// A `pytorch_model.bin` that libtorch's unpickler cannot read as a state dict.
+    #[error("{path}: invalid PyTorch weights file: {message}")]
+    Pickle {
+        /// The file.
+        path: PathBuf,
+        /// What libtorch's unpickler reported (its first line).
+        message: String,
+    },
     /// A safetensors file is truncated or malformed.
     #[error("{path}: invalid safetensors file: {message}")]
     Safetensors {

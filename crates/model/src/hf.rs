@@ -1,4 +1,5 @@
-//! Hugging Face checkpoint folders: `config.json` + `model.safetensors` (or a sharded index).
+//! Hugging Face checkpoint folders: `config.json` + `model.safetensors` (or a sharded index), or
+//! PyTorch's `pytorch_model.bin` (or its sharded index) as older checkpoints publish them.
 //!
 //! This is the only place that knows the file layout: GPT-2's Conv1D weights are stored as
 //! (in × out) and transposed here, its causal-mask buffers are skipped, tied heads are neither
@@ -120,22 +121,35 @@ fn dtype_of(kind: Kind) -> Option<Dtype> {
     }
 }
 
-/// The safetensors files of a checkpoint folder: the single file, or every shard of the index.
+/// PyTorch's weights file (`torch.save` of the state dict: a zip of pickles).
+pub const PICKLE_FILE: &str = "pytorch_model.bin";
+/// The index of a sharded `pytorch_model.bin`.
+pub const PICKLE_INDEX_FILE: &str = "pytorch_model.bin.index.json";
+
+/// The weight files of a checkpoint folder: `model.safetensors`, every shard of its index, or
+/// (as published by older checkpoints such as OpenLLaMA) `pytorch_model.bin` or every shard of
+/// its index; safetensors first when both are present.
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let single = dir.join(WEIGHTS_FILE);
-    if single.exists() {
-        return Ok(vec![single]);
+    for (single, index) in [(WEIGHTS_FILE, INDEX_FILE), (PICKLE_FILE, PICKLE_INDEX_FILE)] {
+        if dir.join(single).exists() {
+            return Ok(vec![dir.join(single)]);
+        }
+        if dir.join(index).exists() {
+            return index_files(dir, &dir.join(index));
+        }
     }
-    let index = dir.join(INDEX_FILE);
-    if !index.exists() {
-        return Err(Error::io(
-            &single,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("no {WEIGHTS_FILE} or {INDEX_FILE} in the checkpoint folder"),
-            ),
-        ));
-    }
+    Err(Error::io(
+        dir.join(WEIGHTS_FILE),
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no {WEIGHTS_FILE}, {INDEX_FILE}, {PICKLE_FILE} or {PICKLE_INDEX_FILE} in the checkpoint folder"),
+        ),
+    ))
+}
+
+/// Every shard an index names.
+fn index_files(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
+    let index = index.to_path_buf();
     let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| Error::Json {
         path: index.clone(),
@@ -276,25 +290,12 @@ pub fn load_weights(model: &mut CausalLm, files: &[PathBuf]) -> Result<LoadRepor
     let mut report = LoadReport::default();
     let mut seen = BTreeSet::new();
     for path in files {
-        let mmap = map_file(path)?;
-        let st = SafeTensors::deserialize(&mmap).map_err(|e| Error::Safetensors {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
-        names.sort();
-        for key in names {
-            let view = st.tensor(&key).map_err(|e| Error::Safetensors {
-                path: path.clone(),
-                message: format!("{key}: {e}"),
-            })?;
-            let actual: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let mut apply = |key: String, actual: Vec<i64>, tensor: &dyn Fn() -> Result<Tensor>| -> Result<()> {
             match plan_key(&config, &params, &key) {
                 Plan::Ignore(reason) => report.ignored.push((key, reason.to_string())),
                 Plan::Unexpected => report.unexpected.push(key),
                 Plan::ZeroBias => {
-                    let t = view_to_tensor(path, &key, &view)?;
-                    if t.f_abs()?.f_max()?.double_value(&[]) != 0.0 {
+                    if tensor()?.f_abs()?.f_max()?.double_value(&[]) != 0.0 {
                         return Err(Error::NonZeroBias {
                             path: path.clone(),
                             name: key,
@@ -314,15 +315,52 @@ pub fn load_weights(model: &mut CausalLm, files: &[PathBuf]) -> Result<LoadRepor
                             expected,
                             actual,
                         });
-                        continue;
+                        return Ok(());
                     }
-                    let src = view_to_tensor(path, &key, &view)?;
+                    let src = tensor()?;
                     let src = if transpose { src.tr() } else { src };
                     tch::no_grad(|| var.shallow_clone().f_copy_(&src))?;
                     seen.insert(param);
                     report.applied.push(key);
                 }
             }
+            Ok(())
+        };
+        if path.extension().is_some_and(|e| e == "bin") {
+            // A zip of pickles written by torch.save: libtorch's own unpickler reads it.
+            let mut tensors = Tensor::loadz_multi(path).map_err(|e| Error::Pickle {
+                path: path.clone(),
+                message: format!(
+                    "not a state dict torch.save wrote ({})",
+                    e.to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim_start_matches("Internal torch error: ")
+                ),
+            })?;
+            tensors.sort_by(|a, b| a.0.cmp(&b.0));
+            for (key, t) in tensors {
+                let size = t.size();
+                apply(key, size, &|| Ok(t.shallow_clone()))?;
+            }
+            continue;
+        }
+        let mmap = map_file(path)?;
+        let st = SafeTensors::deserialize(&mmap).map_err(|e| Error::Safetensors {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+        names.sort();
+        for key in names {
+            let view = st.tensor(&key).map_err(|e| Error::Safetensors {
+                path: path.clone(),
+                message: format!("{key}: {e}"),
+            })?;
+            let actual: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+            let name = key.clone();
+            apply(key, actual, &|| view_to_tensor(path, &name, &view))?;
         }
     }
     let mut missing: Vec<String> = params.keys().filter(|k| !seen.contains(*k)).cloned().collect();

@@ -103,3 +103,37 @@ fn saved_files_use_the_hugging_face_layout() -> anyhow::Result<()> {
     assert_eq!(cfg["vocab_size"], 256);
     Ok(())
 }
+
+/// `pytorch_model.bin` (torch.save's zip of pickles) and its sharded index, written by
+/// transformers (`tests/fixtures/make_bin_fixtures.py`), load with a clean report and the
+/// same tensors as the safetensors folder they came from.
+#[test]
+fn pytorch_bin_checkpoints_load_like_safetensors() -> anyhow::Result<()> {
+    use inheritune_model::hf::{self, LoadOptions};
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let options = LoadOptions {
+        strict: true,
+        ..LoadOptions::default()
+    };
+    let (want, _) = hf::load(&fixtures.join("llama_mqa_untied"), &options)?;
+    let want = want.named_parameters();
+    for name in ["llama_mqa_untied_bin", "llama_mqa_untied_bin_sharded"] {
+        let (model, report) = hf::load(&fixtures.join(name), &options)?;
+        assert!(report.is_clean(), "{name}: {report}");
+        let got = model.named_parameters();
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (key, t) in &want {
+            assert!(got[key].equal(t), "{name}: {key}");
+        }
+    }
+    // Not a state dict: one line naming the file.
+    let tmp = tempfile::tempdir()?;
+    std::fs::copy(
+        fixtures.join("llama_mqa_untied/config.json"),
+        tmp.path().join("config.json"),
+    )?;
+    std::fs::write(tmp.path().join("pytorch_model.bin"), b"not a zip")?;
+    let err = hf::load(tmp.path(), &options).unwrap_err().to_string();
+    assert!(err.contains("pytorch_model.bin") && err.lines().count() == 1, "{err}");
+    Ok(())
+}
