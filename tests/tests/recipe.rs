@@ -334,3 +334,95 @@ fn every_stage_type_runs() -> anyhow::Result<()> {
     assert_eq!((half["n_embd"].as_i64(), half["n_head"].as_i64()), (Some(16), Some(1)));
     Ok(())
 }
+
+/// `xtask/recipes/openllama-3b-1b.toml` at a reduced size: a given LLaMA reference saved by
+/// transformers as `pytorch_model.bin` (3 layers, a 300-token BPE that prepends BOS), the data
+/// prepared with the tokenizer's own BOS rule and no end-of-text, the reference scored by one
+/// full val pass, Inheritune from the `.bin` reference, the METHOD.md §6.8 task list (on the
+/// eval fixtures' documents) and the report with both MMLU averages.
+#[test]
+fn llama_low_data_recipe_reaches_its_report() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let reference = root().join("crates/model/tests/fixtures/llama_mqa_untied_bin");
+    let text = std::fs::read_to_string(root().join("xtask/recipes/openllama-3b-1b.toml"))?;
+    let reduced = text
+        .replace("\"data/raw/redpajama-1t-sample\"", &format!("{:?}", root().join("datasets/sotu/sotu.parquet")))
+        .replace("val_fraction = 0.001", "val_fraction = 0.01")
+        .replace("\"checkpoints/open_llama_3b/tokenizer.json\"", &format!("{:?}", reference.join("tokenizer.json")))
+        .replace("\"checkpoints/open_llama_3b\"", &format!("{:?}", reference))
+        .replace("[reference.model]\npreset = \"open-llama-3b\"\n", "")
+        .replace(
+            "preset = \"llama-lowdata\"",
+            "preset = \"llama-lowdata\"\nmicro_batch = 4\nseq_len = 32\ngrad_accum = 1\nmax_steps = 10\nwarmup_steps = 2\neval_interval = 5\neval_iters = 2",
+        )
+        .replace("start_depth = 13", "start_depth = 1")
+        .replace("\"data/eval\"", &format!("{:?}", root().join("crates/eval/tests/fixtures/lmeval/data")))
+        // The eval fixtures hold one MMLU subject (the group is built from the subjects run).
+        .replace("\"logiqa\", \"mmlu\",", "\"logiqa\", \"mmlu_abstract_algebra\",")
+        + "limit = 3\n[analysis]\nwindows = 4\nwindow_len = 32\n";
+    assert!(
+        !reduced.contains("preset = \"open-llama-3b\"") && !reduced.contains("\"checkpoints/"),
+        "{reduced}"
+    );
+    let recipe = tmp.path().join("llama.toml");
+    std::fs::write(&recipe, &reduced)?;
+    let run = tmp.path().join("run");
+    let status = Command::new(binary())
+        .arg("recipe")
+        .arg("--config")
+        .arg(&recipe)
+        .arg("--run")
+        .arg(&run)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()?;
+    assert!(status.success(), "the LLaMA recipe failed");
+    // The tokenizer's own rule (its BOS before every document), no end-of-text.
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(run.join("data/manifest.json"))?)?;
+    assert_eq!(manifest["config"]["add_special_tokens"], true, "{manifest}");
+    assert_eq!(manifest["config"]["eot"], "none", "{manifest}");
+    // The reference was scored, not trained: its facts point at the .bin folder.
+    let facts: Value = serde_json::from_str(&std::fs::read_to_string(run.join("reference/facts.json"))?)?;
+    assert_eq!(facts["model"].as_str(), reference.to_str());
+    assert!(facts["final_val_loss"].as_f64().is_some_and(f64::is_finite), "{facts}");
+    for stage in [
+        "inheritune-l1",
+        "scratch-l1",
+        "eval-reference",
+        "eval-inheritune-l1",
+        "report",
+    ] {
+        assert!(run.join(stage).join("DONE").exists(), "{stage} has no DONE");
+    }
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(run.join("eval-reference/results.json"))?)?;
+    for task in [
+        "wsc",
+        "piqa",
+        "boolq",
+        "winogrande",
+        "logiqa",
+        "mmlu",
+        "wnli",
+        "qnli",
+        "mnli",
+        "truthfulqa_mc2",
+    ] {
+        assert!(
+            results["results"][task]["acc,none"].as_f64().is_some(),
+            "{task}: {results}"
+        );
+    }
+    let mmlu = &results["results"]["mmlu"];
+    let subject = results["results"]["mmlu_abstract_algebra"]["acc,none"].as_f64();
+    assert_eq!(
+        mmlu["acc_macro,none"].as_f64(),
+        subject,
+        "one subject: macro = its accuracy"
+    );
+    let report = std::fs::read_to_string(run.join("report/report.md"))?;
+    assert!(
+        report.contains("mmlu (acc)") && report.contains("mmlu (acc_macro"),
+        "{report}"
+    );
+    Ok(())
+}

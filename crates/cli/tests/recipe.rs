@@ -39,6 +39,8 @@ fn every_recipe_plans() {
         "gpt2-large",
         "gpt2-large-fineweb",
         "gpt2-medium-fineweb",
+        "openllama-3b-1b",
+        "tiny-full",
     ] {
         let plan = dry_run(recipe);
         assert!(

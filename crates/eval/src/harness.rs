@@ -117,6 +117,7 @@ pub fn evaluate(
     }
     let mut eval = Evaluation::default();
     let mut mmlu: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    let mut subject_means: Vec<f64> = Vec::new();
     for (task, items) in &prepared {
         let requests: Vec<(String, String)> = items.iter().flat_map(|i| i.requests.iter().cloned()).collect();
         let total = requests.len();
@@ -226,6 +227,9 @@ pub fn evaluate(
         }
         if let Some(category) = task.mmlu_category() {
             let accs = per.get("acc").cloned().unwrap_or_default();
+            if !accs.is_empty() {
+                subject_means.push(accs.iter().sum::<f64>() / accs.len() as f64);
+            }
             mmlu.entry(category).or_default().extend(&accs);
             mmlu.entry("").or_default().extend(accs);
         }
@@ -235,14 +239,23 @@ pub fn evaluate(
     for (category, _) in std::iter::once(&("", &[][..])).chain(MMLU.iter()) {
         if let Some(xs) = mmlu.get(category) {
             let (m, se) = mean_stderr(xs);
+            let mut metrics = BTreeMap::from([("acc".to_string(), m)]);
+            let mut stderr = BTreeMap::from([("acc".to_string(), se)]);
+            if category.is_empty() {
+                // The paper's MMLU number is the mean over subjects (macro); lm-eval's group
+                // is the size-weighted mean above (micro). Both are reported.
+                let macro_mean = subject_means.iter().sum::<f64>() / subject_means.len() as f64;
+                metrics.insert("acc_macro".to_string(), macro_mean);
+                stderr.insert("acc_macro".to_string(), None);
+            }
             eval.results.push(TaskResult {
                 name: if category.is_empty() {
                     "mmlu".into()
                 } else {
                     format!("mmlu_{category}")
                 },
-                metrics: BTreeMap::from([("acc".to_string(), m)]),
-                stderr: BTreeMap::from([("acc".to_string(), se)]),
+                metrics,
+                stderr,
                 n: xs.len(),
             });
         }
@@ -270,8 +283,9 @@ impl Evaluation {
     }
 
     /// The metric Table 1 reports for each task, in the order run: (column label, value in
-    /// percent, or as it is for perplexities, and whether it is a percentage). MMLU's
-    /// categories are left out (the `mmlu` row carries the average).
+    /// percent, or as it is for perplexities, and whether it counts in the average). MMLU's
+    /// categories are left out (the `mmlu` row carries the average); its macro mean over
+    /// subjects follows it as a column of its own, outside the average.
     pub fn reported(&self) -> Vec<(String, f64, bool)> {
         let reported = |r: &TaskResult| -> Option<(String, f64, bool)> {
             let (metric, pct) = match r.name.as_str() {
@@ -283,7 +297,15 @@ impl Evaluation {
             let v = *r.metrics.get(metric)?;
             Some((format!("{} ({metric})", r.name), if pct { 100.0 * v } else { v }, pct))
         };
-        self.results.iter().filter_map(reported).collect()
+        let mut cols = Vec::new();
+        for r in &self.results {
+            cols.extend(reported(r));
+            // The paper's MMLU number is the macro mean over subjects; lm-eval's is micro.
+            if let (true, Some(&v)) = (r.name == "mmlu", r.metrics.get("acc_macro")) {
+                cols.push(("mmlu (acc_macro, the paper's)".to_string(), 100.0 * v, false));
+            }
+        }
+        cols
     }
 
     /// The mean of the percentage columns of [`Evaluation::reported`] (NaN without any).

@@ -94,7 +94,7 @@ fn every_task_matches_lm_eval_batch_8() -> anyhow::Result<()> {
 }
 
 /// The same tasks with a tokenizer that prepends `<|endoftext|>` (a LLaMA-style post-processor):
-/// the harness's BOS rule (METHOD.md §1.4) and the BOS inside rolling windows (§1.8).
+/// the harness's BOS rule (EVAL-TASKS.md §1.4) and the BOS inside rolling windows (§1.8).
 #[test]
 fn every_task_matches_lm_eval_with_a_bos_tokenizer() -> anyhow::Result<()> {
     check("model_bos", "expected_bos.json", 4)

@@ -142,6 +142,38 @@ pub struct DataCfg {
     /// The tokenizer.
     #[serde(default = "gpt2")]
     pub tokenizer: TokenizerSpec,
+    /// End-of-text placement, overriding the `prepare` preset's: `append`, `prepend` or `none`.
+    #[serde(default)]
+    pub eot: Option<EotPlacement>,
+    /// The token used as end-of-text (default `<|endoftext|>`).
+    #[serde(default)]
+    pub eot_token: Option<String>,
+    /// Apply the tokenizer's own special-token rules to every document (LLaMA's BOS).
+    #[serde(default)]
+    pub add_special_tokens: bool,
+}
+
+/// Where `prepare` puts the end-of-text token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EotPlacement {
+    /// After each document.
+    Append,
+    /// Before each document.
+    Prepend,
+    /// Not added.
+    None,
+}
+
+impl EotPlacement {
+    /// The `--eot` value.
+    pub fn arg(self) -> &'static str {
+        match self {
+            EotPlacement::Append => "append",
+            EotPlacement::Prepend => "prepend",
+            EotPlacement::None => "none",
+        }
+    }
 }
 
 fn generic() -> String {
@@ -155,7 +187,9 @@ fn gpt2() -> TokenizerSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReferenceCfg {
-    /// Its architecture, as a run config's `[model]`.
+    /// Its architecture, as a run config's `[model]` (with a `checkpoint`, optional: the
+    /// checkpoint's `config.json` is the architecture, and a `[model]` given too must agree).
+    #[serde(default)]
     pub model: ModelSection,
     /// A trained checkpoint to use instead of training one (LLaMA low-data regime).
     #[serde(default)]
@@ -511,7 +545,7 @@ impl Recipe {
         if matches!(self.data.tokenizer, TokenizerSpec::Bpe(_)) && self.data.inputs.is_empty() {
             problems.push("data.tokenizer bpe-<N> trains on data.inputs, which is empty".to_string());
         }
-        let l_ref = self.reference_config()?.n_layer();
+        let l_ref = self.planned_reference_config()?.n_layer();
         let l0 = match self.inheritune.start_depth {
             StartDepth::Layers(n) => n,
             _ => (l_ref / 2).max(1),
@@ -541,14 +575,43 @@ impl Recipe {
     /// # Errors
     /// An unknown preset or an unreadable `config.json`.
     pub fn reference_config(&self) -> Result<ModelConfig> {
-        if let Some(ckpt) = &self.reference.checkpoint {
-            if self.reference.model.preset.is_none() && self.reference.model.config.is_none() {
-                return Ok(ModelConfig::from_file(&ckpt.join("config.json"))?);
+        self.reference_config_for(false)
+    }
+
+    /// As [`Recipe::reference_config`], but a given checkpoint that is not there yet (a dry run
+    /// before the download) is planned from `[reference.model]` when that names a model.
+    ///
+    /// # Errors
+    /// As [`Recipe::reference_config`].
+    pub fn planned_reference_config(&self) -> Result<ModelConfig> {
+        self.reference_config_for(true)
+    }
+
+    fn reference_config_for(&self, planning: bool) -> Result<ModelConfig> {
+        let m = &self.reference.model;
+        let stated = m.preset.is_some() || m.config.is_some();
+        let named = || -> Result<ModelConfig> { Ok(self.run_config(m.clone(), PathBuf::new(), 1).model_config()?) };
+        let Some(ckpt) = &self.reference.checkpoint else {
+            return named();
+        };
+        if planning && stated && !ckpt.join("config.json").exists() {
+            return named();
+        }
+        let config = ModelConfig::from_file(&ckpt.join("config.json"))?;
+        if stated {
+            let named = named()?;
+            if named.parameter_shapes() != config.parameter_shapes() {
+                return Err(Error::Invalid(format!(
+                    "reference.model ({} layers x {}) does not match the checkpoint {} ({} layers x {})",
+                    named.n_layer(),
+                    named.n_embd(),
+                    ckpt.display(),
+                    config.n_layer(),
+                    config.n_embd()
+                )));
             }
         }
-        Ok(self
-            .run_config(self.reference.model.clone(), PathBuf::new(), 1)
-            .model_config()?)
+        Ok(config)
     }
 
     /// Start depth l0 of a reference of `l_ref` layers, given the first lazy layer of its

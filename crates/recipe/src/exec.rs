@@ -211,7 +211,11 @@ impl Children<'_> {
             TokenizerSpec::Bpe(_) => ["tokenizer.json", "tokenizer_config.json"]
                 .map(|f| (self.run.join("tokenizer").join(f), f))
                 .to_vec(),
-            TokenizerSpec::File(p) => vec![(p.clone(), "tokenizer.json")],
+            // A published tokenizer.json comes with the tokenizer_config.json beside it (BOS/EOS).
+            TokenizerSpec::File(p) => vec![
+                (p.clone(), "tokenizer.json"),
+                (p.with_file_name("tokenizer_config.json"), "tokenizer_config.json"),
+            ],
         };
         for (src, name) in files {
             if src.exists() && model.exists() {
@@ -279,6 +283,15 @@ impl Children<'_> {
         }
         if let Some(v) = d.val_fraction {
             a.extend(["--val-fraction".into(), v.to_string()]);
+        }
+        if let Some(e) = d.eot {
+            a.extend(["--eot".into(), e.arg().into()]);
+        }
+        if let Some(t) = &d.eot_token {
+            a.extend(["--eot-token".into(), t.clone()]);
+        }
+        if d.add_special_tokens {
+            a.push("--add-special-tokens".into());
         }
         match &d.tokenizer {
             TokenizerSpec::Gpt2 => {}

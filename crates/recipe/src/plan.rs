@@ -23,7 +23,7 @@ fn assumed(loss: f64, layers: i64) -> StageFacts {
 /// # Errors
 /// An invalid reference model or training section.
 pub fn plan(recipe: &Recipe) -> Result<String> {
-    let reference = recipe.reference_config()?;
+    let reference = recipe.planned_reference_config()?;
     let train = &recipe.train.section;
     let hw = &recipe.hardware;
     let gpus = hw.gpus.max(1);
@@ -99,7 +99,14 @@ pub fn plan(recipe: &Recipe) -> Result<String> {
             Task::Data => (stage.name.clone(), "inheritune prepare | | | |".into()),
             Task::Reference if recipe.reference.checkpoint.is_some() => (
                 stage.name.clone(),
-                format!("given checkpoint, full val pass | {} | | |", reference.num_parameters()),
+                format!(
+                    "given checkpoint{}, full val pass | {} | | |",
+                    match &recipe.reference.checkpoint {
+                        Some(c) if !c.join("config.json").exists() => format!(" ({} not there yet)", c.display()),
+                        _ => String::new(),
+                    },
+                    reference.num_parameters()
+                ),
             ),
             Task::Reference => (stage.name.clone(), trained(l_ref, train.max_steps, &mut total)),
             Task::Analyze { .. } => (stage.name.clone(), "attention rank and mass | | | |".into()),

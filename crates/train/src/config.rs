@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::schedule::Schedule;
 
 /// `[model]`: a preset or a `config.json`, with key overrides.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     /// A preset name (`gpt2-small`, `gpt2-medium`, ..., `gpt2-tiny`, `llama-tiny`).
