@@ -264,7 +264,11 @@ fn every_stage_type_runs() -> anyhow::Result<()> {
         .replace("eval_interval = 50", "eval_interval = 10")
         .replace("max_steps = 75", "max_steps = 10")
         .replace("windows = 20", "windows = 4")
-        .replace("window_len = 100", "window_len = 32");
+        .replace("window_len = 100", "window_len = 32")
+        // Two rounds that never match, the second grown from the first (warm-append).
+        .replace("growth = \"restart\"", "growth = \"warm-append\"")
+        .replace("tolerance = 0.05", "tolerance = -100.0")
+        .replace("max_rounds = 1", "max_rounds = 2");
     assert_ne!(reduced, text);
     let recipe = tmp.path().join("tiny-full.toml");
     std::fs::write(&recipe, reduced)?;
@@ -283,6 +287,7 @@ fn every_stage_type_runs() -> anyhow::Result<()> {
     let trained = [
         "reference",
         "inheritune-l2",
+        "inheritune-l4",
         "scratch-l2",
         "scratch-l2-2x",
         "hybrid-stack-l2",
@@ -327,6 +332,17 @@ fn every_stage_type_runs() -> anyhow::Result<()> {
             "{stage}"
         );
     }
+    // Round 2 grew round 1's trained model by the reference's next two blocks.
+    let grow: Value = serde_json::from_str(&std::fs::read_to_string(run.join("inheritune-l4/init/surgery.json"))?)?;
+    assert_eq!(grow["operation"], "grow", "{grow}");
+    let rounds = summary["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2);
+    assert!(rounds.iter().all(|r| r["matched"] == false), "{rounds:?}");
+    let report = std::fs::read_to_string(run.join("report/report.md"))?;
+    assert!(
+        report.contains("No round matched; the loop stopped at 4 layers"),
+        "{report}"
+    );
     // DistilBERT-style: alternate teacher blocks (0, 2 of 4); half-width: 1 head of 16.
     let plan: Value = serde_json::from_str(&std::fs::read_to_string(run.join("kd-init-l2/init/surgery.json"))?)?;
     assert_eq!(plan["settings"]["blocks"], serde_json::json!([0, 2]), "{plan}");

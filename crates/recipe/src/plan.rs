@@ -134,15 +134,44 @@ pub fn plan(recipe: &Recipe) -> Result<String> {
                 (stage.name.clone(), trained(*layers, train.max_steps, &mut total))
             }
             Task::Kd { layers, .. } => {
-                // The teacher's forward pass on every token too (a third of its training FLOPs).
+                // The student's training plus the teacher's forward pass on every token.
+                let config = reference.with_layers(*layers);
                 let tokens = (tps * recipe.distill.max_steps) as f64;
-                total += inheritune_train::trainer::flops_per_token(&reference, train.seq_len) / 3.0 * tokens;
+                let fpt = inheritune_train::trainer::flops_per_token(&config, train.seq_len)
+                    + inheritune_train::trainer::flops_per_token(&reference, train.seq_len) / 3.0;
+                let flops = fpt * tokens;
+                total += flops;
                 (
-                    format!("{} (student; plus the reference's forward pass)", stage.name),
-                    trained(*layers, recipe.distill.max_steps, &mut total),
+                    format!("{} (student; FLOPs with the teacher's forward)", stage.name),
+                    format!(
+                        "{} layers x {} | {} | {tokens:.3e} | {flops:.3e} | {:.1}",
+                        config.n_layer(),
+                        config.n_embd(),
+                        config.num_parameters(),
+                        hours(flops)
+                    ),
                 )
             }
-            Task::HalfWidth => (stage.name.clone(), "half the heads, width and MLP | | | |".into()),
+            Task::HalfWidth => match inheritune_surgery::ops::half_width_config(&reference) {
+                Ok(c) => {
+                    let config = inheritune_model::ModelConfig::Gpt2(c);
+                    let tokens = (tps * train.max_steps) as f64;
+                    let flops = inheritune_train::trainer::flops_per_token(&config, train.seq_len) * tokens;
+                    total += flops;
+                    (
+                        stage.name.clone(),
+                        format!(
+                            "{} layers x {} ({} heads) | {} | {tokens:.3e} | {flops:.3e} | {:.1}",
+                            config.n_layer(),
+                            config.n_embd(),
+                            config.n_head(),
+                            config.num_parameters(),
+                            hours(flops)
+                        ),
+                    )
+                }
+                Err(e) => (stage.name.clone(), format!("{e} | | | |")),
+            },
             Task::Stack { .. } => {
                 let layers = stage.name.trim_start_matches("stack-l").parse().unwrap_or(l0);
                 (stage.name.clone(), trained(layers, train.max_steps, &mut total))

@@ -434,20 +434,19 @@ pub fn distill_init(
     Ok((model, plan))
 }
 
-/// Half-width (METHOD.md §5.6): all L layers, H' = ⌊H/2⌋ heads of the same size (XL: 12 of 25), width
-/// d' = H'·d_head, MLP width halved (4·d' by default), initialised from the reference's first
-/// heads, hidden units and coordinates. GPT-2 only.
+/// The half-width model's configuration (METHOD.md §5.6): ⌊H/2⌋ heads of the same size, width
+/// ⌊H/2⌋·d_head, MLP halved (4·d' by default).
 ///
 /// # Errors
 /// A LLaMA model, or a model with a single head.
-pub fn half_width(reference: &CausalLm, seed: i64) -> Result<(CausalLm, Plan)> {
-    let ModelConfig::Gpt2(c) = reference.config() else {
+pub fn half_width_config(config: &ModelConfig) -> Result<Gpt2Config> {
+    let ModelConfig::Gpt2(c) = config else {
         return invalid("half-width is defined for GPT-2 models only");
     };
     if c.n_head < 2 {
         return invalid(format!("half-width needs at least 2 heads, got {}", c.n_head));
     }
-    let (d, hd) = (c.n_embd, c.head_dim());
+    let hd = c.head_dim();
     let heads = c.n_head / 2;
     let dh = heads * hd;
     let inner = c.inner();
@@ -460,12 +459,24 @@ pub fn half_width(reference: &CausalLm, seed: i64) -> Result<(CausalLm, Plan)> {
             "half-width MLP of {inner_h} units does not fit the reference's {inner}"
         ));
     }
-    let target = Gpt2Config {
+    Ok(Gpt2Config {
         n_embd: dh,
         n_head: heads,
         n_inner: c.n_inner.map(|_| inner_h),
         ..c.clone()
-    };
+    })
+}
+
+/// Half-width (METHOD.md §5.6): all L layers, H' = ⌊H/2⌋ heads of the same size (XL: 12 of 25), width
+/// d' = H'·d_head, MLP width halved (4·d' by default), initialised from the reference's first
+/// heads, hidden units and coordinates. GPT-2 only.
+///
+/// # Errors
+/// A LLaMA model, or a model with a single head.
+pub fn half_width(reference: &CausalLm, seed: i64) -> Result<(CausalLm, Plan)> {
+    let target = half_width_config(reference.config())?;
+    let (d, dh, heads) = (reference.config().n_embd(), target.n_embd, target.n_head);
+    let inner_h = target.inner();
     let mut plan = Plan::fresh("half-width", ModelConfig::Gpt2(target), seed);
     let cols = |n: i64| DimSlice {
         dim: 1,
