@@ -1,15 +1,11 @@
-//! Links libtorch like every other crate (build/link.rs) and compiles the autocast shim
+//! Links libtorch like every other crate (`inheritune-build`) and compiles the autocast shim
 //! (csrc/autocast.cpp): tch cannot choose the autocast dtype, so bf16 autocast needs two ATen
 //! calls of our own. Without `LIBTORCH` the shim is left out and `autocast` reports so.
 
-#[path = "build/link.rs"]
-mod link;
-
 fn main() {
-    println!("cargo:rerun-if-changed=build/link.rs");
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     println!("cargo::rustc-check-cfg=cfg(autocast_shim)");
-    let Some(root) = link::link_torch() else {
+    let Some(root) = inheritune_build::link_torch() else {
         return;
     };
     let root = root.canonicalize().unwrap_or(root);

@@ -1,4 +1,4 @@
-//! `cargo xtask test`: the gate CI runs (fmt, clippy, docs, tests).
+//! `cargo xtask test`: the gate CI runs (fmt, clippy, docs, packaging, tests).
 
 use std::process::Command;
 
@@ -6,18 +6,38 @@ use anyhow::Result;
 
 use crate::{run, setup::setup, workspace_root};
 
-/// The gate: formatting, clippy with warnings denied, and every test of the workspace.
+/// The library crates, each packageable on its own (`cargo package`).
+pub const LIBRARIES: &[&str] = &[
+    "inheritune-build",
+    "inheritune-fs",
+    "inheritune-model",
+    "inheritune-data",
+    "inheritune-analysis",
+    "inheritune-surgery",
+    "inheritune-train",
+    "inheritune-eval",
+    "inheritune-dist",
+    "inheritune-recipe",
+];
+
+/// The gate: formatting, clippy with warnings denied, docs with warnings denied, every library
+/// crate packaged (no file outside its package), and every test of the workspace.
 pub fn test() -> Result<()> {
     setup()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = workspace_root();
-    let steps: [(&str, &[&str]); 4] = [
+    let mut package = vec!["package", "--no-verify", "--allow-dirty", "--quiet"];
+    for lib in LIBRARIES {
+        package.extend(["-p", lib]);
+    }
+    let steps: [(&str, &[&str]); 5] = [
         ("cargo fmt --check", &["fmt", "--all", "--", "--check"]),
         (
             "cargo clippy",
             &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
         ),
         ("cargo doc (warnings denied)", &["doc", "--workspace", "--no-deps"]),
+        ("cargo package (every library crate)", &package),
         ("cargo test", &["test", "--workspace"]),
     ];
     for (what, args) in steps {

@@ -13,3 +13,8 @@ pub mod windows;
 
 pub use analyze::{analyze, analyze_layer, Analysis, HeadResult, LayerResult, MassOrder, Settings};
 pub use error::{Error, Result};
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -15,3 +15,8 @@ pub mod tokenizer;
 pub use error::{Error, Result};
 pub use prepare::{prepare, Manifest, PrepareConfig};
 pub use tokenizer::Tokenizer;
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

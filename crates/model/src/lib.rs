@@ -27,3 +27,8 @@ pub use layers::AttentionVisitor;
 pub use lm::{check_device, CausalLm, DType};
 pub use params::{Family, Part, Role, Slot};
 pub use tch;
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
