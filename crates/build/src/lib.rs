@@ -8,11 +8,10 @@
 //! package or the venv `cargo xtask setup` makes); without it nothing is emitted and `tch`'s own
 //! build decides.
 //!
+//! A `build.rs` of a crate that depends on tch is one line in its `main`:
+//!
 //! ```no_run
-//! // build.rs of a crate that depends on tch:
-//! fn main() {
-//!     inheritune_build::link_torch();
-//! }
+//! inheritune_build::link_torch();
 //! ```
 
 use std::path::PathBuf;
