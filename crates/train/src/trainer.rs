@@ -156,7 +156,7 @@ pub fn distill_loss(
     dtype: DType,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let t = teacher.temperature;
-    Ok(autocast(
+    autocast(
         model.device(),
         dtype,
         || -> Result<(Tensor, Tensor, Tensor)> {
@@ -173,7 +173,7 @@ pub fn distill_loss(
             let total = &ce * teacher.alpha + &kl * ((1.0 - teacher.alpha) * t * t);
             Ok((total, ce, kl))
         },
-    )??)
+    )?
 }
 
 fn tensors(batch: &inheritune_data::loader::Batch, device: Device) -> (Tensor, Tensor) {
