@@ -530,7 +530,13 @@ impl Recipe {
             problems.push(format!("inheritune.tolerance {}: must be finite", ic.tolerance));
         }
         let d = &self.distill;
-        if !(0.0..=1.0).contains(&d.alpha) || !(d.temperature > 0.0) || d.max_steps == 0 || !(d.lr > 0.0) {
+        let valid = (0.0..=1.0).contains(&d.alpha)
+            && d.temperature.is_finite()
+            && d.temperature > 0.0
+            && d.max_steps > 0
+            && d.lr.is_finite()
+            && d.lr > 0.0;
+        if !valid {
             problems.push(format!(
                 "distill: alpha {} must be in [0, 1], temperature {} and lr {} positive, max_steps {} at least 1",
                 d.alpha, d.temperature, d.lr, d.max_steps

@@ -156,24 +156,20 @@ pub fn distill_loss(
     dtype: DType,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let t = teacher.temperature;
-    autocast(
-        model.device(),
-        dtype,
-        || -> Result<(Tensor, Tensor, Tensor)> {
-            let logits = model.forward_unchecked(x);
-            let v = logits.size()[2];
-            let logits = logits.view([-1, v]);
-            let ce = logits.f_cross_entropy_loss(&y.view([-1]), None::<Tensor>, tch::Reduction::Mean, -100, 0.0)?;
-            let target = tch::no_grad(|| teacher.model.forward_unchecked(x)).view([-1, v]);
-            let log_pt = (target / t).f_log_softmax(-1, Kind::Float)?;
-            let log_ps = (logits / t).f_log_softmax(-1, Kind::Float)?;
-            let kl = (log_pt.exp() * (&log_pt - log_ps))
-                .f_sum_dim_intlist(-1, false, Kind::Float)?
-                .f_mean(Kind::Float)?;
-            let total = &ce * teacher.alpha + &kl * ((1.0 - teacher.alpha) * t * t);
-            Ok((total, ce, kl))
-        },
-    )?
+    autocast(model.device(), dtype, || -> Result<(Tensor, Tensor, Tensor)> {
+        let logits = model.forward_unchecked(x);
+        let v = logits.size()[2];
+        let logits = logits.view([-1, v]);
+        let ce = logits.f_cross_entropy_loss(&y.view([-1]), None::<Tensor>, tch::Reduction::Mean, -100, 0.0)?;
+        let target = tch::no_grad(|| teacher.model.forward_unchecked(x)).view([-1, v]);
+        let log_pt = (target / t).f_log_softmax(-1, Kind::Float)?;
+        let log_ps = (logits / t).f_log_softmax(-1, Kind::Float)?;
+        let kl = (log_pt.exp() * (&log_pt - log_ps))
+            .f_sum_dim_intlist(-1, false, Kind::Float)?
+            .f_mean(Kind::Float)?;
+        let total = &ce * teacher.alpha + &kl * ((1.0 - teacher.alpha) * t * t);
+        Ok((total, ce, kl))
+    })?
 }
 
 fn tensors(batch: &inheritune_data::loader::Batch, device: Device) -> (Tensor, Tensor) {
