@@ -96,6 +96,20 @@ fn start(recipe: &Path, run: &Path) -> std::io::Result<std::process::Child> {
         .spawn()
 }
 
+/// Runs the recipe to the end (stdout dropped, stderr shown) with `extra` arguments.
+fn run_recipe(recipe: &Path, run: &Path, extra: &[&str]) -> std::io::Result<std::process::ExitStatus> {
+    Command::new(binary())
+        .arg("recipe")
+        .arg("--config")
+        .arg(recipe)
+        .arg("--run")
+        .arg(run)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()
+}
+
 fn final_loss(run: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).ok()?;
     text.lines()
@@ -213,16 +227,11 @@ fn tiny_recipe_runs_resumes_and_reports() -> anyhow::Result<()> {
 
     // Redo the baselines on two CPU slots at once: the same numbers, each stage with its log.
     let scratch_before = final_loss(&run.join("scratch-l4/run"));
-    let status = Command::new(binary())
-        .arg("recipe")
-        .arg("--config")
-        .arg(&recipe)
-        .arg("--run")
-        .arg(&run)
-        .args(["--from", "scratch", "--devices", "cpu,cpu", "--nproc", "2"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .status()?;
+    let status = run_recipe(
+        &recipe,
+        &run,
+        &["--from", "scratch", "--devices", "cpu,cpu", "--nproc", "2"],
+    )?;
     assert!(status.success(), "concurrent rerun failed");
     assert_eq!(
         std::fs::metadata(run.join("reference/DONE"))?.modified()?,
@@ -273,16 +282,7 @@ fn every_stage_type_runs() -> anyhow::Result<()> {
     let recipe = tmp.path().join("tiny-full.toml");
     std::fs::write(&recipe, reduced)?;
     let run = tmp.path().join("run");
-    let status = Command::new(binary())
-        .arg("recipe")
-        .arg("--config")
-        .arg(&recipe)
-        .arg("--run")
-        .arg(&run)
-        .args(["--devices", "cpu,cpu"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .status()?;
+    let status = run_recipe(&recipe, &run, &["--devices", "cpu,cpu"])?;
     assert!(status.success(), "tiny-full failed");
     let trained = [
         "reference",
@@ -383,15 +383,7 @@ fn llama_low_data_recipe_reaches_its_report() -> anyhow::Result<()> {
     let recipe = tmp.path().join("llama.toml");
     std::fs::write(&recipe, &reduced)?;
     let run = tmp.path().join("run");
-    let status = Command::new(binary())
-        .arg("recipe")
-        .arg("--config")
-        .arg(&recipe)
-        .arg("--run")
-        .arg(&run)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .status()?;
+    let status = run_recipe(&recipe, &run, &[])?;
     assert!(status.success(), "the LLaMA recipe failed");
     // The tokenizer's own rule (its BOS before every document), no end-of-text.
     let manifest: Value = serde_json::from_str(&std::fs::read_to_string(run.join("data/manifest.json"))?)?;
