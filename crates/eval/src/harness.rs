@@ -68,6 +68,25 @@ fn argmax(values: &[f64]) -> usize {
     best
 }
 
+/// lm-eval's default `bootstrap_iters`.
+pub const BOOTSTRAP_ITERS: usize = 100_000;
+
+/// lm-eval's `pooled_sample_stderr` for a size-weighted group: the members' (size, stderr)
+/// pooled as Σ (nᵢ − 1)·seᵢ²·nᵢ / (N − k), then √(var / N); None (lm-eval's "N/A") when a
+/// member has none.
+fn pooled_sample_stderr(parts: &[(usize, Option<f64>)]) -> Option<f64> {
+    let total: usize = parts.iter().map(|p| p.0).sum();
+    if total <= parts.len() {
+        return None;
+    }
+    let mut var = 0.0;
+    for &(n, se) in parts {
+        let se = se?;
+        var += (n as f64 - 1.0) * se * se * n as f64;
+    }
+    Some((var / (total - parts.len()) as f64 / total as f64).sqrt())
+}
+
 fn mean_stderr(xs: &[f64]) -> (f64, Option<f64>) {
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
@@ -118,6 +137,8 @@ pub fn evaluate(
     let mut eval = Evaluation::default();
     let mut mmlu: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
     let mut subject_means: Vec<f64> = Vec::new();
+    // Per category, each subject's (documents, acc stderr): the groups' pooled stderr.
+    let mut subjects: BTreeMap<&'static str, Vec<(usize, Option<f64>)>> = BTreeMap::new();
     for (task, items) in &prepared {
         let requests: Vec<(String, String)> = items.iter().flat_map(|i| i.requests.iter().cloned()).collect();
         let total = requests.len();
@@ -208,7 +229,9 @@ pub fn evaluate(
             if *metric == "perplexity" {
                 let mean = xs.iter().sum::<f64>() / xs.len() as f64;
                 result.metrics.insert("perplexity".into(), (-mean).exp());
-                result.stderr.insert("perplexity".into(), None);
+                // lm-eval bootstraps this one (100,000 resamples by default), bit for bit.
+                let se = crate::bootstrap::perplexity_stderr(xs, BOOTSTRAP_ITERS);
+                result.stderr.insert("perplexity".into(), se);
             } else {
                 let (m, se) = mean_stderr(xs);
                 result.metrics.insert(metric.to_string(), m);
@@ -229,16 +252,31 @@ pub fn evaluate(
             let accs = per.get("acc").cloned().unwrap_or_default();
             if !accs.is_empty() {
                 subject_means.push(accs.iter().sum::<f64>() / accs.len() as f64);
+                subjects
+                    .entry(category)
+                    .or_default()
+                    .push((accs.len(), mean_stderr(&accs).1));
             }
             mmlu.entry(category).or_default().extend(&accs);
             mmlu.entry("").or_default().extend(accs);
         }
         eval.results.push(result);
     }
-    // MMLU groups: size-weighted (micro) averages over every question of the subjects run.
+    // MMLU groups: size-weighted (micro) averages over every question of the subjects run, and
+    // lm-eval's pooled stderr: each category over its subjects, `mmlu` over the categories.
+    let category_stderr = |c: &str| pooled_sample_stderr(subjects.get(c).map_or(&[][..], |v| v.as_slice()));
+    let categories: Vec<(usize, Option<f64>)> = MMLU
+        .iter()
+        .filter_map(|(c, _)| Some((mmlu.get(c)?.len(), category_stderr(c))))
+        .collect();
     for (category, _) in std::iter::once(&("", &[][..])).chain(MMLU.iter()) {
         if let Some(xs) = mmlu.get(category) {
-            let (m, se) = mean_stderr(xs);
+            let m = xs.iter().sum::<f64>() / xs.len() as f64;
+            let se = if category.is_empty() {
+                pooled_sample_stderr(&categories)
+            } else {
+                category_stderr(category)
+            };
             let mut metrics = BTreeMap::from([("acc".to_string(), m)]);
             let mut stderr = BTreeMap::from([("acc".to_string(), se)]);
             if category.is_empty() {
@@ -388,5 +426,31 @@ impl Evaluation {
             eval.results.push(r);
         }
         Ok(eval)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pooled stderr equals the within-subject pooled variance computed from the items
+    /// themselves: Σᵢ Σⱼ (xᵢⱼ − x̄ᵢ)² / (N − k), over N, square-rooted.
+    #[test]
+    fn pooled_stderr_is_the_within_group_variance() {
+        let groups: [&[f64]; 3] = [&[1.0, 0.0, 1.0, 1.0], &[0.0, 0.0, 1.0], &[1.0, 1.0, 0.0, 1.0, 0.0]];
+        let parts: Vec<(usize, Option<f64>)> = groups.iter().map(|g| (g.len(), mean_stderr(g).1)).collect();
+        let n: usize = groups.iter().map(|g| g.len()).sum();
+        let within: f64 = groups
+            .iter()
+            .map(|g| {
+                let m = g.iter().sum::<f64>() / g.len() as f64;
+                g.iter().map(|x| (x - m) * (x - m)).sum::<f64>()
+            })
+            .sum();
+        let want = (within / (n - groups.len()) as f64 / n as f64).sqrt();
+        let got = pooled_sample_stderr(&parts).unwrap();
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        // A member without a stderr (one document) makes the group's N/A, as lm-eval does.
+        assert_eq!(pooled_sample_stderr(&[(4, Some(0.25)), (1, None)]), None);
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! This crate scores models; it must not train them or change their weights.
 
+pub mod bootstrap;
 pub mod data;
 pub mod error;
 pub mod harness;
