@@ -17,8 +17,8 @@ use inheritune_model::DeviceSpec;
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["data", "windows", "text"])))]
 pub struct Args {
-    /// Hugging Face checkpoint folder.
-    #[arg(long)]
+    /// Hugging Face checkpoint: a folder, or a Hub id `org/name[@revision]`.
+    #[arg(long, value_parser = crate::args::checkpoint)]
     model: PathBuf,
     /// Prepared data folder (inheritune prepare): --num-windows windows drawn from --split with --seed.
     #[arg(long)]

@@ -25,6 +25,14 @@ impl From<DTypeArg> for DType {
     }
 }
 
+/// A checkpoint argument: a local folder as it is, or a Hub id `org/name[@revision]` resolved to
+/// its snapshot folder in the Hugging Face cache, downloading what loading needs (see
+/// `inheritune_hub`). Resolved while the arguments are read, so a missing model stops the verb
+/// before anything else starts.
+pub fn checkpoint(s: &str) -> Result<std::path::PathBuf, String> {
+    inheritune_hub::resolve_checkpoint(s).map_err(|e| e.to_string())
+}
+
 /// A count that must be at least 1 (`--batch-size`, `--seq-len`, `--steps`, ...).
 pub fn positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {

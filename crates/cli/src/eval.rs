@@ -24,8 +24,9 @@ pub enum EvalCommand {
 /// Arguments of `inheritune eval tasks`.
 #[derive(Debug, clap::Args)]
 pub struct TasksArgs {
-    /// Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer files).
-    #[arg(long)]
+    /// Hugging Face checkpoint (config.json, model.safetensors, tokenizer files): a folder, or a
+    /// Hub id `org/name[@revision]`.
+    #[arg(long, value_parser = crate::args::checkpoint)]
     model: PathBuf,
     /// Comma-separated tasks: arc_easy, piqa, sciq, hellaswag, lambada_openai, winogrande, boolq,
     /// wsc, wnli, qnli, mnli, logiqa, truthfulqa_mc1, truthfulqa_mc2, mmlu (or `mmlu_<subject>`), wikitext.
@@ -60,8 +61,8 @@ pub struct TasksArgs {
 /// Arguments of `inheritune eval loss`.
 #[derive(Debug, clap::Args)]
 pub struct LossArgs {
-    /// Hugging Face checkpoint folder.
-    #[arg(long)]
+    /// Hugging Face checkpoint: a folder, or a Hub id `org/name[@revision]`.
+    #[arg(long, value_parser = crate::args::checkpoint)]
     model: PathBuf,
     /// A folder written by `inheritune prepare`.
     #[arg(long)]

@@ -6,6 +6,7 @@
 mod analyze;
 mod args;
 mod bench;
+mod download;
 mod eval;
 mod launch;
 mod perplexity;
@@ -30,6 +31,9 @@ struct Cli {
 enum Command {
     /// The whole Inheritune recipe from a recipe file, resumable (see xtask/recipes/).
     Recipe(recipe::Args),
+    /// Fetch a corpus of datasets/*.json, the evaluation tasks (`eval`) or a Hub dataset, through
+    /// the Hugging Face cache.
+    Download(download::Args),
     /// Tokenize raw text (Parquet, JSONL, .txt) into token shards and a manifest.
     Prepare(prepare::Args),
     /// Train a byte-level BPE tokenizer on a corpus (tokenizer.json + tokenizer_config.json).
@@ -117,6 +121,7 @@ fn main() {
         .init();
     let cli = Cli::parse_from(args());
     let result = match cli.command {
+        Command::Download(args) => download::run(&args),
         Command::Prepare(args) => prepare::run(&args),
         Command::Recipe(args) => recipe::run(&args),
         Command::Perplexity(args) => perplexity::run(&args),

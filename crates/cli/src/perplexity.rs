@@ -12,8 +12,9 @@ use inheritune_model::DeviceSpec;
 /// Arguments of `inheritune perplexity`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Hugging Face checkpoint folder (config.json, model.safetensors, optional tokenizer.json).
-    #[arg(long)]
+    /// Hugging Face checkpoint (config.json, model.safetensors, optional tokenizer.json): a
+    /// folder, or a Hub id `org/name[@revision]`.
+    #[arg(long, value_parser = crate::args::checkpoint)]
     model: PathBuf,
     /// UTF-8 text file to score.
     #[arg(long)]

@@ -53,6 +53,7 @@ pub fn run(args: &Args) -> Result<()> {
         print!("{}", inheritune_recipe::plan(&recipe)?);
         return Ok(());
     }
+    recipe.resolve_reference(true)?;
     let devices = match &args.devices {
         Some(d) => inheritune_recipe::parse_devices(d)?,
         None => vec![args.device],

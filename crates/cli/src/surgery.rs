@@ -78,8 +78,8 @@ impl MapOpts {
 /// `inheritune inherit`.
 #[derive(Debug, clap::Args)]
 pub struct InheritArgs {
-    /// Reference checkpoint folder.
-    #[arg(long)]
+    /// Reference checkpoint: a folder, or a Hub id `org/name[@revision]`.
+    #[arg(long, value_parser = crate::args::checkpoint)]
     from: PathBuf,
     /// Number of blocks of the new model.
     #[arg(long)]
@@ -96,11 +96,11 @@ pub struct InheritArgs {
 /// `inheritune grow`.
 #[derive(Debug, clap::Args)]
 pub struct GrowArgs {
-    /// The trained (shallower) model.
-    #[arg(long)]
+    /// The trained (shallower) model: a folder, or a Hub id.
+    #[arg(long, value_parser = crate::args::checkpoint)]
     from: PathBuf,
-    /// The reference model whose next blocks are added.
-    #[arg(long)]
+    /// The reference model whose next blocks are added: a folder, or a Hub id.
+    #[arg(long, value_parser = crate::args::checkpoint)]
     reference: PathBuf,
     /// Blocks to add (Δ; the paper uses 2).
     #[arg(long, default_value_t = 2)]
@@ -129,8 +129,8 @@ pub enum ModeArg {
 /// `inheritune stack`.
 #[derive(Debug, clap::Args)]
 pub struct StackArgs {
-    /// The trained n-layer model to duplicate into 2n layers.
-    #[arg(long)]
+    /// The trained n-layer model to duplicate into 2n layers: a folder, or a Hub id.
+    #[arg(long, value_parser = crate::args::checkpoint)]
     from: PathBuf,
     #[command(flatten)]
     common: Common,
@@ -139,8 +139,8 @@ pub struct StackArgs {
 /// `inheritune hybrid-stack`.
 #[derive(Debug, clap::Args)]
 pub struct HybridArgs {
-    /// Reference checkpoint folder.
-    #[arg(long)]
+    /// Reference checkpoint: a folder, or a Hub id `org/name[@revision]`.
+    #[arg(long, value_parser = crate::args::checkpoint)]
     from: PathBuf,
     /// Blocks of the new model (even); reference blocks 0..l/2-1 are placed twice.
     #[arg(long)]
@@ -154,8 +154,8 @@ pub struct HybridArgs {
 /// `inheritune half-width`.
 #[derive(Debug, clap::Args)]
 pub struct HalfWidthArgs {
-    /// Reference GPT-2 checkpoint folder.
-    #[arg(long)]
+    /// Reference GPT-2 checkpoint: a folder, or a Hub id `org/name[@revision]`.
+    #[arg(long, value_parser = crate::args::checkpoint)]
     from: PathBuf,
     /// With an odd head count, keep ⌊H/2⌋ heads (METHOD.md §5 DECISION: GPT-2 XL keeps 12 of 25);
     /// without it an odd head count is refused.
@@ -168,8 +168,8 @@ pub struct HalfWidthArgs {
 /// `inheritune distill-init`.
 #[derive(Debug, clap::Args)]
 pub struct DistillArgs {
-    /// Teacher checkpoint folder.
-    #[arg(long)]
+    /// Teacher checkpoint: a folder, or a Hub id `org/name[@revision]`.
+    #[arg(long, value_parser = crate::args::checkpoint)]
     from: PathBuf,
     /// Blocks of the student.
     #[arg(long)]

@@ -23,8 +23,9 @@ pub struct Args {
     /// for torchrun, whose argument parser takes `--run` for its own `--run-path`.
     #[arg(long, alias = "run-dir")]
     run: PathBuf,
-    /// Start from this Hugging Face checkpoint (e.g. an inherited model).
-    #[arg(long)]
+    /// Start from this Hugging Face checkpoint (e.g. an inherited model): a folder, or a Hub id
+    /// `org/name[@revision]`.
+    #[arg(long, value_parser = crate::args::checkpoint)]
     init: Option<PathBuf>,
     /// Continue from the newest complete checkpoint in the run folder (a fresh start if none).
     #[arg(long, conflicts_with = "overwrite")]

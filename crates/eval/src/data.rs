@@ -15,15 +15,17 @@ fn data_err(path: &Path, message: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Whether a file's name names `split`: its stem split at `-` has `split` as a component
-/// (`test-00000-of-00001.parquet`, `wikitext-2-raw-v1-test.parquet`, `validation_matched.jsonl`).
+/// Whether a file names `split`: its stem split at `-` has `split` as a component
+/// (`test-00000-of-00001.parquet`, `wikitext-2-raw-v1-test.parquet`, `validation_matched.jsonl`),
+/// or it lies in a folder named `split` (the Hub's Parquet conversion, `logiqa/test/0000.parquet`).
 fn names_split(path: &Path, split: &str) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let stem = name.split('.').next().unwrap_or_default();
-    stem.split('-').any(|c| c == split)
+    let folder = path.parent().and_then(|p| p.file_name()).is_some_and(|f| f == split);
+    folder || stem.split('-').any(|c| c == split)
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -91,4 +93,44 @@ pub fn read_split(dir: &Path, split: &str) -> Result<Vec<Value>> {
         }
     }
     Ok(rows)
+}
+
+/// The number of rows in `files` (Parquet: from each footer, without reading the data; JSONL:
+/// non-blank lines).
+///
+/// # Errors
+/// An unreadable file or footer, naming the file.
+pub fn count_rows(files: &[PathBuf]) -> Result<u64> {
+    let mut n = 0u64;
+    for file in files {
+        if file.extension().is_some_and(|e| e == "parquet") {
+            let f = std::fs::File::open(file).map_err(|e| data_err(file, e))?;
+            let reader = SerializedFileReader::new(f).map_err(|e| data_err(file, e))?;
+            n += u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
+        } else {
+            let text = std::fs::read_to_string(file).map_err(|e| data_err(file, e))?;
+            n += text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_files_are_found_by_name_or_by_folder() {
+        for (path, split, yes) in [
+            ("arc/ARC-Easy/test-00000-of-00001.parquet", "test", true),
+            ("wikitext/wikitext-2-raw-v1-test.parquet", "test", true),
+            ("mnli/validation_matched-00000-of-00001.parquet", "validation_matched", true),
+            ("mnli/validation_mismatched-00000-of-00001.parquet", "validation_matched", false),
+            ("logiqa/logiqa/test/0000.parquet", "test", true),
+            ("logiqa/logiqa/validation/0000.parquet", "test", false),
+            ("mmlu/anatomy/dev-00000-of-00001.parquet", "test", false),
+        ] {
+            assert_eq!(names_split(Path::new(path), split), yes, "{path} {split}");
+        }
+    }
 }

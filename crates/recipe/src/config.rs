@@ -151,6 +151,11 @@ pub struct DataCfg {
     /// Apply the tokenizer's own special-token rules to every document (LLaMA's BOS).
     #[serde(default)]
     pub add_special_tokens: bool,
+    /// A corpus manifest of `datasets/` (`openwebtext`, `fineweb-edu-sample-10BT`, ...) that
+    /// `inheritune download` fetches when an input is missing, before the tokenizer and data
+    /// stages read them.
+    #[serde(default)]
+    pub download: Option<String>,
 }
 
 /// Where `prepare` puts the end-of-text token.
@@ -393,8 +398,12 @@ impl Default for AnalysisCfg {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalCfg {
-    /// Folder of task data (datasets/eval.md); the stages are left out when it does not exist.
+    /// Folder of task data (datasets/eval.md); the stages are left out when it does not exist,
+    /// unless `download` is set.
     pub data_dir: Option<PathBuf>,
+    /// Fetch the tasks' data (`inheritune download eval`) into `data_dir` when a task's folder
+    /// is missing, before an eval stage reads it.
+    pub download: bool,
     /// Tasks.
     pub tasks: Vec<String>,
     /// First N documents per task.
@@ -405,6 +414,7 @@ impl Default for EvalCfg {
     fn default() -> Self {
         EvalCfg {
             data_dir: None,
+            download: false,
             tasks: ["arc_easy", "piqa", "sciq", "hellaswag", "lambada_openai"]
                 .map(String::from)
                 .to_vec(),
@@ -513,8 +523,46 @@ impl Recipe {
             hardware: file.hardware,
             paper: file.paper,
         };
-        recipe.check()?;
+        let mut recipe = recipe;
+        recipe.resolve_reference(false)?;
         Ok(recipe)
+    }
+
+    /// Whether `reference.checkpoint` is a Hub id `org/name[@revision]` not resolved yet.
+    fn hub_reference(&self) -> Option<inheritune_hub::HubId> {
+        let spec = self.reference.checkpoint.as_ref()?.to_str()?;
+        match inheritune_hub::Source::classify(spec) {
+            inheritune_hub::Source::Hub(id) => Some(id),
+            inheritune_hub::Source::Local(_) => None,
+        }
+    }
+
+    /// Resolves a `reference.checkpoint` given as a Hub id `org/name[@revision]` to its snapshot
+    /// folder in the Hugging Face cache: from the cache alone (`fetch` false; an id not cached
+    /// stays as it is, and checks that need its config wait), or downloading what it lacks
+    /// (`fetch` true). Then checks the recipe. A folder stays as it is.
+    ///
+    /// # Errors
+    /// The download fails (`fetch`), or the recipe's checks fail.
+    pub fn resolve_reference(&mut self, fetch: bool) -> Result<()> {
+        if let Some(id) = self.hub_reference() {
+            let hub = inheritune_hub::Hub::new(inheritune_hub::Settings {
+                offline: !fetch || inheritune_hub::offline(),
+                ..Default::default()
+            })
+            .map_err(|e| Error::Invalid(format!("reference.checkpoint: {e}")))?;
+            match hub.checkpoint(&id) {
+                Ok(folder) => self.reference.checkpoint = Some(folder),
+                Err(e) if fetch => {
+                    return Err(Error::Invalid(format!(
+                        "reference.checkpoint {}: no such folder; as a Hub id, {e}",
+                        id.repo
+                    )))
+                }
+                Err(_) => {}
+            }
+        }
+        self.check()
     }
 
     fn check(&self) -> Result<()> {
@@ -551,7 +599,12 @@ impl Recipe {
         if matches!(self.data.tokenizer, TokenizerSpec::Bpe(_)) && self.data.inputs.is_empty() {
             problems.push("data.tokenizer bpe-<N> trains on data.inputs, which is empty".to_string());
         }
-        let l_ref = self.planned_reference_config()?.n_layer();
+        let planned = self.planned_reference_config();
+        if planned.is_err() && self.hub_reference().is_some() {
+            // Checked again once the download is there (`resolve_reference(true)`).
+            return if problems.is_empty() { Ok(()) } else { Err(Error::Invalid(problems.join("; "))) };
+        }
+        let l_ref = planned?.n_layer();
         let l0 = match self.inheritune.start_depth {
             StartDepth::Layers(n) => n,
             _ => (l_ref / 2).max(1),

@@ -259,7 +259,26 @@ impl Children<'_> {
         )
     }
 
+    /// With `[data] download`, fetches the corpus when an input is missing (`inheritune
+    /// download`, into the manifest's folder), so the stage finds its inputs.
+    fn ensure_inputs(&self, stage: &Stage, dir: &Path, stop: &AtomicBool) -> Result<()> {
+        let d = &self.recipe.data;
+        let Some(name) = &d.download else { return Ok(()) };
+        if d.inputs.iter().all(|p| p.exists()) {
+            return Ok(());
+        }
+        self.inheritune(&stage.name, dir, &[], &["download".to_string(), name.clone()], stop)?;
+        match d.inputs.iter().find(|p| !p.exists()) {
+            Some(p) => Err(Error::Invalid(format!(
+                "data.inputs {}: still missing after `inheritune download {name}` (is it under the manifest's local_dir?)",
+                p.display()
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn tokenizer(&self, stage: &Stage, dir: &Path, vocab: usize, stop: &AtomicBool) -> Result<StageFacts> {
+        self.ensure_inputs(stage, dir, stop)?;
         let mut a = vec!["train-tokenizer".to_string(), "--vocab-size".into(), vocab.to_string()];
         a.extend(["--out".to_string(), s(dir), "--input".into()]);
         a.extend(self.recipe.data.inputs.iter().map(|p| s(p)));
@@ -270,6 +289,7 @@ impl Children<'_> {
     }
 
     fn data(&self, stage: &Stage, dir: &Path, stop: &AtomicBool) -> Result<StageFacts> {
+        self.ensure_inputs(stage, dir, stop)?;
         let d = &self.recipe.data;
         let mut a = vec![
             "prepare".to_string(),
@@ -376,6 +396,10 @@ impl Children<'_> {
         let model = Self::model_of(facts, of)?;
         let e = &self.recipe.eval;
         let data = e.data_dir.clone().unwrap_or_default();
+        if e.download {
+            let a = ["download", "eval", "--tasks", &e.tasks.join(","), "--out", &s(&data)].map(String::from);
+            self.inheritune(&stage.name, dir, &[], &a, stop)?;
+        }
         let mut a = vec![
             "eval".to_string(),
             "--model".into(),
