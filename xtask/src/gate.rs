@@ -18,6 +18,7 @@ pub const LIBRARIES: &[&str] = &[
     "inheritune-eval",
     "inheritune-dist",
     "inheritune-recipe",
+    "inheritune-hub",
 ];
 
 /// The gate: formatting, clippy with warnings denied, docs with warnings denied, every library

@@ -12,8 +12,8 @@ use serde::Deserialize;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// What to fetch: a corpus manifest (`openwebtext`, `fineweb-edu-sample-10BT`,
-    /// `fineweb-edu-sample-100BT`, `redpajama-1t-sample`), `eval` (the downstream tasks), or a
-    /// Hub dataset id `org/name[@revision]`.
+    /// `fineweb-edu-sample-100BT`, `redpajama-1t-sample`, or a `.json` manifest file), `eval`
+    /// (the downstream tasks), or a Hub dataset id `org/name[@revision]`.
     #[arg(required_unless_present = "manifest")]
     what: Option<String>,
     /// Destination folder (default: the manifest's `local_dir`, `data/eval` for `eval`; required
@@ -72,9 +72,18 @@ struct EvalData {
 /// The manifests built into the binary: `datasets/*.json` at build time.
 const CORPORA: [(&str, &str); 4] = [
     ("openwebtext", include_str!("../../../datasets/openwebtext.json")),
-    ("fineweb-edu-sample-10BT", include_str!("../../../datasets/fineweb-edu-sample-10BT.json")),
-    ("fineweb-edu-sample-100BT", include_str!("../../../datasets/fineweb-edu-sample-100BT.json")),
-    ("redpajama-1t-sample", include_str!("../../../datasets/redpajama-1t-sample.json")),
+    (
+        "fineweb-edu-sample-10BT",
+        include_str!("../../../datasets/fineweb-edu-sample-10BT.json"),
+    ),
+    (
+        "fineweb-edu-sample-100BT",
+        include_str!("../../../datasets/fineweb-edu-sample-100BT.json"),
+    ),
+    (
+        "redpajama-1t-sample",
+        include_str!("../../../datasets/redpajama-1t-sample.json"),
+    ),
 ];
 const EVAL: &str = include_str!("../../../datasets/eval.json");
 
@@ -90,7 +99,11 @@ fn hub_id(repo: &str, revision: Option<&str>) -> Result<HubId> {
 pub fn run(args: &Args) -> Result<()> {
     let hub = Hub::from_env()?;
     let what = args.what.as_deref().unwrap_or_default();
-    let summary = if let Some(path) = &args.manifest {
+    let file = args
+        .manifest
+        .clone()
+        .or_else(|| what.ends_with(".json").then(|| PathBuf::from(what)));
+    let summary = if let Some(path) = &file {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let corpus: Corpus = serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
         corpus_download(&hub, &path.display().to_string(), &corpus, args.out.as_deref())?
@@ -100,12 +113,18 @@ pub fn run(args: &Args) -> Result<()> {
         let corpus: Corpus = serde_json::from_str(text).with_context(|| format!("datasets/{name}.json"))?;
         corpus_download(&hub, name, &corpus, args.out.as_deref())?
     } else if let Source::Hub(id) = Source::classify(what) {
-        let out = args.out.as_deref().ok_or_else(|| anyhow!("download {what}: --out is required for a Hub id"))?;
+        let out = args
+            .out
+            .as_deref()
+            .ok_or_else(|| anyhow!("download {what}: --out is required for a Hub id"))?;
         let files = hub.dataset(&id, &args.include, &[], Some(out))?;
         serde_json::json!({"dataset": id.to_string(), "out": out, "files": files.len()})
     } else {
         let names: Vec<&str> = CORPORA.iter().map(|(n, _)| *n).collect();
-        bail!("download {what:?}: not a manifest ({}), `eval`, or a Hub id org/name", names.join(", "))
+        bail!(
+            "download {what:?}: not a manifest ({}), `eval`, or a Hub id org/name",
+            names.join(", ")
+        )
     };
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
@@ -119,13 +138,19 @@ fn corpus_download(hub: &Hub, name: &str, c: &Corpus, out: Option<&Path>) -> Res
         Some(want) => {
             let got = inheritune_eval::data::count_rows(&files)?;
             if got != want {
-                bail!("{name}: {got} documents in the {} files under {}, the manifest states {want}", files.len(), out.display());
+                bail!(
+                    "{name}: {got} documents in the {} files under {}, the manifest states {want}",
+                    files.len(),
+                    out.display()
+                );
             }
             Some(got)
         }
         None => None,
     };
-    Ok(serde_json::json!({"manifest": name, "dataset": id.to_string(), "out": out, "files": files.len(), "documents": rows}))
+    Ok(
+        serde_json::json!({"manifest": name, "dataset": id.to_string(), "out": out, "files": files.len(), "documents": rows}),
+    )
 }
 
 /// The eval folders `tasks` read (all when empty); `mmlu_<subject>` reads `mmlu`.
@@ -184,9 +209,15 @@ mod tests {
         }
         let m: EvalManifest = serde_json::from_str(EVAL).unwrap();
         for task in inheritune_eval::tasks::TASKS {
-            assert!(eval_entries(&m, &[task.to_string()]).is_ok(), "{task} has no eval data entry");
+            assert!(
+                eval_entries(&m, &[task.to_string()]).is_ok(),
+                "{task} has no eval data entry"
+            );
         }
-        assert_eq!(eval_entries(&m, &["mmlu_anatomy".into(), "mmlu".into()]).unwrap().len(), 1);
+        assert_eq!(
+            eval_entries(&m, &["mmlu_anatomy".into(), "mmlu".into()]).unwrap().len(),
+            1
+        );
         assert!(eval_entries(&m, &["nope".into()]).is_err());
     }
 }

@@ -119,7 +119,16 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let cli = Cli::parse_from(args());
+    let cli = match Cli::try_parse_from(args()) {
+        Ok(cli) => cli,
+        // A rejected value (a missing checkpoint, a bad count) is one line, as every other error.
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            let text = e.to_string();
+            eprintln!("{}", text.lines().next().unwrap_or_default());
+            std::process::exit(2);
+        }
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Download(args) => download::run(&args),
         Command::Prepare(args) => prepare::run(&args),

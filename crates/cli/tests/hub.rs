@@ -14,7 +14,9 @@ use inheritune_hub::RepoKind;
 const COMMIT: &str = "4f3e2d1c0b4f3e2d1c0b4f3e2d1c0b4f3e2d1c0b";
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures")
+        .join(name)
 }
 
 /// Copies a checkpoint folder into `cache` as `huggingface_hub` would have downloaded it.
@@ -29,7 +31,11 @@ fn cache_model(cache: &Path, repo: &str, from: &Path) {
         let path = entry.unwrap().path();
         let bytes = fs::read(&path).unwrap();
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        let etag = if name.ends_with(".safetensors") { sha256(&bytes) } else { oid(&bytes) };
+        let etag = if name.ends_with(".safetensors") {
+            sha256(&bytes)
+        } else {
+            oid(&bytes)
+        };
         fs::write(dir.join("blobs").join(&etag), &bytes).unwrap();
         std::os::unix::fs::symlink(format!("../../blobs/{etag}"), snap.join(&name)).unwrap();
     }
@@ -37,7 +43,10 @@ fn cache_model(cache: &Path, repo: &str, from: &Path) {
 
 fn inheritune(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_inheritune"));
-    cmd.args(args).env("RUST_LOG", "warn").env_remove("HF_TOKEN").env_remove("HF_ENDPOINT");
+    cmd.args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_ENDPOINT");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -51,11 +60,19 @@ fn ok(out: &Output) -> serde_json::Value {
     serde_json::from_str(&text[start..]).unwrap_or(serde_json::Value::Null)
 }
 
+/// The error of a failed run: its last stderr line, the only one that is not a progress line.
 fn one_line_error(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let all = String::from_utf8_lossy(&out.stderr).trim().to_string();
     assert!(!out.status.success(), "expected a failure: {out:?}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(!err.contains("panicked"), "{err}");
+    assert!(!all.contains("panicked"), "{all}");
+    let err = all.lines().last().unwrap_or_default().to_string();
+    let others: Vec<&str> = all
+        .lines()
+        .rev()
+        .skip(1)
+        .filter(|l| !l.starts_with("download "))
+        .collect();
+    assert!(others.is_empty(), "one line: {all}");
     err
 }
 
@@ -86,10 +103,34 @@ fn hub_ids_resolve_offline_for_perplexity_analyze_and_inherit() {
     let w = windows.to_str().unwrap();
     let (a, b) = (tmp.path().join("a-hub"), tmp.path().join("a-dir"));
     let folder = fixture("gpt2_inverse_scale");
-    ok(&inheritune(&["analyze", "--model", "org/tiny-gpt2", "--windows", w, "--out", a.to_str().unwrap()], &env));
-    ok(&inheritune(&["analyze", "--model", folder.to_str().unwrap(), "--windows", w, "--out", b.to_str().unwrap()], &env));
+    ok(&inheritune(
+        &[
+            "analyze",
+            "--model",
+            "org/tiny-gpt2",
+            "--windows",
+            w,
+            "--out",
+            a.to_str().unwrap(),
+        ],
+        &env,
+    ));
+    ok(&inheritune(
+        &[
+            "analyze",
+            "--model",
+            folder.to_str().unwrap(),
+            "--windows",
+            w,
+            "--out",
+            b.to_str().unwrap(),
+        ],
+        &env,
+    ));
     let layers = |d: &Path| -> serde_json::Value {
-        serde_json::from_str::<serde_json::Value>(&fs::read_to_string(d.join("analysis.json")).unwrap()).unwrap()["layers"].clone()
+        serde_json::from_str::<serde_json::Value>(&fs::read_to_string(d.join("analysis.json")).unwrap()).unwrap()
+            ["layers"]
+            .clone()
     };
     assert_eq!(layers(&a), layers(&b));
     assert!(layers(&a).as_array().is_some_and(|l| !l.is_empty()));
@@ -97,17 +138,48 @@ fn hub_ids_resolve_offline_for_perplexity_analyze_and_inherit() {
     // surgery inherit: the same tensors as from the folder.
     let (x, y) = (tmp.path().join("inh-hub"), tmp.path().join("inh-dir"));
     let args = |from: &str, out: &Path| {
-        ["surgery", "inherit", "--from", from, "--layers", "1", "--out", out.to_str().unwrap()].map(String::from)
+        [
+            "surgery",
+            "inherit",
+            "--from",
+            from,
+            "--layers",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
     };
     let run = |a: [String; 8]| inheritune(&a.iter().map(String::as_str).collect::<Vec<_>>(), &env);
     ok(&run(args(&format!("org/tiny-gpt2@{COMMIT}"), &x)));
     ok(&run(args(folder.to_str().unwrap(), &y)));
-    assert_eq!(fs::read(x.join("model.safetensors")).unwrap(), fs::read(y.join("model.safetensors")).unwrap());
+    assert_eq!(
+        fs::read(x.join("model.safetensors")).unwrap(),
+        fs::read(y.join("model.safetensors")).unwrap()
+    );
 
     // An offline miss: one line naming the id, the revision and the cache folder.
-    let e = one_line_error(&inheritune(&["perplexity", "--model", "org/absent", "--text", text], &env));
-    assert!(e.contains("org/absent@main") && e.contains(c) && e.contains("HF_HUB_OFFLINE"), "{e}");
-    let e = one_line_error(&inheritune(&["surgery", "inherit", "--from", "org/tiny-gpt2@v1", "--layers", "1", "--out", "x"], &env));
+    let e = one_line_error(&inheritune(
+        &["perplexity", "--model", "org/absent", "--text", text],
+        &env,
+    ));
+    assert!(
+        e.contains("org/absent@main") && e.contains(c) && e.contains("HF_HUB_OFFLINE"),
+        "{e}"
+    );
+    let e = one_line_error(&inheritune(
+        &[
+            "surgery",
+            "inherit",
+            "--from",
+            "org/tiny-gpt2@v1",
+            "--layers",
+            "1",
+            "--out",
+            "x",
+        ],
+        &env,
+    ));
     assert!(e.contains("org/tiny-gpt2@v1") && e.contains("--from"), "{e}");
 }
 
@@ -115,7 +187,12 @@ fn hub_ids_resolve_offline_for_perplexity_analyze_and_inherit() {
 fn hub_ids_download_from_the_endpoint_and_datasets_check_their_rows() {
     let server = FakeHub::start();
     let mut repo = FakeRepo::new(RepoKind::Model, "org/served", COMMIT);
-    for name in ["config.json", "model.safetensors", "tokenizer.json", "generation_config.json"] {
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "generation_config.json",
+    ] {
         repo = repo.file(name, fs::read(fixture("llama_gqa_tied").join(name)).unwrap());
     }
     server.add(repo);
@@ -125,16 +202,28 @@ fn hub_ids_download_from_the_endpoint_and_datasets_check_their_rows() {
             .file("plain_text/train-00000-of-00001.parquet", sotu.clone())
             .file("README.md", b"card".to_vec()),
     );
-    server.add(FakeRepo::new(RepoKind::Dataset, "allenai/ai2_arc", COMMIT).file("ARC-Easy/test-00000-of-00001.parquet", sotu));
+    server.add(
+        FakeRepo::new(RepoKind::Dataset, "allenai/ai2_arc", COMMIT).file("ARC-Easy/test-00000-of-00001.parquet", sotu),
+    );
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("hub");
-    let env = [("HF_HUB_CACHE", cache.to_str().unwrap()), ("HF_ENDPOINT", server.url.as_str())];
+    let env = [
+        ("HF_HUB_CACHE", cache.to_str().unwrap()),
+        ("HF_ENDPOINT", server.url.as_str()),
+    ];
     let text = fixture("llama_gqa_tied").join("text.txt");
-    let got = ok(&inheritune(&["perplexity", "--model", "org/served", "--text", text.to_str().unwrap()], &env));
+    let got = ok(&inheritune(
+        &["perplexity", "--model", "org/served", "--text", text.to_str().unwrap()],
+        &env,
+    ));
     let want: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(fixture("llama_gqa_tied/perplexity.json")).unwrap()).unwrap();
     assert!((got["mean_nll"].as_f64().unwrap() - want["mean_nll"].as_f64().unwrap()).abs() < 1e-4);
-    assert!(cache.join("models--org--served/snapshots").join(COMMIT).join("model.safetensors").exists());
+    assert!(cache
+        .join("models--org--served/snapshots")
+        .join(COMMIT)
+        .join("model.safetensors")
+        .exists());
 
     // A manifest of our own, with the document count stated: checked after the download.
     let out = tmp.path().join("raw");
@@ -145,18 +234,92 @@ fn hub_ids_download_from_the_endpoint_and_datasets_check_their_rows() {
         fs::write(&manifest, m.to_string()).unwrap();
     };
     write(233);
-    let got = ok(&inheritune(&["download", "--manifest", manifest.to_str().unwrap()], &env));
+    let got = ok(&inheritune(
+        &["download", "--manifest", manifest.to_str().unwrap()],
+        &env,
+    ));
     assert_eq!(got["documents"], 233);
     assert!(out.join("plain_text/train-00000-of-00001.parquet").exists() && !out.join("README.md").exists());
     write(234);
-    let e = one_line_error(&inheritune(&["download", "--manifest", manifest.to_str().unwrap()], &env));
+    let e = one_line_error(&inheritune(
+        &["download", "--manifest", manifest.to_str().unwrap()],
+        &env,
+    ));
     assert!(e.contains("233 documents") && e.contains("234"), "{e}");
     // The eval tasks: arc_easy's rows are checked against datasets/eval.json (2376).
     let eval = tmp.path().join("eval");
-    let e = one_line_error(&inheritune(&["download", "eval", "--tasks", "arc_easy", "--out", eval.to_str().unwrap()], &env));
+    let e = one_line_error(&inheritune(
+        &[
+            "download",
+            "eval",
+            "--tasks",
+            "arc_easy",
+            "--out",
+            eval.to_str().unwrap(),
+        ],
+        &env,
+    ));
     assert!(e.contains("arc_easy has 233 test rows") && e.contains("2376"), "{e}");
     assert!(eval.join("arc_easy/ARC-Easy/test-00000-of-00001.parquet").exists());
     // 404 from the endpoint: one line.
-    let e = one_line_error(&inheritune(&["download", "org/nothing", "--out", eval.to_str().unwrap()], &env));
-    assert!(e.contains("dataset org/nothing@main") && e.contains("no such repository"), "{e}");
+    let e = one_line_error(&inheritune(
+        &["download", "org/nothing", "--out", eval.to_str().unwrap()],
+        &env,
+    ));
+    assert!(
+        e.contains("dataset org/nothing@main") && e.contains("no such repository"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_recipe_downloads_its_missing_inputs_before_preparing_them() {
+    let server = FakeHub::start();
+    let sotu = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sotu/sotu.parquet")).unwrap();
+    server
+        .add(FakeRepo::new(RepoKind::Dataset, "org/speeches", COMMIT).file("text/train-00000-of-00001.parquet", sotu));
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    let manifest = tmp.path().join("speeches.json");
+    let m = serde_json::json!({"hub_repo": "org/speeches", "files": ["text/*.parquet"], "local_dir": raw,
+        "expected": {"documents": 233}});
+    fs::write(&manifest, m.to_string()).unwrap();
+    let recipe = tmp.path().join("r.toml");
+    fs::write(
+        &recipe,
+        format!(
+            "name = \"dl\"\ndescription = \"download test\"\n[data]\ninputs = [\"{}\"]\ndownload = \"{}\"\nval_fraction = 0.05\n\
+             [reference.model]\npreset = \"gpt2-tiny\"\n[train]\nmicro_batch = 2\nseq_len = 32\nmax_steps = 2\n",
+            raw.join("text").display(),
+            manifest.display()
+        ),
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let env = [
+        ("HF_HUB_CACHE", tmp.path().join("hub")),
+        ("HF_ENDPOINT", server.url.clone().into()),
+    ];
+    let out = Command::new(env!("CARGO_BIN_EXE_inheritune"))
+        .args([
+            "recipe",
+            "--config",
+            recipe.to_str().unwrap(),
+            "--run",
+            run.to_str().unwrap(),
+            "--only",
+            "data",
+        ])
+        .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(raw.join("text/train-00000-of-00001.parquet").exists());
+    let log = fs::read_to_string(run.join("data/log.txt")).unwrap();
+    assert!(
+        log.contains("$ inheritune download") && log.contains("$ inheritune prepare"),
+        "{log}"
+    );
+    assert!(run.join("data/DONE").exists() || run.join("data/facts.json").exists());
 }

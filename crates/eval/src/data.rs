@@ -124,8 +124,16 @@ mod tests {
         for (path, split, yes) in [
             ("arc/ARC-Easy/test-00000-of-00001.parquet", "test", true),
             ("wikitext/wikitext-2-raw-v1-test.parquet", "test", true),
-            ("mnli/validation_matched-00000-of-00001.parquet", "validation_matched", true),
-            ("mnli/validation_mismatched-00000-of-00001.parquet", "validation_matched", false),
+            (
+                "mnli/validation_matched-00000-of-00001.parquet",
+                "validation_matched",
+                true,
+            ),
+            (
+                "mnli/validation_mismatched-00000-of-00001.parquet",
+                "validation_matched",
+                false,
+            ),
             ("logiqa/logiqa/test/0000.parquet", "test", true),
             ("logiqa/logiqa/validation/0000.parquet", "test", false),
             ("mmlu/anatomy/dev-00000-of-00001.parquet", "test", false),

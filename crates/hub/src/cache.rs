@@ -36,7 +36,8 @@ impl Cache {
 
     /// `<root>/models--org--name` (or `datasets--…`).
     pub fn repo_dir(&self, kind: RepoKind, repo: &str) -> PathBuf {
-        self.root.join(format!("{}--{}", kind.plural(), repo.replace('/', "--")))
+        self.root
+            .join(format!("{}--{}", kind.plural(), repo.replace('/', "--")))
     }
 
     /// The commit `id`'s revision names in this cache: the revision itself when it is a commit,
@@ -139,7 +140,11 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
         if name.ends_with(".tmp") {
             continue;
         }
-        let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         let path = entry.path();
         match fs::metadata(&path) {
             Ok(m) if m.is_dir() => walk(&path, &rel, out),
@@ -156,7 +161,10 @@ fn symlink(target: &Path, link: &Path) -> io::Result<()> {
 
 #[cfg(not(unix))]
 fn symlink(_target: &Path, _link: &Path) -> io::Result<()> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "the Hub cache needs symbolic links"))
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "the Hub cache needs symbolic links",
+    ))
 }
 
 #[cfg(unix)]

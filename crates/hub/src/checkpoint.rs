@@ -101,10 +101,11 @@ impl Hub {
         let online = || -> Result<PathBuf, crate::net::NetError> {
             let commit = self.commit(kind, id)?;
             let listing = self.list(kind, id, &commit)?;
-            Ok(self.fetch_checkpoint(id, &commit, &listing).map_err(|e| crate::net::NetError {
-                message: e.to_string(),
-                unreachable: false,
-            })?)
+            self.fetch_checkpoint(id, &commit, &listing)
+                .map_err(|e| crate::net::NetError {
+                    message: e.to_string(),
+                    unreachable: false,
+                })
         };
         match online() {
             Ok(p) => Ok(p),
@@ -123,15 +124,16 @@ impl Hub {
         let kind = RepoKind::Model;
         let names: BTreeSet<&str> = listing.iter().map(|e| e.path.as_str()).collect();
         let (want, index) = first_stage(&names).map_err(|why| Error::Msg(format!("model {id}: {why}")))?;
-        let pick = |want: &[String]| -> Vec<Entry> {
-            listing.iter().filter(|e| want.contains(&e.path)).cloned().collect()
-        };
+        let pick =
+            |want: &[String]| -> Vec<Entry> { listing.iter().filter(|e| want.contains(&e.path)).cloned().collect() };
         self.fetch(kind, id, commit, &pick(&want))?;
         let snapshot = self.cache.snapshot(kind, &id.repo, commit);
         if let Some(index) = index {
             let shards = shards(&snapshot.join(&index))?;
             if let Some(missing) = shards.iter().find(|s| !names.contains(s.as_str())) {
-                return Err(Error::Msg(format!("model {id}: {index} names {missing}, which the repository lacks")));
+                return Err(Error::Msg(format!(
+                    "model {id}: {index} names {missing}, which the repository lacks"
+                )));
             }
             self.fetch(kind, id, commit, &pick(&shards))?;
         }
@@ -173,15 +175,24 @@ mod tests {
     #[test]
     fn weights_are_chosen_in_transformers_order() {
         let set = |v: &[&'static str]| v.iter().copied().collect::<BTreeSet<&str>>();
-        let (want, index) =
-            first_stage(&set(&["config.json", "model.safetensors", "pytorch_model.bin", "vocab.json", "README.md"]))
-                .unwrap();
+        let (want, index) = first_stage(&set(&[
+            "config.json",
+            "model.safetensors",
+            "pytorch_model.bin",
+            "vocab.json",
+            "README.md",
+        ]))
+        .unwrap();
         assert_eq!(want, ["config.json", "model.safetensors", "vocab.json"]);
         assert_eq!(index, None);
         let (want, index) = first_stage(&set(&["config.json", "pytorch_model.bin.index.json", "x.bin"])).unwrap();
         assert_eq!(want, ["config.json", "pytorch_model.bin.index.json"]);
         assert_eq!(index.as_deref(), Some("pytorch_model.bin.index.json"));
-        assert!(first_stage(&set(&["model.safetensors"])).unwrap_err().contains("config.json"));
-        assert!(first_stage(&set(&["config.json", "flax_model.msgpack"])).unwrap_err().contains("no model.safetensors"));
+        assert!(first_stage(&set(&["model.safetensors"]))
+            .unwrap_err()
+            .contains("config.json"));
+        assert!(first_stage(&set(&["config.json", "flax_model.msgpack"]))
+            .unwrap_err()
+            .contains("no model.safetensors"));
     }
 }

@@ -43,14 +43,22 @@ impl Hub {
     /// # Errors
     /// No file matches; offline and not cached; a failed download; or a different file already
     /// at a link's place under `out` (never overwritten).
-    pub fn dataset(&self, id: &HubId, include: &[String], exclude: &[String], out: Option<&Path>) -> Result<Vec<PathBuf>> {
+    pub fn dataset(
+        &self,
+        id: &HubId,
+        include: &[String],
+        exclude: &[String],
+        out: Option<&Path>,
+    ) -> Result<Vec<PathBuf>> {
         let kind = RepoKind::Dataset;
         let set = Filter {
             include: patterns(include)?,
             exclude: (!exclude.is_empty()).then(|| patterns(exclude)).transpose()?,
         };
         let no_match = |what: &str| {
-            Error::Msg(format!("dataset {id}: no file {what} matches the include patterns {include:?}"))
+            Error::Msg(format!(
+                "dataset {id}: no file {what} matches the include patterns {include:?}"
+            ))
         };
         let files = if self.offline {
             self.cached_dataset(id, &set).map_err(|why| {
@@ -62,18 +70,22 @@ impl Hub {
         } else {
             let online = || -> Result<Vec<PathBuf>, crate::net::NetError> {
                 let commit = self.commit(kind, id)?;
-                let listing: Vec<Entry> =
-                    self.list(kind, id, &commit)?.into_iter().filter(|e| set.is_match(&e.path)).collect();
+                let listing: Vec<Entry> = self
+                    .list(kind, id, &commit)?
+                    .into_iter()
+                    .filter(|e| set.is_match(&e.path))
+                    .collect();
                 if listing.is_empty() {
                     return Err(crate::net::NetError {
                         message: no_match("of the repository").to_string(),
                         unreachable: false,
                     });
                 }
-                self.fetch(kind, id, &commit, &listing).map_err(|e| crate::net::NetError {
-                    message: e.to_string(),
-                    unreachable: false,
-                })
+                self.fetch(kind, id, &commit, &listing)
+                    .map_err(|e| crate::net::NetError {
+                        message: e.to_string(),
+                        unreachable: false,
+                    })
             };
             match online() {
                 Ok(f) => f,
@@ -101,8 +113,13 @@ impl Hub {
             .commit(kind, id)
             .ok_or_else(|| format!("no {}", repo_dir.join("refs").join(&id.revision).display()))?;
         let snapshot = self.cache.snapshot(kind, &id.repo, &commit);
-        let files: Vec<PathBuf> =
-            self.cache.files(&snapshot).iter().filter(|f| set.is_match(f)).map(|f| snapshot.join(f)).collect();
+        let files: Vec<PathBuf> = self
+            .cache
+            .files(&snapshot)
+            .iter()
+            .filter(|f| set.is_match(f))
+            .map(|f| snapshot.join(f))
+            .collect();
         if files.is_empty() {
             return Err(format!("{} has no matching file", snapshot.display()));
         }
@@ -118,7 +135,8 @@ fn place(file: &Path, snapshot: &Path, out: &Path) -> Result<PathBuf> {
     let target = fs::canonicalize(file).map_err(io_err(file))?;
     if let Ok(meta) = fs::symlink_metadata(&dest) {
         let same_link = meta.file_type().is_symlink() && fs::canonicalize(&dest).is_ok_and(|t| t == target);
-        let same_size = fs::metadata(&dest).is_ok_and(|m| m.len() == fs::metadata(&target).map(|t| t.len()).unwrap_or(u64::MAX));
+        let same_size =
+            fs::metadata(&dest).is_ok_and(|m| m.len() == fs::metadata(&target).map(|t| t.len()).unwrap_or(u64::MAX));
         if same_link || (!meta.file_type().is_symlink() && same_size) {
             return Ok(dest);
         }

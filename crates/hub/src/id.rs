@@ -126,12 +126,17 @@ mod tests {
     #[test]
     fn ids_and_paths_are_told_apart() {
         let id = HubId::parse("openai-community/gpt2").unwrap();
-        assert_eq!((id.repo.as_str(), id.revision.as_str()), ("openai-community/gpt2", "main"));
+        assert_eq!(
+            (id.repo.as_str(), id.revision.as_str()),
+            ("openai-community/gpt2", "main")
+        );
         let id = HubId::parse("EleutherAI/pythia-70m@step1000").unwrap();
         assert_eq!(id.revision, "step1000");
         let c = "0123456789abcdef0123456789abcdef01234567";
         assert!(HubId::parse(&format!("a/b@{c}")).unwrap().is_commit());
-        for bad in ["gpt2", "a/b/c", "/a/b", "a/", "/b", "a/b@", "-a/b", "a/.b", "a--x/b", "a/b c", "a/b@x y"] {
+        for bad in [
+            "gpt2", "a/b/c", "/a/b", "a/", "/b", "a/b@", "-a/b", "a/.b", "a--x/b", "a/b c", "a/b@x y",
+        ] {
             assert_eq!(HubId::parse(bad), None, "{bad}");
         }
         assert_eq!(Source::classify("runs/x/final"), Source::Local("runs/x/final".into()));

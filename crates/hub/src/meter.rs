@@ -18,10 +18,9 @@ pub(crate) struct Meter {
 impl Meter {
     pub(crate) fn new(what: String, total: u64) -> Meter {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let style = ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style =
+                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
             ProgressBar::new(total).with_style(style).with_message(what.clone())
         });
         let every = std::env::var("INHERITUNE_LOG_SECONDS")
@@ -60,7 +59,11 @@ impl Meter {
 
     fn line(&self) {
         let secs = self.began.elapsed().as_secs_f64().max(1e-9);
-        let pct = if self.total > 0 { 100.0 * self.done as f64 / self.total as f64 } else { 100.0 };
+        let pct = if self.total > 0 {
+            100.0 * self.done as f64 / self.total as f64
+        } else {
+            100.0
+        };
         eprintln!(
             "download {}: {:.1}% ({} of {} bytes, {:.1} MB/s)",
             self.what,

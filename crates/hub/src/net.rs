@@ -105,17 +105,29 @@ impl Hub {
         let (org, name) = id.parts();
         let sha = self.rt.block_on(async {
             match kind {
-                RepoKind::Model => {
-                    self.client.model(org, name).info().revision(id.revision.clone()).send().await.map(|i| i.sha)
-                }
-                RepoKind::Dataset => {
-                    self.client.dataset(org, name).info().revision(id.revision.clone()).send().await.map(|i| i.sha)
-                }
+                RepoKind::Model => self
+                    .client
+                    .model(org, name)
+                    .info()
+                    .revision(id.revision.clone())
+                    .send()
+                    .await
+                    .map(|i| i.sha),
+                RepoKind::Dataset => self
+                    .client
+                    .dataset(org, name)
+                    .info()
+                    .revision(id.revision.clone())
+                    .send()
+                    .await
+                    .map(|i| i.sha),
             }
         });
         let sha = sha.map_err(|e| NetError::new(kind, id, e))?;
         let sha = sha.ok_or_else(|| NetError::msg(format!("{} {id}: the Hub gave no commit for it", kind.name())))?;
-        self.cache.write_ref(kind, id, &sha).map_err(|e| NetError::msg(e.to_string()))?;
+        self.cache
+            .write_ref(kind, id, &sha)
+            .map_err(|e| NetError::msg(e.to_string()))?;
         Ok(sha)
     }
 
@@ -154,10 +166,12 @@ impl Hub {
                 self.rt.block_on(async {
                     match kind {
                         RepoKind::Model => {
-                            self.fetch_one(&self.client.model(org, name), kind, id, commit, entry, &mut meter).await
+                            self.fetch_one(&self.client.model(org, name), kind, id, commit, entry, &mut meter)
+                                .await
                         }
                         RepoKind::Dataset => {
-                            self.fetch_one(&self.client.dataset(org, name), kind, id, commit, entry, &mut meter).await
+                            self.fetch_one(&self.client.dataset(org, name), kind, id, commit, entry, &mut meter)
+                                .await
                         }
                     }
                 })?;
@@ -257,7 +271,11 @@ impl Hub {
             meter.add(entry.size);
         }
         file.sync_all().map_err(io_err(&part))?;
-        let etag = if entry.lfs { sha256_of(&mut file, &part)? } else { entry.oid.clone() };
+        let etag = if entry.lfs {
+            sha256_of(&mut file, &part)?
+        } else {
+            entry.oid.clone()
+        };
         drop(file);
         let blob = cache.blob(kind, &id.repo, &etag);
         if whole(&blob) {
@@ -289,7 +307,10 @@ async fn list<T: RepoType>(repo: &HFRepository<T>, commit: &str) -> hf_hub::HFRe
     futures::pin_mut!(stream);
     let mut out = Vec::new();
     while let Some(entry) = stream.next().await {
-        if let RepoTreeEntry::File { oid, size, path, lfs, .. } = entry? {
+        if let RepoTreeEntry::File {
+            oid, size, path, lfs, ..
+        } = entry?
+        {
             out.push(Entry {
                 path,
                 size,
@@ -320,7 +341,10 @@ impl NetError {
                 kind.name()
             ),
             HFError::AuthRequired { .. } | HFError::Forbidden { .. } => {
-                format!("{} {id}: the Hub refused access ({e}); a gated or private repository needs HF_TOKEN", kind.name())
+                format!(
+                    "{} {id}: the Hub refused access ({e}); a gated or private repository needs HF_TOKEN",
+                    kind.name()
+                )
             }
             _ => format!("{} {id}: {e}", kind.name()),
         };

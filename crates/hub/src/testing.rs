@@ -113,7 +113,11 @@ impl FakeHub {
     /// The next GET of a file whose path ends with `path` sends its headers and only `after`
     /// bytes of the body, then closes the connection.
     pub fn cut(&self, path: &str, after: usize) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).cuts.insert(path.into(), after);
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cuts
+            .insert(path.into(), after);
     }
 
     /// Every request so far, as `METHOD path[ range]`.
@@ -163,7 +167,10 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let (method, target) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
     let mut headers = HashMap::new();
     loop {
         let mut h = String::new();
@@ -177,12 +184,24 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let range = headers.get("range").cloned();
     let r = {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-        st.log.push(format!("{method} {target}{}", range.as_ref().map(|r| format!(" {r}")).unwrap_or_default()));
-        route(&mut st, &method, &target, range.as_deref(), headers.get("authorization").map(String::as_str))
+        st.log.push(format!(
+            "{method} {target}{}",
+            range.as_ref().map(|r| format!(" {r}")).unwrap_or_default()
+        ));
+        route(
+            &mut st,
+            &method,
+            &target,
+            range.as_deref(),
+            headers.get("authorization").map(String::as_str),
+        )
     };
     let mut out = stream;
     let length = r.length.unwrap_or(r.body.len());
-    let mut head = format!("HTTP/1.1 {}\r\nContent-Length: {length}\r\nConnection: close\r\n", r.status);
+    let mut head = format!(
+        "HTTP/1.1 {}\r\nContent-Length: {length}\r\nConnection: close\r\n",
+        r.status
+    );
     for (k, v) in &r.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -211,11 +230,32 @@ fn route(st: &mut State, method: &str, target: &str, range: Option<&str>, auth: 
             "datasets" => RepoKind::Dataset,
             _ => return not_found(),
         };
-        (kind, seg(2), seg(3), seg(4), seg(5), segs.get(6..).map(|s| s.join("/")).unwrap_or_default())
+        (
+            kind,
+            seg(2),
+            seg(3),
+            seg(4),
+            seg(5),
+            segs.get(6..).map(|s| s.join("/")).unwrap_or_default(),
+        )
     } else if seg(0) == "datasets" {
-        (RepoKind::Dataset, seg(1), seg(2), seg(3), seg(4), segs.get(5..).map(|s| s.join("/")).unwrap_or_default())
+        (
+            RepoKind::Dataset,
+            seg(1),
+            seg(2),
+            seg(3),
+            seg(4),
+            segs.get(5..).map(|s| s.join("/")).unwrap_or_default(),
+        )
     } else {
-        (RepoKind::Model, seg(0), seg(1), seg(2), seg(3), segs.get(4..).map(|s| s.join("/")).unwrap_or_default())
+        (
+            RepoKind::Model,
+            seg(0),
+            seg(1),
+            seg(2),
+            seg(3),
+            segs.get(4..).map(|s| s.join("/")).unwrap_or_default(),
+        )
     };
     let repo_id = format!("{org}/{name}");
     let Some(repo) = st.repos.iter().find(|r| r.kind == kind && r.repo == repo_id).cloned() else {
@@ -223,7 +263,10 @@ fn route(st: &mut State, method: &str, target: &str, range: Option<&str>, auth: 
     };
     if let Some(t) = &repo.token {
         if auth != Some(&format!("Bearer {t}")) {
-            return reply("401 Unauthorized", r#"{"error":"Access to this repository is restricted"}"#);
+            return reply(
+                "401 Unauthorized",
+                r#"{"error":"Access to this repository is restricted"}"#,
+            );
         }
     }
     if rev != repo.commit && !repo.refs.iter().any(|r| r == rev) {
@@ -278,7 +321,10 @@ fn route(st: &mut State, method: &str, target: &str, range: Option<&str>, auth: 
                     let a: usize = a.parse().unwrap_or(0).min(bytes.len());
                     let b: usize = b.parse().map(|b: usize| b + 1).unwrap_or(bytes.len()).min(bytes.len());
                     r.status = "206 Partial Content";
-                    r.headers.push(("Content-Range".into(), format!("bytes {a}-{}/{}", b.saturating_sub(1), bytes.len())));
+                    r.headers.push((
+                        "Content-Range".into(),
+                        format!("bytes {a}-{}/{}", b.saturating_sub(1), bytes.len()),
+                    ));
                     r.body = bytes[a..b.max(a)].to_vec();
                 }
                 if let Some(key) = st.cuts.keys().find(|k| rest.ends_with(k.as_str())).cloned() {

@@ -58,7 +58,10 @@ fn a_python_layout_cache_serves_offline_by_branch_and_by_commit() {
     assert_eq!(fs::read(snapshot.join("model.safetensors")).unwrap(), weights);
 
     let e = h.checkpoint(&id("org/other")).unwrap_err().to_string();
-    assert!(e.contains("model org/other@main") && e.contains(&cache.display().to_string()), "{e}");
+    assert!(
+        e.contains("model org/other@main") && e.contains(&cache.display().to_string()),
+        "{e}"
+    );
     assert!(e.contains("HF_HUB_OFFLINE") && !e.contains('\n'), "{e}");
     let e = h.checkpoint(&id("org/tiny@v2")).unwrap_err().to_string();
     assert!(e.contains("org/tiny@v2") && e.contains("refs/v2"), "{e}");
@@ -69,7 +72,10 @@ fn a_python_layout_cache_serves_offline_by_branch_and_by_commit() {
     // Online but unreachable: the cache still serves what it has.
     let h = hub("http://127.0.0.1:9", &cache, false);
     let e = h.checkpoint(&id("org/tiny")).unwrap_err().to_string();
-    assert!(e.contains("org/tiny@main") && e.contains("not in the Hugging Face cache"), "{e}");
+    assert!(
+        e.contains("org/tiny@main") && e.contains("not in the Hugging Face cache"),
+        "{e}"
+    );
     put(&cache, "org/tiny", "model.safetensors", &weights, &sha256(&weights));
     assert_eq!(h.checkpoint(&id("org/tiny")).unwrap(), snapshot);
 }
@@ -91,21 +97,30 @@ fn downloads_fill_the_cache_resume_after_a_cut_and_skip_what_is_there() {
     let h = hub(&server.url, &cache, false);
     server.cut("model.safetensors", 100_000);
     let e = h.checkpoint(&id("org/net")).unwrap_err().to_string();
-    assert!(e.contains("model.safetensors") && e.contains("run again to resume"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("run again to resume"),
+        "{e}"
+    );
     let repo = cache.join("models--org--net");
     let part = repo.join("blobs").join(format!("{}.incomplete", oid(&weights)));
     assert_eq!(fs::metadata(&part).unwrap().len(), 100_000);
 
     let snapshot = h.checkpoint(&id("org/net")).unwrap();
     assert_eq!(snapshot, repo.join("snapshots").join(COMMIT));
-    assert!(server.requests().iter().any(|r| r.contains("model.safetensors bytes=100000-299999")));
+    assert!(server
+        .requests()
+        .iter()
+        .any(|r| r.contains("model.safetensors bytes=100000-299999")));
     assert!(!part.exists());
     // The Python layout: refs/main, the blob under its sha256, a relative link.
     assert_eq!(fs::read_to_string(repo.join("refs/main")).unwrap(), COMMIT);
     assert_eq!(fs::read(repo.join("blobs").join(sha256(&weights))).unwrap(), weights);
     let link = fs::read_link(snapshot.join("model.safetensors")).unwrap();
     assert_eq!(link, Path::new("../../blobs").join(sha256(&weights)));
-    assert_eq!(fs::read_link(snapshot.join("config.json")).unwrap(), Path::new("../../blobs").join(oid(b"{\"n_layer\": 2}")));
+    assert_eq!(
+        fs::read_link(snapshot.join("config.json")).unwrap(),
+        Path::new("../../blobs").join(oid(b"{\"n_layer\": 2}"))
+    );
     assert!(!snapshot.join("README.md").exists() && !snapshot.join("pytorch_model.bin").exists());
 
     let before = server.requests().len();
@@ -141,11 +156,17 @@ fn missing_repositories_files_and_tokens_are_one_line_errors() {
         ("org/missing", "no such repository or revision"),
         ("org/empty@v9", "no such repository or revision"),
         ("org/gated", "HF_TOKEN"),
-        ("org/broken", "names model-00002-of-00002.safetensors, which the repository lacks"),
+        (
+            "org/broken",
+            "names model-00002-of-00002.safetensors, which the repository lacks",
+        ),
         ("org/empty", "no model.safetensors"),
     ] {
         let e = h.checkpoint(&id(spec)).unwrap_err().to_string();
-        assert!(e.contains(spec.split('@').next().unwrap()) && e.contains(want) && !e.contains('\n'), "{spec}: {e}");
+        assert!(
+            e.contains(spec.split('@').next().unwrap()) && e.contains(want) && !e.contains('\n'),
+            "{spec}: {e}"
+        );
     }
     let with_token = Hub::new(Settings {
         endpoint: Some(server.url.clone()),
@@ -202,25 +223,45 @@ fn datasets_follow_include_patterns_and_link_into_a_folder() {
     let include = vec!["plain_text/train-*.parquet".to_string()];
     let files = h.dataset(&id("org/corpus"), &include, &[], Some(&out)).unwrap();
     assert_eq!(files.len(), 2);
-    assert_eq!(fs::read(out.join("plain_text/train-00001-of-00002.parquet")).unwrap(), t1);
+    assert_eq!(
+        fs::read(out.join("plain_text/train-00001-of-00002.parquet")).unwrap(),
+        t1
+    );
     assert!(!out.join("plain_text/test-00000-of-00001.parquet").exists() && !out.join("README.md").exists());
     assert!(tmp.path().join("hub/datasets--org--corpus/refs/main").exists());
     // Again: kept as it is; offline: from the cache.
     h.dataset(&id("org/corpus"), &include, &[], Some(&out)).unwrap();
     let off = hub(&server.url, &tmp.path().join("hub"), true);
-    assert_eq!(off.dataset(&id("org/corpus"), &include, &[], Some(&out)).unwrap().len(), 2);
+    assert_eq!(
+        off.dataset(&id("org/corpus"), &include, &[], Some(&out)).unwrap().len(),
+        2
+    );
     // A user's different file at a link's place is never overwritten.
     let mine = out.join("plain_text/train-00000-of-00002.parquet");
     fs::remove_file(&mine).unwrap();
     fs::write(&mine, b"my own").unwrap();
-    let e = h.dataset(&id("org/corpus"), &include, &[], Some(&out)).unwrap_err().to_string();
-    assert!(e.contains("train-00000-of-00002.parquet") && e.contains("never overwritten"), "{e}");
+    let e = h
+        .dataset(&id("org/corpus"), &include, &[], Some(&out))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("train-00000-of-00002.parquet") && e.contains("never overwritten"),
+        "{e}"
+    );
     assert_eq!(fs::read(&mine).unwrap(), b"my own");
-    let e = h.dataset(&id("org/corpus"), &["nothing/*".to_string()], &[], None).unwrap_err().to_string();
+    let e = h
+        .dataset(&id("org/corpus"), &["nothing/*".to_string()], &[], None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no file") && e.contains("nothing/*"), "{e}");
     // Exclude patterns drop files the include patterns take.
     let files = h
-        .dataset(&id("org/corpus"), &["plain_text/*".to_string()], &["*/test-*".to_string()], None)
+        .dataset(
+            &id("org/corpus"),
+            &["plain_text/*".to_string()],
+            &["*/test-*".to_string()],
+            None,
+        )
         .unwrap();
     assert_eq!(files.len(), 2, "{files:?}");
     assert_eq!(fs::read(&files[0]).unwrap(), t0);

@@ -151,9 +151,9 @@ pub struct DataCfg {
     /// Apply the tokenizer's own special-token rules to every document (LLaMA's BOS).
     #[serde(default)]
     pub add_special_tokens: bool,
-    /// A corpus manifest of `datasets/` (`openwebtext`, `fineweb-edu-sample-10BT`, ...) that
-    /// `inheritune download` fetches when an input is missing, before the tokenizer and data
-    /// stages read them.
+    /// A corpus manifest of `datasets/` (`openwebtext`, `fineweb-edu-sample-10BT`, ...), or a
+    /// `.json` manifest file, that `inheritune download` fetches when an input is missing, before
+    /// the tokenizer and data stages read them.
     #[serde(default)]
     pub download: Option<String>,
 }
@@ -602,7 +602,11 @@ impl Recipe {
         let planned = self.planned_reference_config();
         if planned.is_err() && self.hub_reference().is_some() {
             // Checked again once the download is there (`resolve_reference(true)`).
-            return if problems.is_empty() { Ok(()) } else { Err(Error::Invalid(problems.join("; "))) };
+            return if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::Invalid(problems.join("; ")))
+            };
         }
         let l_ref = planned?.n_layer();
         let l0 = match self.inheritune.start_depth {

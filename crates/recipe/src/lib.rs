@@ -112,7 +112,11 @@ pub fn run(recipe: &Recipe, source: &Path, options: &RunOptions) -> Result<Outco
     inheritune_fs::write_file(&dir.join("recipe.toml"), &text)?;
     inheritune_fs::write_file(&dir.join("plan.md"), plan(recipe)?.as_bytes())?;
     let l_ref = recipe.reference_config()?.n_layer();
-    let eval = recipe.eval.data_dir.as_ref().is_some_and(|d| d.is_dir() || recipe.eval.download);
+    let eval = recipe
+        .eval
+        .data_dir
+        .as_ref()
+        .is_some_and(|d| d.is_dir() || recipe.eval.download);
     let children = Children {
         recipe,
         run: dir.clone(),
