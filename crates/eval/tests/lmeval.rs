@@ -79,6 +79,19 @@ fn check(model: &str, expected: &str, batch: usize) -> anyhow::Result<()> {
                 "{task} {metric}: {ours} vs lm-eval {theirs}"
             );
         }
+        // Standard errors: the sample stderr of the mean, lambada's bootstrapped perplexity
+        // stderr, and none (lm-eval's "N/A") for corpus-level metrics such as wikitext's.
+        for (metric, v) in want["stderr"].as_object().into_iter().flatten() {
+            let ours = result.stderr.get(metric.as_str()).copied().flatten();
+            match (ours, v.as_f64()) {
+                (Some(o), Some(t)) => assert!(
+                    (o - t).abs() <= 1e-5 * t.abs().max(1e-9),
+                    "{task} {metric} stderr: {o} vs lm-eval {t}"
+                ),
+                (None, None) => {}
+                (o, t) => panic!("{task} {metric} stderr: {o:?} vs lm-eval {t:?}"),
+            }
+        }
     }
     Ok(())
 }
