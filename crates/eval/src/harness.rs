@@ -263,17 +263,19 @@ pub fn evaluate(
         eval.results.push(result);
     }
     // MMLU groups: size-weighted (micro) averages over every question of the subjects run, and
-    // lm-eval's pooled stderr: each category over its subjects, `mmlu` over the categories.
+    // lm-eval's pooled stderr over each group's leaf tasks: a category over its subjects, and
+    // `mmlu` over all subjects (lm-eval 0.4.13's Group.aggregate reads the leaves, not the
+    // categories' stderrs; tests/lmeval.rs checks all 57 subjects against it).
     let category_stderr = |c: &str| pooled_sample_stderr(subjects.get(c).map_or(&[][..], |v| v.as_slice()));
-    let categories: Vec<(usize, Option<f64>)> = MMLU
+    let all_subjects: Vec<(usize, Option<f64>)> = MMLU
         .iter()
-        .filter_map(|(c, _)| Some((mmlu.get(c)?.len(), category_stderr(c))))
+        .flat_map(|(c, _)| subjects.get(c).cloned().unwrap_or_default())
         .collect();
     for (category, _) in std::iter::once(&("", &[][..])).chain(MMLU.iter()) {
         if let Some(xs) = mmlu.get(category) {
             let m = xs.iter().sum::<f64>() / xs.len() as f64;
             let se = if category.is_empty() {
-                pooled_sample_stderr(&categories)
+                pooled_sample_stderr(&all_subjects)
             } else {
                 category_stderr(category)
             };

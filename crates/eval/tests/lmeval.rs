@@ -1,7 +1,10 @@
 //! Parity with lm-evaluation-harness 0.4.13 (fixtures made by lm-eval itself on the offline
 //! oracle kit, `fixtures/lmeval/make_fixture.py`): for every task, every context and
 //! continuation string equal, every log-likelihood within a relative 1e-5 (absolute 1e-4 near
-//! zero), every is_greedy equal, and every task metric equal; at batch size 1 and 8.
+//! zero), every is_greedy equal, and every task metric and standard error equal; at batch size 1
+//! and 8. And all 57 MMLU subjects 5-shot (`fixtures/lmeval/make_mmlu57.py`, lm-eval's own
+//! subject categories): every subject's, category's and the group's accuracy and stderr
+//! (the group's pooled variance).
 
 use std::path::{Path, PathBuf};
 
@@ -111,4 +114,30 @@ fn every_task_matches_lm_eval_batch_8() -> anyhow::Result<()> {
 #[test]
 fn every_task_matches_lm_eval_with_a_bos_tokenizer() -> anyhow::Result<()> {
     check("model_bos", "expected_bos.json", 4)
+}
+
+#[test]
+fn all_57_mmlu_subjects_their_categories_and_the_group_match_lm_eval() -> anyhow::Result<()> {
+    let dir = fixture();
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected_mmlu57.json"))?)?;
+    let expected = expected.as_object().unwrap();
+    assert_eq!(expected.len(), 1 + 4 + 57, "the group, its 4 categories and 57 subjects");
+    let scorer = Scorer::load(&dir.join("model"), Device::Cpu, DType::F32, 8)?;
+    let eval = evaluate(&scorer, &["mmlu".to_string()], &dir.join("data_mmlu57"), None, Some(5), &mut |_, _, _| {})?;
+    for (name, want) in expected {
+        let got = eval
+            .results
+            .iter()
+            .find(|r| &r.name == name)
+            .unwrap_or_else(|| panic!("{name}: not in our results"));
+        let (acc, want_acc) = (got.metrics["acc"], want["acc"].as_f64().unwrap());
+        assert!((acc - want_acc).abs() <= 1e-9, "{name} acc: {acc} vs lm-eval {want_acc}");
+        let se = got.stderr.get("acc").copied().flatten();
+        match (se, want["acc_stderr"].as_f64()) {
+            (Some(o), Some(t)) => assert!((o - t).abs() <= 1e-9 * t.max(1.0), "{name} acc stderr: {o} vs lm-eval {t}"),
+            (None, None) => {}
+            (o, t) => panic!("{name} acc stderr: {o:?} vs lm-eval {t:?}"),
+        }
+    }
+    Ok(())
 }
