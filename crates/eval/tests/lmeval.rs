@@ -121,9 +121,20 @@ fn all_57_mmlu_subjects_their_categories_and_the_group_match_lm_eval() -> anyhow
     let dir = fixture();
     let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected_mmlu57.json"))?)?;
     let expected = expected.as_object().unwrap();
-    assert_eq!(expected.len(), 1 + 4 + 57, "the group, its 4 categories and 57 subjects");
+    assert_eq!(
+        expected.len(),
+        1 + 4 + 57,
+        "the group, its 4 categories and 57 subjects"
+    );
     let scorer = Scorer::load(&dir.join("model"), Device::Cpu, DType::F32, 8)?;
-    let eval = evaluate(&scorer, &["mmlu".to_string()], &dir.join("data_mmlu57"), None, Some(5), &mut |_, _, _| {})?;
+    let eval = evaluate(
+        &scorer,
+        &["mmlu".to_string()],
+        &dir.join("data_mmlu57"),
+        None,
+        Some(5),
+        &mut |_, _, _| {},
+    )?;
     for (name, want) in expected {
         let got = eval
             .results
@@ -131,10 +142,16 @@ fn all_57_mmlu_subjects_their_categories_and_the_group_match_lm_eval() -> anyhow
             .find(|r| &r.name == name)
             .unwrap_or_else(|| panic!("{name}: not in our results"));
         let (acc, want_acc) = (got.metrics["acc"], want["acc"].as_f64().unwrap());
-        assert!((acc - want_acc).abs() <= 1e-9, "{name} acc: {acc} vs lm-eval {want_acc}");
+        assert!(
+            (acc - want_acc).abs() <= 1e-9,
+            "{name} acc: {acc} vs lm-eval {want_acc}"
+        );
         let se = got.stderr.get("acc").copied().flatten();
         match (se, want["acc_stderr"].as_f64()) {
-            (Some(o), Some(t)) => assert!((o - t).abs() <= 1e-9 * t.max(1.0), "{name} acc stderr: {o} vs lm-eval {t}"),
+            (Some(o), Some(t)) => assert!(
+                (o - t).abs() <= 1e-9 * t.max(1.0),
+                "{name} acc stderr: {o} vs lm-eval {t}"
+            ),
             (None, None) => {}
             (o, t) => panic!("{name} acc stderr: {o:?} vs lm-eval {t:?}"),
         }

@@ -396,7 +396,12 @@ impl Children<'_> {
         let model = Self::model_of(facts, of)?;
         let e = &self.recipe.eval;
         let data = e.data_dir.clone().unwrap_or_default();
-        if e.download {
+        // The folders the tasks read; any missing one is fetched first with `[eval] download`.
+        let missing = e.tasks.iter().any(|t| {
+            inheritune_eval::tasks::Task::resolve(t)
+                .map_or(true, |ts| ts.iter().any(|t| !data.join(&t.folder).is_dir()))
+        });
+        if e.download && missing {
             let a = ["download", "eval", "--tasks", &e.tasks.join(","), "--out", &s(&data)].map(String::from);
             self.inheritune(&stage.name, dir, &[], &a, stop)?;
         }
