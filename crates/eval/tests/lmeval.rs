@@ -84,6 +84,13 @@ fn check(model: &str, expected: &str, batch: usize) -> anyhow::Result<()> {
         }
         // Standard errors: the sample stderr of the mean, lambada's bootstrapped perplexity
         // stderr, and none (lm-eval's "N/A") for corpus-level metrics such as wikitext's.
+        // expected.json carries them for every task (expected_bos.json, made before, does not).
+        if model == "model" {
+            assert!(
+                want["stderr"].as_object().is_some_and(|m| !m.is_empty()),
+                "{task}: no stderr in the fixture"
+            );
+        }
         for (metric, v) in want["stderr"].as_object().into_iter().flatten() {
             let ours = result.stderr.get(metric.as_str()).copied().flatten();
             match (ours, v.as_f64()) {

@@ -101,11 +101,7 @@ impl Hub {
         let online = || -> Result<PathBuf, crate::net::NetError> {
             let commit = self.commit(kind, id)?;
             let listing = self.list(kind, id, &commit)?;
-            self.fetch_checkpoint(id, &commit, &listing)
-                .map_err(|e| crate::net::NetError {
-                    message: e.to_string(),
-                    unreachable: false,
-                })
+            Ok(self.fetch_checkpoint(id, &commit, &listing)?)
         };
         match online() {
             Ok(p) => Ok(p),

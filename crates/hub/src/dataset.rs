@@ -76,16 +76,9 @@ impl Hub {
                     .filter(|e| set.is_match(&e.path))
                     .collect();
                 if listing.is_empty() {
-                    return Err(crate::net::NetError {
-                        message: no_match("of the repository").to_string(),
-                        unreachable: false,
-                    });
+                    return Err(no_match("of the repository").into());
                 }
-                self.fetch(kind, id, &commit, &listing)
-                    .map_err(|e| crate::net::NetError {
-                        message: e.to_string(),
-                        unreachable: false,
-                    })
+                Ok(self.fetch(kind, id, &commit, &listing)?)
             };
             match online() {
                 Ok(f) => f,

@@ -365,6 +365,13 @@ impl std::fmt::Display for NetError {
     }
 }
 
+/// A failure after the Hub answered (a transfer, a file): not a reason to fall back to the cache.
+impl From<Error> for NetError {
+    fn from(e: Error) -> NetError {
+        NetError::msg(e.to_string())
+    }
+}
+
 impl From<NetError> for Error {
     fn from(e: NetError) -> Error {
         Error::Msg(e.message)
