@@ -40,6 +40,7 @@ fn recipe(dir: &Path) -> anyhow::Result<PathBuf> {
         format!(
             r#"name = "e2e"
 description = "reduced tiny recipe for the end-to-end test"
+notes = "A 4-layer, 32-wide reference: too small to show anything."
 [data]
 inputs = ["{corpus}"]
 val_fraction = 0.05
@@ -204,6 +205,21 @@ fn tiny_recipe_runs_resumes_and_reports() -> anyhow::Result<()> {
             .unwrap_or_else(|| panic!("{name} row"));
         assert_eq!(row["final_val_loss"].as_f64(), final_loss(&run.join(dir)), "{name}");
     }
+    // The premise, from the same metrics files and the reference's analysis.
+    let premise = &summary["premise"];
+    let scratch_loss = final_loss(&run.join("scratch-l4/run")).expect("scratch final");
+    assert_eq!(
+        premise["reference_better_than_scratch"].as_bool(),
+        Some(reference_loss < scratch_loss),
+        "{premise}"
+    );
+    let analysis: Value = serde_json::from_str(&std::fs::read_to_string(run.join("analyze-reference/analysis.json"))?)?;
+    assert_eq!(premise["lazy_relaxed"], analysis["lazy_relaxed"], "{premise}");
+    assert_eq!(
+        premise["avg_rank_second_half"], analysis["avg_rank_second_half"],
+        "{premise}"
+    );
+    assert_eq!(premise["inheritune_matched"].as_bool(), Some(false), "{premise}");
     let two_x = rows.iter().find(|r| r["name"] == "scratch-l4-2x").unwrap();
     assert_eq!(
         two_x["steps"].as_u64(),
@@ -224,6 +240,10 @@ fn tiny_recipe_runs_resumes_and_reports() -> anyhow::Result<()> {
         assert!(run.join("report").join(f).exists(), "{f} missing");
     }
     assert!(report.contains("## Growth (Algorithm 1)"), "{report}");
+    assert!(
+        report.contains("## Premise") && report.contains("too small to show anything"),
+        "{report}"
+    );
 
     // Redo the baselines on two CPU slots at once: the same numbers, each stage with its log.
     let scratch_before = final_loss(&run.join("scratch-l4/run"));

@@ -21,6 +21,8 @@ pub struct Recipe {
     pub name: String,
     /// One line on what it reproduces.
     pub description: String,
+    /// What a run of this recipe shows and what it cannot (printed in the report; may be empty).
+    pub notes: String,
     /// Data.
     pub data: DataCfg,
     /// The reference model.
@@ -51,6 +53,8 @@ struct RecipeFile {
     name: String,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    notes: String,
     data: DataCfg,
     reference: ReferenceCfg,
     train: toml::Table,
@@ -512,6 +516,7 @@ impl Recipe {
         let recipe = Recipe {
             name: file.name,
             description: file.description,
+            notes: file.notes,
             data: file.data,
             reference: file.reference,
             train: TrainCfg { preset, order, section },

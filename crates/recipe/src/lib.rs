@@ -117,6 +117,12 @@ pub fn run(recipe: &Recipe, source: &Path, options: &RunOptions) -> Result<Outco
         .data_dir
         .as_ref()
         .is_some_and(|d| d.is_dir() || recipe.eval.download);
+    if let (Some(d), false) = (&recipe.eval.data_dir, eval) {
+        eprintln!(
+            "[recipe] eval: skipped, {} is not a folder (fetch the tasks with `inheritune download eval`, datasets/eval.md, or set [eval] download = true)",
+            d.display()
+        );
+    }
     let children = Children {
         recipe,
         run: dir.clone(),

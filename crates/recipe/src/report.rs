@@ -318,6 +318,14 @@ pub fn write(recipe: &Recipe, out: &Path, facts: &Facts) -> Result<()> {
         };
     }
     md += &md_signature;
+    let (md_premise, premise) = premise(&rows, facts, next)?;
+    md += &md_premise;
+    if !recipe.notes.trim().is_empty() {
+        md += &format!(
+            "## What this recipe shows and what it cannot\n\n{}\n\n",
+            recipe.notes.trim()
+        );
+    }
     md += "## Figures\n\n";
     for f in figures.iter().filter(|f| f.extension().is_some_and(|e| e == "png")) {
         let name = f.file_name().unwrap_or_default().to_string_lossy();
@@ -351,11 +359,86 @@ pub fn write(recipe: &Recipe, out: &Path, facts: &Facts) -> Result<()> {
         "rounds": verdicts,
         "rows": summary_rows,
         "signature": signature,
+        "premise": premise,
         "figures": figures.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
     });
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::file(out.join("summary.json"), e))?;
     inheritune_fs::write_file(&out.join("summary.json"), text.as_bytes())?;
     Ok(())
+}
+
+/// The premise the recipe rests on, checked on this run: the larger reference beats same-size
+/// scratch at equal steps, Inheritune's target matches the reference, and which of the
+/// reference's layers are lazy. Markdown and its `summary.json` object.
+fn premise(rows: &[Row], facts: &Facts, next: Option<Next>) -> Result<(String, serde_json::Value)> {
+    let reference = &rows[0];
+    let scratch = rows.iter().find(|r| r.kind == RowKind::Scratch);
+    let mut md = String::from("## Premise\n\n");
+    let mut better = None;
+    if let (Some(s), Some(r_val), Some(s_val)) = (scratch, reference.final_val, scratch.and_then(|s| s.final_val)) {
+        let gap = s_val - r_val;
+        better = Some(gap > 0.0);
+        md += &format!(
+            "- Larger reference vs same-size scratch, equal steps: reference ({} layers) {r_val:.4} vs {} ({} layers) {s_val:.4} → {}.\n",
+            reference.layers.map_or("–".into(), |l| l.to_string()),
+            s.name,
+            s.layers.map_or("–".into(), |l| l.to_string()),
+            if gap > 0.0 {
+                format!("the reference is better by {gap:.4}")
+            } else {
+                format!("the reference is NOT better ({:+.4}): the premise does not hold at this size and budget", -gap)
+            }
+        );
+    }
+    let matched = match next {
+        Some(Next::Matched { layers }) => {
+            md += &format!("- Inheritune: the target matched the reference at {layers} layers.\n");
+            Some(true)
+        }
+        Some(Next::Unmatched { layers, .. }) => {
+            md += &format!("- Inheritune: no round matched the reference (last tried: {layers} layers).\n");
+            Some(false)
+        }
+        _ => None,
+    };
+    let lazy = facts.analysis("analyze-reference");
+    let mut avg_rank = None;
+    if let Some(a) = lazy {
+        let text = std::fs::read_to_string(&a.analysis).map_err(|e| Error::file(&a.analysis, e))?;
+        let full: Analysis = serde_json::from_str(&text).map_err(|e| Error::file(&a.analysis, e))?;
+        avg_rank = Some((full.avg_rank_first_half, full.avg_rank_second_half));
+        let list = |v: &[usize]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            }
+        };
+        md += &format!(
+            "- Lazy layers of the reference (0-based): strict (MaxRank = 1) {}; relaxed (⌊MaxRank⌋ = 1) {}.\n",
+            list(&a.lazy_strict),
+            list(&a.lazy_relaxed)
+        );
+        md += &format!(
+            "- AvgRank (mean MaxRank) of the reference: first {} layers {:.2}, remaining {} layers {:.2} (the paper's lazy layers are late and of rank near 1).\n",
+            full.n_layer / 2,
+            full.avg_rank_first_half,
+            full.n_layer - full.n_layer / 2,
+            full.avg_rank_second_half
+        );
+    }
+    md += "\n";
+    let json = serde_json::json!({
+        "reference_final_val": reference.final_val,
+        "scratch_final_val": scratch.and_then(|s| s.final_val),
+        "reference_better_than_scratch": better,
+        "inheritune_matched": matched,
+        "lazy_strict": lazy.map(|a| a.lazy_strict.clone()),
+        "lazy_relaxed": lazy.map(|a| a.lazy_relaxed.clone()),
+        "avg_rank_first_half": avg_rank.map(|r| r.0),
+        "avg_rank_second_half": avg_rank.map(|r| r.1),
+    });
+    Ok((md, json))
 }
 
 /// Writes `<stem>.png/.svg` in `out`: each (label, run folder)'s validation loss (solid) and,
