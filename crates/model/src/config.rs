@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 pub use crate::gpt2::Gpt2Config;
-pub use crate::llama::LlamaConfig;
+pub use crate::llama::{DecoderFamily, LlamaConfig};
 
 pub(crate) fn default_true() -> bool {
     true
@@ -39,12 +39,20 @@ pub(crate) fn default_max_positions() -> i64 {
     2048
 }
 
-/// A model configuration of either supported family.
+/// The `model_type`s this crate loads, for messages.
+pub fn supported_model_types() -> Vec<&'static str> {
+    let mut all = vec!["gpt2"];
+    all.extend(DecoderFamily::ALL.iter().map(|f| f.model_type()));
+    all
+}
+
+/// A model configuration: GPT-2, or a decoder of the LLaMA family (LLaMA, Mistral, Qwen2,
+/// Qwen3, Gemma 2, Gemma 3 text, Phi-3; [`LlamaConfig::family`] says which).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelConfig {
     /// GPT-2 (`GPT2LMHeadModel`).
     Gpt2(Gpt2Config),
-    /// LLaMA (`LlamaForCausalLM`).
+    /// A decoder of the LLaMA family (`LlamaForCausalLM`, `Qwen2ForCausalLM`, ...).
     Llama(LlamaConfig),
 }
 
@@ -121,9 +129,17 @@ impl ModelConfig {
                 strip_generated(&mut value);
                 ModelConfig::Gpt2(serde_json::from_value(value).map_err(json_err)?)
             }
-            Some("llama") => {
+            Some(other) if DecoderFamily::from_model_type(other).is_some() => {
+                let family = DecoderFamily::from_model_type(other).unwrap_or_default();
                 strip_generated(&mut value);
-                ModelConfig::Llama(serde_json::from_value(value).map_err(json_err)?)
+                if let Value::Object(map) = &mut value {
+                    for (key, default) in family.defaults() {
+                        map.entry(key).or_insert(default);
+                    }
+                }
+                let mut c: LlamaConfig = serde_json::from_value(value).map_err(json_err)?;
+                c.family = family;
+                ModelConfig::Llama(c)
             }
             _ => {
                 return Err(Error::UnknownArchitecture {
@@ -143,12 +159,20 @@ impl ModelConfig {
     pub fn to_value(&self) -> Value {
         let (value, model_type, arch) = match self {
             ModelConfig::Gpt2(c) => (serde_json::to_value(c), "gpt2", "GPT2LMHeadModel"),
-            ModelConfig::Llama(c) => (serde_json::to_value(c), "llama", "LlamaForCausalLM"),
+            ModelConfig::Llama(c) => (serde_json::to_value(c), c.family.model_type(), c.family.architecture()),
         };
         let mut map = match value {
             Ok(Value::Object(m)) => m,
             _ => serde_json::Map::new(),
         };
+        if let ModelConfig::Llama(c) = self {
+            // A key left out means the family's default, so an unset one is written as null.
+            for (key, default) in c.family.defaults() {
+                if !default.is_null() {
+                    map.entry(key).or_insert(Value::Null);
+                }
+            }
+        }
         map.insert("model_type".into(), Value::from(model_type));
         map.insert("architectures".into(), Value::from(vec![arch]));
         Value::Object(map)
@@ -248,7 +272,16 @@ impl ModelConfig {
     pub fn model_type(&self) -> &'static str {
         match self {
             ModelConfig::Gpt2(_) => "gpt2",
-            ModelConfig::Llama(_) => "llama",
+            ModelConfig::Llama(c) => c.family.model_type(),
+        }
+    }
+
+    /// The config of a model made of these blocks of this one, in this order (inheritance with
+    /// any selection, stacking): per-layer settings travel with their blocks.
+    pub fn with_blocks(&self, blocks: &[i64]) -> ModelConfig {
+        match self {
+            ModelConfig::Gpt2(c) => ModelConfig::Gpt2(c.with_layers(blocks.len() as i64)),
+            ModelConfig::Llama(c) => ModelConfig::Llama(c.with_blocks(blocks)),
         }
     }
 }

@@ -22,7 +22,7 @@ pub enum Error {
         message: String,
     },
     /// `config.json` names an architecture this crate does not implement.
-    #[error("{path}: unknown architecture: model_type {model_type:?} (supported: \"gpt2\", \"llama\")")]
+    #[error("{path}: unknown architecture: model_type {model_type:?} (supported: {})", crate::config::supported_model_types().join(", "))]
     UnknownArchitecture {
         /// The config file.
         path: PathBuf,

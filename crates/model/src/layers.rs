@@ -73,22 +73,33 @@ impl LayerNorm {
     }
 }
 
-/// RMSNorm as in LLaMA: computed in f32, cast back, then scaled.
+/// RMSNorm over the last dimension, in either of the two forms `transformers` uses.
 #[derive(Debug)]
 pub struct RmsNorm {
-    /// `(d)`, initialised to one.
+    /// `(d)`: the scale (LLaMA, initialised to one) or its offset from one (Gemma, initialised to zero).
     pub weight: Tensor,
     eps: f64,
+    offset: bool,
 }
 
 impl RmsNorm {
-    /// Creates the norm under `path`.
+    /// LLaMA's norm (statistics in f32, cast back, then scaled by `weight`), under `path`.
     ///
     /// # Errors
     /// A torch error while allocating.
     pub fn new(path: &Path, dim: i64, eps: f64) -> Result<Self> {
         let weight = path.f_var("weight", &[dim], Init::Const(1.0))?;
-        Ok(RmsNorm { weight, eps })
+        Ok(RmsNorm { weight, eps, offset: false })
+    }
+
+    /// Gemma's norm (`Gemma2RMSNorm`): normalised in f32, scaled by `1 + weight` in f32, then
+    /// cast back; the weight is stored as an offset from one and initialised to zero.
+    ///
+    /// # Errors
+    /// A torch error while allocating.
+    pub fn gemma(path: &Path, dim: i64, eps: f64) -> Result<Self> {
+        let weight = path.f_var("weight", &[dim], Init::Const(0.0))?;
+        Ok(RmsNorm { weight, eps, offset: true })
     }
 
     /// Normalises the last dimension (f32 statistics, as `transformers` does for bf16 inputs).
@@ -97,8 +108,22 @@ impl RmsNorm {
         let h = x.to_kind(Kind::Float);
         let variance = h.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
         let h = &h * (variance + self.eps).rsqrt();
-        &self.weight * h.to_kind(kind)
+        if self.offset {
+            (h * (self.weight.to_kind(Kind::Float) + 1.0)).to_kind(kind)
+        } else {
+            &self.weight * h.to_kind(kind)
+        }
     }
+}
+
+/// What restricts attention besides causality.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AttentionMask {
+    /// A query at position q sees keys k with `q - window < k <= q` (Mistral, Qwen2, Gemma
+    /// sliding layers); `None` for full causal attention.
+    pub window: Option<i64>,
+    /// Scores become `c · tanh(s / c)` before masking (Gemma 2's `attn_logit_softcapping`).
+    pub softcap: Option<f64>,
 }
 
 /// Causal multi-head attention core.
@@ -113,10 +138,38 @@ pub fn causal_attention(
     scale: f64,
     visit: Option<(usize, AttentionVisitor)>,
 ) -> Tensor {
-    let (nh, nkv) = (q.size()[1], k.size()[1]);
-    let Some((layer, visitor)) = visit else {
-        return Tensor::scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, true, scale, nh != nkv);
+    attention(q, k, v, scale, AttentionMask::default(), visit)
+}
+
+/// Attention core with a sliding window and soft-capping ([`AttentionMask`]), as the eager path
+/// of `transformers` computes it. Without a visitor, SDPA runs where it computes the same thing
+/// (no soft-capping); soft-capped attention always takes the explicit path.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: AttentionMask,
+    visit: Option<(usize, AttentionVisitor)>,
+) -> Tensor {
+    let (nh, nkv, t) = (q.size()[1], k.size()[1], q.size()[2]);
+    let window = mask.window.filter(|w| *w < t);
+    let hidden = || {
+        let future = Tensor::ones([t, t], (Kind::Bool, q.device())).triu(1);
+        match window {
+            Some(w) => future.logical_or(&Tensor::ones([t, t], (Kind::Bool, q.device())).tril(-w)),
+            None => future,
+        }
     };
+    if visit.is_none() && mask.softcap.is_none() {
+        return match window {
+            None => Tensor::scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, true, scale, nh != nkv),
+            Some(_) => {
+                let allowed = hidden().logical_not();
+                Tensor::scaled_dot_product_attention(q, k, v, Some(allowed), 0.0, false, scale, nh != nkv)
+            }
+        };
+    }
     let (k, v) = if nh != nkv {
         let rep = nh / nkv;
         (
@@ -126,10 +179,13 @@ pub fn causal_attention(
     } else {
         (k.shallow_clone(), v.shallow_clone())
     };
-    let t = q.size()[2];
-    let att = q.matmul(&k.transpose(-2, -1)) * scale; // (B, nh, T, T)
-    let future = Tensor::ones([t, t], (Kind::Bool, q.device())).triu(1);
-    let probs = att.masked_fill(&future, f64::NEG_INFINITY).softmax(-1, Kind::Float); // (B, nh, T, T)
-    visitor(layer, &probs);
+    let mut att = q.matmul(&k.transpose(-2, -1)) * scale; // (B, nh, T, T)
+    if let Some(c) = mask.softcap {
+        att = (att / c).tanh() * c;
+    }
+    let probs = att.masked_fill(&hidden(), f64::NEG_INFINITY).softmax(-1, Kind::Float); // (B, nh, T, T)
+    if let Some((layer, visitor)) = visit {
+        visitor(layer, &probs);
+    }
     probs.to_kind(v.kind()).matmul(&v) // (B, nh, T, hs)
 }

@@ -1,4 +1,4 @@
-//! GPT-2 and LLaMA on libtorch, with Hugging Face checkpoint folders as the native format.
+//! GPT-2 and the LLaMA family of decoders (LLaMA 1–3.x, Mistral, Qwen2/2.5, Qwen3, Gemma 2, Gemma 3, Phi-3) on libtorch, with Hugging Face checkpoint folders as the native format.
 //!
 //! [`CausalLm`] is the model the other crates use: built from a [`ModelConfig`] (a mirror of
 //! `config.json`, with presets for every model of the paper), run through a fast fused-attention
@@ -17,9 +17,10 @@ pub mod layers;
 pub mod llama;
 pub mod lm;
 pub mod params;
+pub mod rope;
 
 pub use autocast::{allow_tf32, autocast};
-pub use config::{Gpt2Config, LlamaConfig, ModelConfig, ParamShape, Preset};
+pub use config::{DecoderFamily, Gpt2Config, LlamaConfig, ModelConfig, ParamShape, Preset};
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
 pub use hf::{LoadOptions, LoadReport};

@@ -1,11 +1,23 @@
-//! LLaMA (Touvron et al. 2023, arXiv 2302.13971) as in Hugging Face `LlamaForCausalLM`.
+//! The LLaMA family of decoders, as `transformers` 4.57 computes each of them:
+//! LLaMA (incl. Llama 3.x and SmolLM2), Mistral, Qwen2/2.5, Qwen3, Gemma 2, Gemma 3 (text) and Phi-3.
 //!
-//! RMSNorm, rotary position embeddings over the full head (non-interleaved halves, configurable
-//! base), SwiGLU MLP, grouped-query attention, tied or untied head. Initialisation N(0, 0.02) for
-//! linear and embedding weights, ones for norms, as `transformers` does.
+//! They share one skeleton (token embedding, pre-norm blocks of grouped-query attention with
+//! rotary positions and a gated MLP, a final RMSNorm, a tied or untied head) and differ in
+//! details that [`DecoderFamily`] and [`LlamaConfig`] switch on:
+//! - biases: LLaMA's `attention_bias`/`mlp_bias`, Qwen2's fixed q/k/v biases;
+//! - q/k norms before RoPE (Qwen3, Gemma 3);
+//! - Gemma's `(1 + w)` norms, embedding scaled by `sqrt(hidden)`, four norms per block,
+//!   `query_pre_attn_scalar`, attention and final-logit soft-capping, GeGLU;
+//! - sliding-window layers (Mistral, Qwen2/3 with `use_sliding_window`, Gemma's `layer_types`),
+//!   Gemma 3's local RoPE base on sliding layers;
+//! - Phi-3's fused `qkv_proj`/`gate_up_proj` and partial rotary dimensions;
+//! - RoPE scaling (`linear`, `dynamic`, `llama3`, `yarn`: [`crate::rope`]).
+//!
+//! Initialisation N(0, `initializer_range`) for linear and embedding weights, ones for norms
+//! (zeros for Gemma's offset norms), as `transformers` does.
 
 use tch::nn::{Init, Path};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use std::collections::BTreeMap;
 
@@ -16,35 +28,224 @@ use crate::config::{check_eps, check_positive, finish, ParamShape};
 use crate::config::{default_init_range, default_max_positions, default_rms_eps, default_silu};
 
 use crate::error::Result;
-use crate::layers::{causal_attention, AttentionVisitor, Linear, RmsNorm};
+use crate::layers::{attention, AttentionMask, AttentionVisitor, Linear, RmsNorm};
+use crate::rope::{Rope, RopeScaling};
+
+/// The `model_type`s of the LLaMA family of decoders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum DecoderFamily {
+    /// `llama` (`LlamaForCausalLM`): LLaMA 1–3.x, OpenLLaMA, SmolLM2.
+    #[default]
+    Llama,
+    /// `mistral` (`MistralForCausalLM`).
+    Mistral,
+    /// `qwen2` (`Qwen2ForCausalLM`): Qwen2 and Qwen2.5.
+    Qwen2,
+    /// `qwen3` (`Qwen3ForCausalLM`).
+    Qwen3,
+    /// `gemma2` (`Gemma2ForCausalLM`).
+    Gemma2,
+    /// `gemma3_text` (`Gemma3ForCausalLM`): Gemma 3 1B and 270M, or the text model of larger ones.
+    Gemma3Text,
+    /// `phi3` (`Phi3ForCausalLM`).
+    Phi3,
+}
+
+impl DecoderFamily {
+    /// Every family.
+    pub const ALL: [DecoderFamily; 7] = [
+        DecoderFamily::Llama,
+        DecoderFamily::Mistral,
+        DecoderFamily::Qwen2,
+        DecoderFamily::Qwen3,
+        DecoderFamily::Gemma2,
+        DecoderFamily::Gemma3Text,
+        DecoderFamily::Phi3,
+    ];
+
+    /// `model_type` of `config.json`.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            DecoderFamily::Llama => "llama",
+            DecoderFamily::Mistral => "mistral",
+            DecoderFamily::Qwen2 => "qwen2",
+            DecoderFamily::Qwen3 => "qwen3",
+            DecoderFamily::Gemma2 => "gemma2",
+            DecoderFamily::Gemma3Text => "gemma3_text",
+            DecoderFamily::Phi3 => "phi3",
+        }
+    }
+
+    /// The `transformers` class that loads it.
+    pub fn architecture(self) -> &'static str {
+        match self {
+            DecoderFamily::Llama => "LlamaForCausalLM",
+            DecoderFamily::Mistral => "MistralForCausalLM",
+            DecoderFamily::Qwen2 => "Qwen2ForCausalLM",
+            DecoderFamily::Qwen3 => "Qwen3ForCausalLM",
+            DecoderFamily::Gemma2 => "Gemma2ForCausalLM",
+            DecoderFamily::Gemma3Text => "Gemma3ForCausalLM",
+            DecoderFamily::Phi3 => "Phi3ForCausalLM",
+        }
+    }
+
+    /// The family of a `model_type`.
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.model_type() == model_type)
+    }
+
+    /// Gemma 2 or 3: offset norms, scaled embedding, four norms per block, GeGLU.
+    pub fn is_gemma(self) -> bool {
+        matches!(self, DecoderFamily::Gemma2 | DecoderFamily::Gemma3Text)
+    }
+
+    /// Whether its attention reads `layer_types` (else every layer is alike).
+    pub fn reads_layer_types(self) -> bool {
+        matches!(
+            self,
+            DecoderFamily::Qwen2 | DecoderFamily::Qwen3 | DecoderFamily::Gemma2 | DecoderFamily::Gemma3Text
+        )
+    }
+
+    /// The defaults of the family's `transformers` config class that differ from this crate's
+    /// serde defaults, for keys a `config.json` may leave out (`save_pretrained` omits some).
+    pub fn defaults(self) -> Vec<(&'static str, Value)> {
+        use serde_json::json;
+        match self {
+            DecoderFamily::Llama => vec![],
+            DecoderFamily::Mistral => vec![
+                ("max_position_embeddings", json!(131072)),
+                ("sliding_window", json!(4096)),
+            ],
+            DecoderFamily::Qwen2 | DecoderFamily::Qwen3 => {
+                let mut d = vec![
+                    ("max_position_embeddings", json!(32768)),
+                    ("use_sliding_window", json!(false)),
+                    ("sliding_window", json!(4096)),
+                    ("max_window_layers", json!(28)),
+                ];
+                if self == DecoderFamily::Qwen3 {
+                    d.push(("head_dim", json!(128)));
+                }
+                d
+            }
+            DecoderFamily::Gemma2 => vec![
+                ("head_dim", json!(256)),
+                ("hidden_activation", json!("gelu_pytorch_tanh")),
+                ("max_position_embeddings", json!(8192)),
+                ("tie_word_embeddings", json!(true)),
+                ("query_pre_attn_scalar", json!(256)),
+                ("sliding_window", json!(4096)),
+                ("final_logit_softcapping", json!(30.0)),
+                ("attn_logit_softcapping", json!(50.0)),
+            ],
+            DecoderFamily::Gemma3Text => vec![
+                ("head_dim", json!(256)),
+                ("hidden_activation", json!("gelu_pytorch_tanh")),
+                ("max_position_embeddings", json!(131072)),
+                ("tie_word_embeddings", json!(true)),
+                ("rope_theta", json!(1_000_000.0)),
+                ("query_pre_attn_scalar", json!(256)),
+                ("sliding_window", json!(4096)),
+                ("rope_local_base_freq", json!(10000.0)),
+            ],
+            DecoderFamily::Phi3 => vec![
+                ("rms_norm_eps", json!(1e-5)),
+                ("max_position_embeddings", json!(4096)),
+            ],
+        }
+    }
+}
+
+#[derive(Debug)]
+enum QkvProj {
+    Separate { q: Linear, k: Linear, v: Linear },
+    /// Phi-3's `qkv_proj`: q rows, then k rows, then v rows.
+    Fused(Linear),
+}
 
 #[derive(Debug)]
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    proj: QkvProj,
     o_proj: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
     n_head: i64,
     n_kv: i64,
     head_dim: i64,
+    rope_dim: i64,
+    scale: f64,
+    mask: AttentionMask,
+    /// Uses the local (sliding-layer) rotary tables (Gemma 3).
+    local_rope: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    Silu,
+    GeluTanh,
+    Gelu,
+}
+
+impl Act {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "silu" | "swish" => Some(Act::Silu),
+            "gelu_pytorch_tanh" => Some(Act::GeluTanh),
+            "gelu" => Some(Act::Gelu),
+            _ => None,
+        }
+    }
+
+    fn apply(self, x: &Tensor) -> Tensor {
+        match self {
+            Act::Silu => x.silu(),
+            Act::GeluTanh => x.gelu("tanh"),
+            Act::Gelu => x.gelu("none"),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum MlpIn {
+    Separate { gate: Linear, up: Linear },
+    /// Phi-3's `gate_up_proj`: gate rows, then up rows.
+    Fused(Linear),
 }
 
 #[derive(Debug)]
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
+    input: MlpIn,
     down_proj: Linear,
+    act: Act,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let inner = match &self.input {
+            MlpIn::Separate { gate, up } => self.act.apply(&gate.forward(x)) * up.forward(x),
+            MlpIn::Fused(gate_up) => {
+                let both = gate_up.forward(x);
+                let halves = both.chunk(2, -1);
+                &halves[1] * self.act.apply(&halves[0])
+            }
+        };
+        self.down_proj.forward(&inner)
+    }
 }
 
 #[derive(Debug)]
 struct Layer {
     input_layernorm: RmsNorm,
     self_attn: Attention,
+    /// LLaMA: the norm before the MLP. Gemma: the norm of the attention output.
     post_attention_layernorm: RmsNorm,
+    /// Gemma's norms before and after the MLP.
+    ffw_norms: Option<(RmsNorm, RmsNorm)>,
     mlp: Mlp,
 }
 
-/// A LLaMA language model.
+/// A decoder of the LLaMA family.
 #[derive(Debug)]
 pub struct Llama {
     config: LlamaConfig,
@@ -63,42 +264,135 @@ fn rotate_half(x: &Tensor) -> Tensor {
 }
 
 impl Layer {
-    fn new(p: &Path, c: &LlamaConfig) -> Result<Self> {
-        let (d, hd, std) = (c.hidden_size, c.head_dim(), c.initializer_range);
+    fn new(p: &Path, c: &LlamaConfig, index: i64) -> Result<Self> {
+        let (d, hd, std, eps) = (c.hidden_size, c.head_dim(), c.initializer_range, c.rms_norm_eps);
         let (q, kv) = (c.num_attention_heads * hd, c.kv_heads() * hd);
         let (pa, pm) = (p / "self_attn", p / "mlp");
-        let ab = c.attention_bias;
+        let gemma = c.family.is_gemma();
+        let norm = |path: &Path, dim: i64| {
+            if gemma {
+                RmsNorm::gemma(path, dim, eps)
+            } else {
+                RmsNorm::new(path, dim, eps)
+            }
+        };
+        let (qkv_bias, o_bias) = c.attention_biases();
+        let proj = if c.family == DecoderFamily::Phi3 {
+            QkvProj::Fused(Linear::new(&(&pa / "qkv_proj"), q + 2 * kv, d, false, std)?)
+        } else {
+            QkvProj::Separate {
+                q: Linear::new(&(&pa / "q_proj"), q, d, qkv_bias, std)?,
+                k: Linear::new(&(&pa / "k_proj"), kv, d, qkv_bias, std)?,
+                v: Linear::new(&(&pa / "v_proj"), kv, d, qkv_bias, std)?,
+            }
+        };
+        let qk_norms = matches!(c.family, DecoderFamily::Qwen3 | DecoderFamily::Gemma3Text);
+        let mlp_bias = c.family == DecoderFamily::Llama && c.mlp_bias;
+        let im = c.intermediate_size;
+        let input = if c.family == DecoderFamily::Phi3 {
+            MlpIn::Fused(Linear::new(&(&pm / "gate_up_proj"), 2 * im, d, false, std)?)
+        } else {
+            MlpIn::Separate {
+                gate: Linear::new(&(&pm / "gate_proj"), im, d, mlp_bias, std)?,
+                up: Linear::new(&(&pm / "up_proj"), im, d, mlp_bias, std)?,
+            }
+        };
         Ok(Layer {
-            input_layernorm: RmsNorm::new(&(p / "input_layernorm"), d, c.rms_norm_eps)?,
+            input_layernorm: norm(&(p / "input_layernorm"), d)?,
             self_attn: Attention {
-                q_proj: Linear::new(&(&pa / "q_proj"), q, d, ab, std)?,
-                k_proj: Linear::new(&(&pa / "k_proj"), kv, d, ab, std)?,
-                v_proj: Linear::new(&(&pa / "v_proj"), kv, d, ab, std)?,
-                o_proj: Linear::new(&(&pa / "o_proj"), d, q, ab, std)?,
+                proj,
+                o_proj: Linear::new(&(&pa / "o_proj"), d, q, o_bias, std)?,
+                q_norm: if qk_norms { Some(norm(&(&pa / "q_norm"), hd)?) } else { None },
+                k_norm: if qk_norms { Some(norm(&(&pa / "k_norm"), hd)?) } else { None },
                 n_head: c.num_attention_heads,
                 n_kv: c.kv_heads(),
                 head_dim: hd,
+                rope_dim: c.rope_dim(),
+                scale: c.attention_scale(),
+                mask: AttentionMask {
+                    window: c.layer_window(index),
+                    softcap: c.attn_logit_softcapping.filter(|_| c.family == DecoderFamily::Gemma2),
+                },
+                local_rope: c.family == DecoderFamily::Gemma3Text && c.is_sliding(index),
             },
-            post_attention_layernorm: RmsNorm::new(&(p / "post_attention_layernorm"), d, c.rms_norm_eps)?,
+            post_attention_layernorm: norm(&(p / "post_attention_layernorm"), d)?,
+            ffw_norms: if gemma {
+                Some((
+                    norm(&(p / "pre_feedforward_layernorm"), d)?,
+                    norm(&(p / "post_feedforward_layernorm"), d)?,
+                ))
+            } else {
+                None
+            },
             mlp: Mlp {
-                gate_proj: Linear::new(&(&pm / "gate_proj"), c.intermediate_size, d, c.mlp_bias, std)?,
-                up_proj: Linear::new(&(&pm / "up_proj"), c.intermediate_size, d, c.mlp_bias, std)?,
-                down_proj: Linear::new(&(&pm / "down_proj"), d, c.intermediate_size, c.mlp_bias, std)?,
+                input,
+                down_proj: Linear::new(&(&pm / "down_proj"), d, im, mlp_bias, std)?,
+                act: Act::parse(c.activation()).unwrap_or(Act::Silu),
             },
         })
     }
+
+    fn forward(&self, x: &Tensor, tables: &RopeTables, visit: Option<(usize, AttentionVisitor)>) -> Tensor {
+        let (cos, sin) = if self.self_attn.local_rope {
+            tables.local.as_ref().unwrap_or(&tables.global)
+        } else {
+            &tables.global
+        };
+        let h = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x), cos, sin, visit);
+        match &self.ffw_norms {
+            None => {
+                let x = x + h; // not `+=`: in-place would break autograd
+                let m = self.mlp.forward(&self.post_attention_layernorm.forward(&x));
+                &x + m
+            }
+            Some((pre, post)) => {
+                let x = x + self.post_attention_layernorm.forward(&h);
+                let m = post.forward(&self.mlp.forward(&pre.forward(&x)));
+                &x + m
+            }
+        }
+    }
+}
+
+struct RopeTables {
+    global: (Tensor, Tensor),
+    local: Option<(Tensor, Tensor)>,
 }
 
 impl Attention {
     fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, visit: Option<(usize, AttentionVisitor)>) -> Tensor {
         let (b, t, _) = x.size3().unwrap_or((0, 0, 0));
-        let heads = |z: Tensor, n: i64| z.view([b, t, n, self.head_dim]).transpose(1, 2); // (B, n, T, hd)
-        let q = heads(self.q_proj.forward(x), self.n_head);
-        let k = heads(self.k_proj.forward(x), self.n_kv);
-        let v = heads(self.v_proj.forward(x), self.n_kv);
-        let rope = |z: &Tensor| z * cos + rotate_half(z) * sin;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let y = causal_attention(&rope(&q), &rope(&k), &v, scale, visit); // (B, nh, T, hd)
+        let (q, k, v) = match &self.proj {
+            QkvProj::Separate { q, k, v } => (q.forward(x), k.forward(x), v.forward(x)),
+            QkvProj::Fused(qkv) => {
+                let all = qkv.forward(x);
+                let (nq, nk) = (self.n_head * self.head_dim, self.n_kv * self.head_dim);
+                (all.narrow(-1, 0, nq), all.narrow(-1, nq, nk), all.narrow(-1, nq + nk, nk))
+            }
+        };
+        let heads = |z: Tensor, n: i64, norm: &Option<RmsNorm>| {
+            let z = z.view([b, t, n, self.head_dim]);
+            let z = match norm {
+                Some(norm) => norm.forward(&z),
+                None => z,
+            };
+            z.transpose(1, 2) // (B, n, T, hd)
+        };
+        let q = heads(q, self.n_head, &self.q_norm);
+        let k = heads(k, self.n_kv, &self.k_norm);
+        let v = heads(v, self.n_kv, &None);
+        let rope = |z: &Tensor| {
+            if self.rope_dim == self.head_dim {
+                z * cos + rotate_half(z) * sin
+            } else {
+                let rot = z.narrow(-1, 0, self.rope_dim);
+                let pass = z.narrow(-1, self.rope_dim, self.head_dim - self.rope_dim);
+                Tensor::cat(&[&rot * cos + rotate_half(&rot) * sin, pass], -1)
+            }
+        };
+        let y = attention(&rope(&q), &rope(&k), &v, self.scale, self.mask, visit); // (B, nh, T, hd)
         self.o_proj
             .forward(&y.transpose(1, 2).contiguous().view([b, t, self.n_head * self.head_dim]))
     }
@@ -119,9 +413,13 @@ impl Llama {
         };
         let embed_tokens = (&m / "embed_tokens").f_var("weight", &[c.vocab_size, c.hidden_size], init)?;
         let layers = (0..c.num_hidden_layers)
-            .map(|i| Layer::new(&(&m / "layers" / i), c))
+            .map(|i| Layer::new(&(&m / "layers" / i), c, i))
             .collect::<Result<Vec<_>>>()?;
-        let norm = RmsNorm::new(&(&m / "norm"), c.hidden_size, c.rms_norm_eps)?;
+        let norm = if c.family.is_gemma() {
+            RmsNorm::gemma(&(&m / "norm"), c.hidden_size, c.rms_norm_eps)?
+        } else {
+            RmsNorm::new(&(&m / "norm"), c.hidden_size, c.rms_norm_eps)?
+        };
         let lm_head = if c.tie_word_embeddings {
             embed_tokens.shallow_clone()
         } else {
@@ -141,37 +439,25 @@ impl Llama {
         &self.config
     }
 
-    /// RoPE tables `(T, hd)` computed in f32 and cast to `kind`, as `transformers` does.
-    fn rope_tables(&self, t: i64, device: tch::Device, kind: Kind) -> (Tensor, Tensor) {
-        let hd = self.config.head_dim();
-        let exponents = Tensor::arange_start_step(0, hd, 2, (Kind::Int64, device)).to_kind(Kind::Float) / hd as f64;
-        let inv_freq = Tensor::from(self.config.rope_theta())
-            .to_device(device)
-            .to_kind(Kind::Float)
-            .pow(&exponents)
-            .reciprocal(); // (hd/2)
-        let pos = Tensor::arange(t, (Kind::Float, device));
-        let freqs = pos.outer(&inv_freq); // (T, hd/2)
-        let emb = Tensor::cat(&[&freqs, &freqs], -1); // (T, hd)
-        (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
-    }
-
     /// Final hidden states `(B, T, d)` after the last norm, for ids `(B, T)` already checked by the caller.
     pub fn hidden(&self, idx: &Tensor, mut visitor: Option<AttentionVisitor>) -> Tensor {
         let t = idx.size()[1];
         let mut x = Tensor::embedding(&self.embed_tokens, idx, -1, false, false); // (B, T, d)
-        let (cos, sin) = self.rope_tables(t, idx.device(), x.kind());
+        if self.config.family.is_gemma() {
+            // `torch.tensor(hidden_size ** 0.5, dtype=hidden_states.dtype)`: the constant rounded first.
+            let normalizer = Tensor::from((self.config.hidden_size as f64).sqrt())
+                .to_kind(x.kind())
+                .to_device(x.device());
+            x = x * normalizer;
+        }
+        let (device, kind) = (idx.device(), x.kind());
+        let tables = RopeTables {
+            global: self.config.rope().tables(t, device, kind),
+            local: self.config.rope_local().map(|r| r.tables(t, device, kind)),
+        };
         for (i, layer) in self.layers.iter().enumerate() {
             let visit = visitor.as_mut().map(|v| (i, &mut **v as AttentionVisitor));
-            let h = layer
-                .self_attn
-                .forward(&layer.input_layernorm.forward(&x), &cos, &sin, visit);
-            x = &x + h; // not `+=`: in-place would break autograd
-            let h = layer.post_attention_layernorm.forward(&x);
-            let m = &layer.mlp;
-            x = &x
-                + m.down_proj
-                    .forward(&(m.gate_proj.forward(&h).silu() * m.up_proj.forward(&h)));
+            x = layer.forward(&x, &tables, visit);
         }
         self.norm.forward(&x)
     }
@@ -181,20 +467,29 @@ impl Llama {
         self.head(&self.hidden(idx, visitor))
     }
 
-    /// Logits for final hidden states of any leading shape `(..., d)`.
+    /// Logits for final hidden states of any leading shape `(..., d)` (soft-capped where the
+    /// family caps them).
     pub fn head(&self, hidden: &Tensor) -> Tensor {
-        hidden.linear(&self.lm_head, None::<&Tensor>)
+        let logits = hidden.linear(&self.lm_head, None::<&Tensor>);
+        match self.config.final_softcap() {
+            Some(c) => (logits / c).tanh() * c,
+            None => logits,
+        }
     }
 }
 
-/// LLaMA configuration with Hugging Face `LlamaConfig` field names.
+/// Configuration of a decoder of the LLaMA family, with the Hugging Face field names of
+/// `LlamaConfig` and of the other families' config classes. [`LlamaConfig::family`] says which.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
+    /// Which family (`model_type`); not a serde field: [`crate::ModelConfig`] reads and writes it.
+    #[serde(skip)]
+    pub family: DecoderFamily,
     /// Vocabulary size.
     pub vocab_size: i64,
     /// Model width.
     pub hidden_size: i64,
-    /// SwiGLU inner width.
+    /// Gated-MLP inner width.
     pub intermediate_size: i64,
     /// Number of decoder layers.
     pub num_hidden_layers: i64,
@@ -206,9 +501,12 @@ pub struct LlamaConfig {
     /// Head dimension; `None` means `hidden_size / num_attention_heads`.
     #[serde(default)]
     pub head_dim: Option<i64>,
-    /// MLP activation; only `silu` is supported.
+    /// MLP activation (`silu`); Gemma reads [`LlamaConfig::hidden_activation`] instead.
     #[serde(default = "default_silu")]
     pub hidden_act: String,
+    /// Gemma's MLP activation (`gelu_pytorch_tanh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_activation: Option<String>,
     /// Context length.
     #[serde(default = "default_max_positions")]
     pub max_position_embeddings: i64,
@@ -218,21 +516,48 @@ pub struct LlamaConfig {
     /// RoPE base (older `transformers` layout); see [`LlamaConfig::rope_theta`].
     #[serde(default, rename = "rope_theta", skip_serializing_if = "Option::is_none")]
     pub rope_theta_field: Option<f64>,
-    /// RoPE parameters (newer `transformers` layout): `rope_type` must be `default`.
+    /// RoPE parameters (newer `transformers` layout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_parameters: Option<Value>,
-    /// RoPE scaling (older layout); only absent or `default` is supported.
+    /// RoPE scaling: `linear`, `dynamic`, `llama3` or `yarn` (under `rope_type` or `type`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<Value>,
+    /// Phi-3's share of each head that is rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_rotary_factor: Option<f64>,
+    /// Gemma 3's RoPE base on sliding layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_local_base_freq: Option<f64>,
     /// `lm_head` shares `embed_tokens`.
     #[serde(default)]
     pub tie_word_embeddings: bool,
-    /// Biases on q, k, v and o projections.
+    /// Biases on q, k, v and o projections (LLaMA, Qwen3, Gemma).
     #[serde(default)]
     pub attention_bias: bool,
-    /// Biases on the MLP projections.
+    /// Biases on the MLP projections (LLaMA).
     #[serde(default)]
     pub mlp_bias: bool,
+    /// The window of sliding-window layers (`None`: no window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<i64>,
+    /// Qwen2/3: whether `sliding_window` is used at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_sliding_window: Option<bool>,
+    /// Qwen2/3: layers from this index on slide (when `layer_types` is not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_window_layers: Option<i64>,
+    /// Per layer, `full_attention` or `sliding_attention` (Qwen2/3, Gemma).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_types: Option<Vec<String>>,
+    /// Gemma: the attention scale is `query_pre_attn_scalar ** -0.5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Gemma 2: attention scores become `c · tanh(s / c)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attn_logit_softcapping: Option<f64>,
+    /// Gemma: logits become `c · tanh(z / c)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_logit_softcapping: Option<f64>,
     /// Standard deviation of the initialisation.
     #[serde(default = "default_init_range")]
     pub initializer_range: f64,
@@ -241,10 +566,14 @@ pub struct LlamaConfig {
     pub extra: BTreeMap<String, Value>,
 }
 
+const FULL: &str = "full_attention";
+const SLIDING: &str = "sliding_attention";
+
 impl LlamaConfig {
     /// OpenLLaMA-3B v1 (METHOD.md §3.3): 26 × 3200, 32 heads, SwiGLU 8640, vocabulary 32000, untied.
     pub fn open_llama_3b() -> Self {
         LlamaConfig {
+            family: DecoderFamily::Llama,
             vocab_size: 32000,
             hidden_size: 3200,
             intermediate_size: 8640,
@@ -253,14 +582,24 @@ impl LlamaConfig {
             num_key_value_heads: Some(32),
             head_dim: None,
             hidden_act: default_silu(),
+            hidden_activation: None,
             max_position_embeddings: 2048,
             rms_norm_eps: 1e-6,
             rope_theta_field: Some(10000.0),
             rope_parameters: None,
             rope_scaling: None,
+            partial_rotary_factor: None,
+            rope_local_base_freq: None,
             tie_word_embeddings: false,
             attention_bias: false,
             mlp_bias: false,
+            sliding_window: None,
+            use_sliding_window: None,
+            max_window_layers: None,
+            layer_types: None,
+            query_pre_attn_scalar: None,
+            attn_logit_softcapping: None,
+            final_logit_softcapping: None,
             initializer_range: 0.02,
             extra: BTreeMap::new(),
         }
@@ -281,12 +620,39 @@ impl LlamaConfig {
         }
     }
 
-    /// The same config with another depth.
+    /// The same config with another depth (per-layer lists cut, or extended by the family's rule).
     pub fn with_layers(&self, num_hidden_layers: i64) -> Self {
+        let layer_types = self.layer_types.as_ref().map(|types| {
+            (0..num_hidden_layers)
+                .map(|i| {
+                    types
+                        .get(i as usize)
+                        .cloned()
+                        .unwrap_or_else(|| self.default_layer_type(i).to_string())
+                })
+                .collect()
+        });
         LlamaConfig {
             num_hidden_layers,
+            layer_types,
             ..self.clone()
         }
+    }
+
+    /// The config of a model made of these blocks of this one, in this order: per-layer
+    /// settings (`layer_types`) travel with their blocks, written out in full where the family
+    /// reads them, so `transformers` computes what the blocks computed before.
+    pub fn with_blocks(&self, blocks: &[i64]) -> Self {
+        let mut c = self.with_layers(blocks.len() as i64);
+        if self.family.reads_layer_types() {
+            c.layer_types = Some(
+                blocks
+                    .iter()
+                    .map(|&b| (if self.is_sliding(b) { SLIDING } else { FULL }).to_string())
+                    .collect(),
+            );
+        }
+        c
     }
 
     /// Key/value heads.
@@ -303,6 +669,97 @@ impl LlamaConfig {
         }
     }
 
+    /// The rotated part of each head (Phi-3's `partial_rotary_factor`; all of it elsewhere).
+    pub fn rope_dim(&self) -> i64 {
+        match self.partial_rotary_factor {
+            Some(f) if self.family == DecoderFamily::Phi3 => (self.head_dim() as f64 * f) as i64,
+            _ => self.head_dim(),
+        }
+    }
+
+    /// The attention scale: `query_pre_attn_scalar ** -0.5` (Gemma) or `head_dim ** -0.5`.
+    pub fn attention_scale(&self) -> f64 {
+        match self.query_pre_attn_scalar {
+            Some(s) if self.family.is_gemma() => s.powf(-0.5),
+            _ => (self.head_dim() as f64).powf(-0.5),
+        }
+    }
+
+    /// Whether q, k and v, and o, have biases.
+    pub fn attention_biases(&self) -> (bool, bool) {
+        match self.family {
+            DecoderFamily::Qwen2 => (true, false),
+            DecoderFamily::Mistral | DecoderFamily::Phi3 => (false, false),
+            _ => (self.attention_bias, self.attention_bias),
+        }
+    }
+
+    /// The MLP activation's name.
+    pub fn activation(&self) -> &str {
+        if self.family.is_gemma() {
+            self.hidden_activation.as_deref().unwrap_or("gelu_pytorch_tanh")
+        } else {
+            &self.hidden_act
+        }
+    }
+
+    /// The final-logit soft-cap, where the family applies one.
+    pub fn final_softcap(&self) -> Option<f64> {
+        self.final_logit_softcapping.filter(|_| self.family.is_gemma())
+    }
+
+    fn default_layer_type(&self, i: i64) -> &'static str {
+        let sliding = match self.family {
+            DecoderFamily::Gemma2 => (i + 1) % 2 != 0,
+            DecoderFamily::Gemma3Text => {
+                let pattern = self
+                    .extra
+                    .get("sliding_window_pattern")
+                    .and_then(Value::as_i64)
+                    .filter(|p| *p > 0)
+                    .unwrap_or(6);
+                (i + 1) % pattern != 0
+            }
+            DecoderFamily::Qwen2 | DecoderFamily::Qwen3 => {
+                self.qwen_window().is_some() && i >= self.max_window_layers.unwrap_or(28)
+            }
+            _ => false,
+        };
+        if sliding {
+            SLIDING
+        } else {
+            FULL
+        }
+    }
+
+    /// Qwen's effective window: `sliding_window` only with `use_sliding_window`.
+    fn qwen_window(&self) -> Option<i64> {
+        self.sliding_window.filter(|_| self.use_sliding_window == Some(true))
+    }
+
+    /// Whether layer `i` is a sliding-attention layer by the family's rule.
+    pub fn is_sliding(&self, i: i64) -> bool {
+        match self.family {
+            DecoderFamily::Llama => false,
+            DecoderFamily::Mistral | DecoderFamily::Phi3 => self.sliding_window.is_some(),
+            _ => match &self.layer_types {
+                Some(types) => types.get(i as usize).map(String::as_str) == Some(SLIDING),
+                None => self.default_layer_type(i) == SLIDING,
+            },
+        }
+    }
+
+    /// The attention window of layer `i`, as its `transformers` class applies it.
+    pub fn layer_window(&self, i: i64) -> Option<i64> {
+        if !self.is_sliding(i) {
+            return None;
+        }
+        match self.family {
+            DecoderFamily::Qwen2 | DecoderFamily::Qwen3 => self.qwen_window(),
+            _ => self.sliding_window,
+        }
+    }
+
     /// The RoPE base, from `rope_theta` or `rope_parameters.rope_theta` (default 10000).
     pub fn rope_theta(&self) -> f64 {
         self.rope_theta_field
@@ -313,6 +770,41 @@ impl LlamaConfig {
                     .and_then(Value::as_f64)
             })
             .unwrap_or(10000.0)
+    }
+
+    /// The RoPE scaling (`rope_scaling`, or `rope_parameters` in the newer layout).
+    ///
+    /// # Errors
+    /// An unsupported type, named.
+    pub fn rope_scaling(&self) -> std::result::Result<RopeScaling, String> {
+        match (&self.rope_scaling, &self.rope_parameters) {
+            (Some(v), _) if !v.is_null() => RopeScaling::parse(Some(v)),
+            (_, Some(v)) => RopeScaling::parse(Some(v)),
+            _ => Ok(RopeScaling::Default),
+        }
+    }
+
+    /// The rotary embedding of full-attention layers (and of every layer outside Gemma 3).
+    pub fn rope(&self) -> Rope {
+        Rope {
+            theta: self.rope_theta(),
+            dim: self.rope_dim(),
+            scaling: self.rope_scaling().unwrap_or(RopeScaling::Default),
+            max_position_embeddings: self.max_position_embeddings,
+        }
+    }
+
+    /// Gemma 3's rotary embedding of sliding layers: plain RoPE on `rope_local_base_freq`.
+    pub fn rope_local(&self) -> Option<Rope> {
+        if self.family != DecoderFamily::Gemma3Text || !(0..self.num_hidden_layers).any(|i| self.is_sliding(i)) {
+            return None;
+        }
+        Some(Rope {
+            theta: self.rope_local_base_freq.unwrap_or(10000.0),
+            dim: self.rope_dim(),
+            scaling: RopeScaling::Default,
+            max_position_embeddings: self.max_position_embeddings,
+        })
     }
 
     /// Checks every field and reports all problems at once.
@@ -345,12 +837,25 @@ impl LlamaConfig {
                 }
             }
         }
-        if self.head_dim() > 0 && self.head_dim() % 2 != 0 {
-            p.push(format!("head_dim {} must be even for RoPE", self.head_dim()));
+        match self.partial_rotary_factor {
+            Some(f) if !(f > 0.0 && f <= 1.0) => p.push(format!("partial_rotary_factor must be in (0, 1], got {f}")),
+            Some(f) if f != 1.0 && self.family != DecoderFamily::Phi3 => p.push(format!(
+                "partial_rotary_factor {f} is not supported for {} (only phi3 rotates part of a head)",
+                self.family.model_type()
+            )),
+            _ => {}
+        }
+        if self.rope_dim() > 0 && self.rope_dim() % 2 != 0 {
+            p.push(format!("the rotary dimension {} must be even", self.rope_dim()));
         }
         check_eps(&mut p, "rms_norm_eps", self.rms_norm_eps);
-        if self.hidden_act != "silu" {
-            p.push(format!("hidden_act {:?} is not supported (silu)", self.hidden_act));
+        let (act_key, act) = if self.family.is_gemma() {
+            ("hidden_activation", self.activation())
+        } else {
+            ("hidden_act", self.hidden_act.as_str())
+        };
+        if Act::parse(act).is_none() {
+            p.push(format!("{act_key} {act:?} is not supported (silu, gelu_pytorch_tanh, gelu)"));
         }
         let theta = self.rope_theta();
         if !(theta.is_finite() && theta > 0.0) {
@@ -360,11 +865,13 @@ impl LlamaConfig {
             ("rope_parameters", &self.rope_parameters),
             ("rope_scaling", &self.rope_scaling),
         ] {
-            if let Some(v) = value {
-                let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(Value::as_str);
-                if !(v.is_null() || kind.is_none() || kind == Some("default")) {
-                    p.push(format!("{field}: rope_type {kind:?} is not supported (default)"));
-                }
+            if let Err(e) = RopeScaling::parse(value.as_ref()) {
+                p.push(format!("{field}: {e}"));
+            }
+        }
+        if let Some(base) = self.rope_local_base_freq {
+            if !(base.is_finite() && base > 0.0) {
+                p.push(format!("rope_local_base_freq must be positive, got {base}"));
             }
         }
         if let Some(tp) = self.extra.get("pretraining_tp").and_then(Value::as_i64) {
@@ -372,16 +879,55 @@ impl LlamaConfig {
                 p.push(format!("pretraining_tp {tp} is not supported (1)"));
             }
         }
-        finish("LLaMA", p)
+        if let Some(w) = self.sliding_window {
+            check_positive(&mut p, "sliding_window", w);
+        }
+        if let Some(types) = &self.layer_types {
+            if types.len() as i64 != self.num_hidden_layers {
+                p.push(format!(
+                    "layer_types has {} entries for num_hidden_layers {}",
+                    types.len(),
+                    self.num_hidden_layers
+                ));
+            }
+            if let Some(bad) = types.iter().find(|t| t.as_str() != FULL && t.as_str() != SLIDING) {
+                p.push(format!("layer_types entry {bad:?} is not supported ({FULL}, {SLIDING})"));
+            }
+        }
+        for (key, value) in [
+            ("query_pre_attn_scalar", self.query_pre_attn_scalar),
+            ("attn_logit_softcapping", self.attn_logit_softcapping),
+            ("final_logit_softcapping", self.final_logit_softcapping),
+        ] {
+            if let Some(v) = value {
+                if !(v.is_finite() && v > 0.0) {
+                    p.push(format!("{key} must be positive, got {v}"));
+                }
+            }
+        }
+        if self.extra.get("use_bidirectional_attention").and_then(Value::as_bool) == Some(true) {
+            p.push("use_bidirectional_attention true is not supported (a causal language model is needed)".into());
+        }
+        let name = match self.family {
+            DecoderFamily::Llama => "LLaMA",
+            DecoderFamily::Mistral => "Mistral",
+            DecoderFamily::Qwen2 => "Qwen2",
+            DecoderFamily::Qwen3 => "Qwen3",
+            DecoderFamily::Gemma2 => "Gemma 2",
+            DecoderFamily::Gemma3Text => "Gemma 3",
+            DecoderFamily::Phi3 => "Phi-3",
+        };
+        finish(name, p)
     }
 
     /// Every parameter with its shape, in construction order.
     pub fn parameter_shapes(&self) -> Vec<ParamShape> {
-        let (d, v, im) = (self.hidden_size, self.vocab_size, self.intermediate_size);
-        let (q, kv) = (
-            self.num_attention_heads * self.head_dim(),
-            self.kv_heads() * self.head_dim(),
-        );
+        let (d, v, im, hd) = (self.hidden_size, self.vocab_size, self.intermediate_size, self.head_dim());
+        let (q, kv) = (self.num_attention_heads * hd, self.kv_heads() * hd);
+        let (qkv_bias, o_bias) = self.attention_biases();
+        let mlp_bias = self.family == DecoderFamily::Llama && self.mlp_bias;
+        let phi3 = self.family == DecoderFamily::Phi3;
+        let qk_norms = matches!(self.family, DecoderFamily::Qwen3 | DecoderFamily::Gemma3Text);
         let mut out = vec![ParamShape::new("model.embed_tokens.weight".into(), &[v, d])];
         let lin = |out: &mut Vec<ParamShape>, prefix: String, o: i64, i: i64, bias: bool| {
             out.push(ParamShape::new(format!("{prefix}.weight"), &[o, i]));
@@ -392,14 +938,30 @@ impl LlamaConfig {
         for l in 0..self.num_hidden_layers.max(0) {
             let h = format!("model.layers.{l}");
             out.push(ParamShape::new(format!("{h}.input_layernorm.weight"), &[d]));
-            lin(&mut out, format!("{h}.self_attn.q_proj"), q, d, self.attention_bias);
-            lin(&mut out, format!("{h}.self_attn.k_proj"), kv, d, self.attention_bias);
-            lin(&mut out, format!("{h}.self_attn.v_proj"), kv, d, self.attention_bias);
-            lin(&mut out, format!("{h}.self_attn.o_proj"), d, q, self.attention_bias);
+            if phi3 {
+                lin(&mut out, format!("{h}.self_attn.qkv_proj"), q + 2 * kv, d, false);
+            } else {
+                lin(&mut out, format!("{h}.self_attn.q_proj"), q, d, qkv_bias);
+                lin(&mut out, format!("{h}.self_attn.k_proj"), kv, d, qkv_bias);
+                lin(&mut out, format!("{h}.self_attn.v_proj"), kv, d, qkv_bias);
+            }
+            lin(&mut out, format!("{h}.self_attn.o_proj"), d, q, o_bias);
+            if qk_norms {
+                out.push(ParamShape::new(format!("{h}.self_attn.q_norm.weight"), &[hd]));
+                out.push(ParamShape::new(format!("{h}.self_attn.k_norm.weight"), &[hd]));
+            }
             out.push(ParamShape::new(format!("{h}.post_attention_layernorm.weight"), &[d]));
-            lin(&mut out, format!("{h}.mlp.gate_proj"), im, d, self.mlp_bias);
-            lin(&mut out, format!("{h}.mlp.up_proj"), im, d, self.mlp_bias);
-            lin(&mut out, format!("{h}.mlp.down_proj"), d, im, self.mlp_bias);
+            if self.family.is_gemma() {
+                out.push(ParamShape::new(format!("{h}.pre_feedforward_layernorm.weight"), &[d]));
+                out.push(ParamShape::new(format!("{h}.post_feedforward_layernorm.weight"), &[d]));
+            }
+            if phi3 {
+                lin(&mut out, format!("{h}.mlp.gate_up_proj"), 2 * im, d, false);
+            } else {
+                lin(&mut out, format!("{h}.mlp.gate_proj"), im, d, mlp_bias);
+                lin(&mut out, format!("{h}.mlp.up_proj"), im, d, mlp_bias);
+            }
+            lin(&mut out, format!("{h}.mlp.down_proj"), d, im, mlp_bias);
         }
         out.push(ParamShape::new("model.norm.weight".into(), &[d]));
         if !self.tie_word_embeddings {

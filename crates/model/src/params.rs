@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub enum Family {
     /// GPT-2 (`transformer.*`).
     Gpt2,
-    /// LLaMA (`model.*`).
+    /// The LLaMA family of decoders (`model.*`): LLaMA, Mistral, Qwen2/3, Gemma 2/3, Phi-3.
     Llama,
 }
 
@@ -58,6 +58,16 @@ pub enum Slot {
     Up,
     /// The MLP output projection (GPT-2 `mlp.c_proj`, LLaMA `mlp.down_proj`).
     MlpOut,
+    /// The per-head query norm before RoPE (Qwen3, Gemma 3 `self_attn.q_norm`).
+    QNorm,
+    /// The per-head key norm before RoPE (Qwen3, Gemma 3 `self_attn.k_norm`).
+    KNorm,
+    /// Gemma's norm before the MLP (`pre_feedforward_layernorm`).
+    PreFfnNorm,
+    /// Gemma's norm after the MLP (`post_feedforward_layernorm`).
+    PostFfnNorm,
+    /// Phi-3's fused gate and up projection (`mlp.gate_up_proj`).
+    GateUp,
 }
 
 const GPT2_SLOTS: &[(Slot, &str)] = &[
@@ -79,6 +89,12 @@ const LLAMA_SLOTS: &[(Slot, &str)] = &[
     (Slot::Gate, "mlp.gate_proj"),
     (Slot::Up, "mlp.up_proj"),
     (Slot::MlpOut, "mlp.down_proj"),
+    (Slot::Qkv, "self_attn.qkv_proj"),
+    (Slot::QNorm, "self_attn.q_norm"),
+    (Slot::KNorm, "self_attn.k_norm"),
+    (Slot::PreFfnNorm, "pre_feedforward_layernorm"),
+    (Slot::PostFfnNorm, "post_feedforward_layernorm"),
+    (Slot::GateUp, "mlp.gate_up_proj"),
 ];
 
 impl Family {

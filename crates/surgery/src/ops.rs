@@ -156,9 +156,9 @@ pub fn group_of(role: Role) -> Group {
         Role::FinalNorm(_) => Group::FinalNorm,
         Role::Block { slot, .. } => match slot {
             Slot::AttnNorm => Group::Ln1,
-            Slot::MlpNorm => Group::Ln2,
-            Slot::Qkv | Slot::Q | Slot::K | Slot::V | Slot::AttnOut => Group::Attn,
-            Slot::MlpIn | Slot::Gate | Slot::Up | Slot::MlpOut => Group::Mlp,
+            Slot::MlpNorm | Slot::PreFfnNorm | Slot::PostFfnNorm => Group::Ln2,
+            Slot::Qkv | Slot::Q | Slot::K | Slot::V | Slot::AttnOut | Slot::QNorm | Slot::KNorm => Group::Attn,
+            Slot::MlpIn | Slot::Gate | Slot::Up | Slot::GateUp | Slot::MlpOut => Group::Mlp,
         },
     }
 }
@@ -187,7 +187,7 @@ fn place_blocks(
     groups: &BTreeSet<Group>,
     seed: i64,
 ) -> Result<Plan> {
-    let target = with_layers(reference, blocks.len() as i64);
+    let target = reference.with_blocks(blocks);
     let mut plan = Plan::fresh(operation, target, seed);
     let names: Vec<String> = plan.entries.iter().map(|e| e.target.clone()).collect();
     for name in names {
@@ -269,7 +269,15 @@ pub fn truncate(model: &CausalLm, l: i64) -> Result<(CausalLm, Plan)> {
 }
 
 fn same_shape_but_depth(a: &ModelConfig, b: &ModelConfig) -> bool {
-    with_layers(a, 1) == with_layers(b, 1)
+    // Per-layer settings (`layer_types`) travel with blocks and may differ between depths.
+    let strip = |c: &ModelConfig| match with_layers(c, 1) {
+        ModelConfig::Llama(mut l) => {
+            l.layer_types = None;
+            ModelConfig::Llama(l)
+        }
+        other => other,
+    };
+    strip(a) == strip(b)
 }
 
 /// Grows `trained` (l blocks) by `delta` blocks of `reference` (METHOD.md §1.6).
