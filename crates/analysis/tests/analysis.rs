@@ -19,8 +19,21 @@ fn fixture(name: &str) -> PathBuf {
 #[test]
 fn per_window_rank_and_mass_equal_numpy_on_transformers_attention() -> anyhow::Result<()> {
     // kstar.{l} / mstar.{l} were computed by numpy from transformers' output_attentions
-    // (crates/model/tests/fixtures/make_fixtures.py).
-    for name in ["gpt2_bias", "gpt2_inverse_scale", "llama_gqa_tied", "llama_mqa_untied"] {
+    // (crates/model/tests/fixtures/make_fixtures.py, and make_families.py for the families
+    // with sliding windows, soft-capping and scaled RoPE).
+    for name in [
+        "gpt2_bias",
+        "gpt2_inverse_scale",
+        "llama_gqa_tied",
+        "llama_mqa_untied",
+        "fam_llama3",
+        "fam_mistral",
+        "fam_qwen2",
+        "fam_qwen3",
+        "fam_gemma2",
+        "fam_gemma3",
+        "fam_phi3",
+    ] {
         let (model, _) = hf::load(&fixture(name), &LoadOptions::default())?;
         let r: std::collections::HashMap<String, Tensor> =
             Tensor::read_safetensors(fixture(name).join("reference.safetensors"))?

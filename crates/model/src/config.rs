@@ -166,6 +166,11 @@ impl ModelConfig {
             _ => serde_json::Map::new(),
         };
         if let ModelConfig::Llama(c) = self {
+            // Phi-3 and Qwen2 read `getattr(config, "head_dim", hidden // heads)`: an unset
+            // head_dim must be absent, not null.
+            if c.family != DecoderFamily::Llama && c.head_dim.is_none() {
+                map.remove("head_dim");
+            }
             // A key left out means the family's default, so an unset one is written as null.
             for (key, default) in c.family.defaults() {
                 if !default.is_null() {

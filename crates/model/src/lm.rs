@@ -201,7 +201,7 @@ impl CausalLm {
         let logits = self.forward_unchecked(x); // (B, T, V)
         let v = logits.size()[2];
         Ok(logits.view([-1, v]).f_cross_entropy_loss(
-            &y.to_device(self.device()).view([-1]),
+            &y.to_device(self.device()).reshape([-1]),
             None::<Tensor>,
             tch::Reduction::Mean,
             -100,

@@ -113,6 +113,8 @@ fn every_family_round_trips_through_a_folder() -> anyhow::Result<()> {
         let diff = max_abs_diff(&again.forward(&r["input_ids"])?, &r["logits"]);
         assert!(diff < 1e-4, "{name}: logits differ by {diff} after a round trip");
         let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json"))?)?;
+        // Phi-3 and Qwen2 read `getattr(config, "head_dim", ...)`: never a null head_dim.
+        assert!(!written.get("head_dim").is_some_and(serde_json::Value::is_null), "{name}");
         if name == "fam_gemma2" {
             // Gemma's class default ties the head: written out, never left to a default.
             assert_eq!(written["tie_word_embeddings"], serde_json::json!(true));
@@ -138,6 +140,41 @@ fn every_family_runs_in_bf16() -> anyhow::Result<()> {
         let scale = r["logits"].abs().max().double_value(&[]);
         let diff = max_abs_diff(&logits, &r["logits"]);
         assert!(diff < 0.1 * scale.max(1.0), "{name}: bf16 logits differ by {diff} (scale {scale})");
+    }
+    Ok(())
+}
+
+/// One training step against PyTorch for Qwen3 and Gemma 2: the mean next-token loss of
+/// `input_ids[:, :-1]` against `input_ids[:, 1:]` and the gradient of every parameter
+/// (`train.safetensors`, made by `make_families.py` with `loss.backward()`).
+#[test]
+fn one_training_step_matches_pytorch_for_qwen3_and_gemma2() -> anyhow::Result<()> {
+    for name in ["fam_qwen3", "fam_gemma2"] {
+        let (model, _) = hf::load(&fixture(name), &LoadOptions::default())?;
+        let r = reference(name)?;
+        let t: std::collections::HashMap<String, Tensor> =
+            Tensor::read_safetensors(fixture(name).join("train.safetensors"))?.into_iter().collect();
+        let ids = &r["input_ids"];
+        let n = ids.size()[1];
+        let loss = model.loss(&ids.narrow(1, 0, n - 1), &ids.narrow(1, 1, n - 1))?;
+        let want = t["loss"].double_value(&[0]);
+        let got = loss.double_value(&[]);
+        assert!((got - want).abs() < 1e-5, "{name}: loss {got} vs PyTorch {want}");
+        loss.backward();
+        let params = model.named_parameters();
+        let mut compared = 0;
+        for (key, g) in &t {
+            let Some(pname) = key.strip_prefix("grad.") else { continue };
+            let p = params
+                .get(pname)
+                .unwrap_or_else(|| panic!("{name}: PyTorch parameter {pname} is not ours"));
+            let ours = p.grad();
+            let scale = g.abs().max().double_value(&[]).max(1e-3);
+            let diff = max_abs_diff(&ours, g);
+            assert!(diff <= 1e-4 * scale, "{name}: grad of {pname} differs by {diff} (scale {scale})");
+            compared += 1;
+        }
+        assert_eq!(compared, params.len(), "{name}: every parameter's gradient compared");
     }
     Ok(())
 }
