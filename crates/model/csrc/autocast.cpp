@@ -8,6 +8,12 @@
 #include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/stack.h>
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/unpickler.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
 #include <vector>
 
 namespace {
@@ -101,6 +107,63 @@ int inheritune_grads_to_none(at::Tensor** ts, int n) {
     for (int i = 0; i < n; ++i) ts[i]->mutable_grad() = at::Tensor();
     return 0;
   } catch (...) {
+    return -1;
+  }
+}
+
+// The bytes of a torch.save file's `data.pkl`, handed to `bytes(ctx, ptr, len)`; 0, or -1 with
+// a message in `err`.
+int inheritune_read_pickle(const char* path, void (*bytes)(void*, const char*, size_t), void* ctx, char* err,
+                           size_t err_len) {
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(std::string{path});
+    auto [data, size] = reader.getRecord("data.pkl");
+    bytes(ctx, static_cast<const char*>(data.get()), size);
+    return 0;
+  } catch (const std::exception& e) {
+    std::string m = e.what();
+    m = m.substr(0, m.find('\n'));
+    std::snprintf(err, err_len, "%s", m.c_str());
+    return -1;
+  }
+}
+
+// Reads the state dict of a torch.save file with libtorch's own unpickler, as torch::pickle_load
+// does, from `pickle` (the file's `data.pkl`, possibly rewritten by src/pickle.rs) and the
+// file's tensor records. Calls `entry(ctx, key, new at::Tensor)` per tensor (the callee owns
+// the tensor); returns 0, or -1 with a message in `err`.
+int inheritune_load_state_dict(const char* path, const char* pickle_data, size_t pickle_len,
+                               void (*entry)(void*, const char*, at::Tensor*), void* ctx, char* err, size_t err_len) {
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(std::string{path});
+    std::string pickle(pickle_data, pickle_len);
+    size_t pos = 0;
+    auto read = [&](char* buf, size_t n) -> size_t {
+      size_t k = std::min(n, pickle.size() - pos);
+      std::memcpy(buf, pickle.data() + pos, k);
+      pos += k;
+      return k;
+    };
+    auto read_record = [&](const std::string& name) { return std::get<0>(reader.getRecord("data/" + name)); };
+    torch::jit::Unpickler unpickler(read, nullptr, nullptr, read_record, c10::Device(c10::kCPU));
+    unpickler.set_version(reader.version());
+    auto value = unpickler.parse_ivalue();
+    if (!value.isGenericDict()) {
+      std::snprintf(err, err_len, "the pickle holds a %s, not a dict of tensors", value.tagKind().c_str());
+      return -1;
+    }
+    for (const auto& item : value.toGenericDict()) {
+      if (!item.key().isString() || !item.value().isTensor()) {
+        std::snprintf(err, err_len, "an entry is not a (string, tensor) pair");
+        return -1;
+      }
+      entry(ctx, item.key().toStringRef().c_str(), new at::Tensor(item.value().toTensor()));
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::string m = e.what();
+    m = m.substr(0, m.find('\n'));
+    std::snprintf(err, err_len, "%s", m.c_str());
     return -1;
   }
 }

@@ -327,18 +327,7 @@ pub fn load_weights(model: &mut CausalLm, files: &[PathBuf]) -> Result<LoadRepor
             Ok(())
         };
         if path.extension().is_some_and(|e| e == "bin") {
-            // A zip of pickles written by torch.save: libtorch's own unpickler reads it.
-            let mut tensors = Tensor::loadz_multi(path).map_err(|e| Error::Pickle {
-                path: path.clone(),
-                message: format!(
-                    "not a state dict torch.save wrote ({})",
-                    e.to_string()
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .trim_start_matches("Internal torch error: ")
-                ),
-            })?;
+            let mut tensors = read_pickle(path)?;
             tensors.sort_by(|a, b| a.0.cmp(&b.0));
             for (key, t) in tensors {
                 let size = t.size();
@@ -367,6 +356,104 @@ pub fn load_weights(model: &mut CausalLm, files: &[PathBuf]) -> Result<LoadRepor
     missing.sort();
     report.missing = missing;
     Ok(report)
+}
+
+#[cfg(autocast_shim)]
+extern "C" {
+    fn inheritune_read_pickle(
+        path: *const std::ffi::c_char,
+        bytes: extern "C" fn(*mut std::ffi::c_void, *const u8, usize),
+        ctx: *mut std::ffi::c_void,
+        err: *mut std::ffi::c_char,
+        err_len: usize,
+    ) -> i32;
+    fn inheritune_load_state_dict(
+        path: *const std::ffi::c_char,
+        pickle: *const u8,
+        pickle_len: usize,
+        entry: extern "C" fn(*mut std::ffi::c_void, *const std::ffi::c_char, *mut std::ffi::c_void),
+        ctx: *mut std::ffi::c_void,
+        err: *mut std::ffi::c_char,
+        err_len: usize,
+    ) -> i32;
+}
+
+/// Reads a `pytorch_model.bin` (a zip of pickles written by `torch.save`) with libtorch's own
+/// unpickler: a plain dict through tch, and the `OrderedDict` with `_metadata` that
+/// `torch.save(model.state_dict())` writes through the C++ shim (csrc/autocast.cpp), its pickle
+/// rewritten as a plain dict first ([`crate::pickle`]).
+fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let first_line = |e: &str| {
+        e.lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("Internal torch error: ")
+            .to_string()
+    };
+    let bad = |message: String| Error::Pickle {
+        path: path.to_path_buf(),
+        message: format!("not a state dict torch.save wrote ({message})"),
+    };
+    let plain = match Tensor::loadz_multi(path) {
+        Ok(tensors) => return Ok(tensors),
+        Err(e) => first_line(&e.to_string()),
+    };
+    #[cfg(autocast_shim)]
+    {
+        use std::ffi::{c_char, c_void, CStr, CString};
+        extern "C" fn bytes(ctx: *mut c_void, data: *const u8, len: usize) {
+            // SAFETY: ctx is the Vec below; data holds len bytes for this call.
+            let out = unsafe { &mut *(ctx as *mut Vec<u8>) };
+            out.extend_from_slice(unsafe { std::slice::from_raw_parts(data, len) });
+        }
+        extern "C" fn entry(ctx: *mut c_void, name: *const c_char, t: *mut c_void) {
+            // SAFETY: ctx is the Vec below; name is a NUL-terminated string and t a heap
+            // tensor handed over by the shim for this call.
+            let out = unsafe { &mut *(ctx as *mut Vec<(String, Tensor)>) };
+            let name = unsafe { CStr::from_ptr(name) }.to_string_lossy().to_string();
+            out.push((name, unsafe { Tensor::from_ptr(t as *mut _) }));
+        }
+        let c_path = CString::new(path.as_os_str().to_string_lossy().as_bytes())
+            .map_err(|_| bad("the path holds a NUL byte".into()))?;
+        let mut err = vec![0 as c_char; 512];
+        let message = |err: &[c_char]| first_line(&unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy());
+        let mut pickle: Vec<u8> = Vec::new();
+        // SAFETY: every pointer is valid for the call; the shim catches every C++ exception.
+        let rc = unsafe {
+            inheritune_read_pickle(
+                c_path.as_ptr(),
+                bytes,
+                &mut pickle as *mut Vec<u8> as *mut c_void,
+                err.as_mut_ptr(),
+                err.len(),
+            )
+        };
+        if rc != 0 {
+            return Err(bad(message(&err)));
+        }
+        let Some(rewritten) = crate::pickle::plain_dict_pickle(&pickle) else {
+            return Err(bad(plain));
+        };
+        let mut out: Vec<(String, Tensor)> = Vec::new();
+        // SAFETY: as above.
+        let rc = unsafe {
+            inheritune_load_state_dict(
+                c_path.as_ptr(),
+                rewritten.as_ptr(),
+                rewritten.len(),
+                entry,
+                &mut out as *mut Vec<(String, Tensor)> as *mut c_void,
+                err.as_mut_ptr(),
+                err.len(),
+            )
+        };
+        if rc != 0 {
+            return Err(bad(message(&err)));
+        }
+        return Ok(out);
+    }
+    #[allow(unreachable_code)]
+    Err(bad(plain))
 }
 
 /// One tensor to write: its key, and its bytes in file layout.

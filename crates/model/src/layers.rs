@@ -89,7 +89,11 @@ impl RmsNorm {
     /// A torch error while allocating.
     pub fn new(path: &Path, dim: i64, eps: f64) -> Result<Self> {
         let weight = path.f_var("weight", &[dim], Init::Const(1.0))?;
-        Ok(RmsNorm { weight, eps, offset: false })
+        Ok(RmsNorm {
+            weight,
+            eps,
+            offset: false,
+        })
     }
 
     /// Gemma's norm (`Gemma2RMSNorm`): normalised in f32, scaled by `1 + weight` in f32, then
@@ -99,7 +103,11 @@ impl RmsNorm {
     /// A torch error while allocating.
     pub fn gemma(path: &Path, dim: i64, eps: f64) -> Result<Self> {
         let weight = path.f_var("weight", &[dim], Init::Const(0.0))?;
-        Ok(RmsNorm { weight, eps, offset: true })
+        Ok(RmsNorm {
+            weight,
+            eps,
+            offset: true,
+        })
     }
 
     /// Normalises the last dimension (f32 statistics, as `transformers` does for bf16 inputs).

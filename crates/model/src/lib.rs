@@ -17,6 +17,7 @@ pub mod layers;
 pub mod llama;
 pub mod lm;
 pub mod params;
+pub mod pickle;
 pub mod rope;
 
 pub use autocast::{allow_tf32, autocast};

@@ -149,17 +149,18 @@ impl DecoderFamily {
                 ("sliding_window", json!(4096)),
                 ("rope_local_base_freq", json!(10000.0)),
             ],
-            DecoderFamily::Phi3 => vec![
-                ("rms_norm_eps", json!(1e-5)),
-                ("max_position_embeddings", json!(4096)),
-            ],
+            DecoderFamily::Phi3 => vec![("rms_norm_eps", json!(1e-5)), ("max_position_embeddings", json!(4096))],
         }
     }
 }
 
 #[derive(Debug)]
 enum QkvProj {
-    Separate { q: Linear, k: Linear, v: Linear },
+    Separate {
+        q: Linear,
+        k: Linear,
+        v: Linear,
+    },
     /// Phi-3's `qkv_proj`: q rows, then k rows, then v rows.
     Fused(Linear),
 }
@@ -208,7 +209,10 @@ impl Act {
 
 #[derive(Debug)]
 enum MlpIn {
-    Separate { gate: Linear, up: Linear },
+    Separate {
+        gate: Linear,
+        up: Linear,
+    },
     /// Phi-3's `gate_up_proj`: gate rows, then up rows.
     Fused(Linear),
 }
@@ -302,8 +306,16 @@ impl Layer {
             self_attn: Attention {
                 proj,
                 o_proj: Linear::new(&(&pa / "o_proj"), d, q, o_bias, std)?,
-                q_norm: if qk_norms { Some(norm(&(&pa / "q_norm"), hd)?) } else { None },
-                k_norm: if qk_norms { Some(norm(&(&pa / "k_norm"), hd)?) } else { None },
+                q_norm: if qk_norms {
+                    Some(norm(&(&pa / "q_norm"), hd)?)
+                } else {
+                    None
+                },
+                k_norm: if qk_norms {
+                    Some(norm(&(&pa / "k_norm"), hd)?)
+                } else {
+                    None
+                },
                 n_head: c.num_attention_heads,
                 n_kv: c.kv_heads(),
                 head_dim: hd,
@@ -369,7 +381,11 @@ impl Attention {
             QkvProj::Fused(qkv) => {
                 let all = qkv.forward(x);
                 let (nq, nk) = (self.n_head * self.head_dim, self.n_kv * self.head_dim);
-                (all.narrow(-1, 0, nq), all.narrow(-1, nq, nk), all.narrow(-1, nq + nk, nk))
+                (
+                    all.narrow(-1, 0, nq),
+                    all.narrow(-1, nq, nk),
+                    all.narrow(-1, nq + nk, nk),
+                )
             }
         };
         let heads = |z: Tensor, n: i64, norm: &Option<RmsNorm>| {
@@ -855,7 +871,9 @@ impl LlamaConfig {
             ("hidden_act", self.hidden_act.as_str())
         };
         if Act::parse(act).is_none() {
-            p.push(format!("{act_key} {act:?} is not supported (silu, gelu_pytorch_tanh, gelu)"));
+            p.push(format!(
+                "{act_key} {act:?} is not supported (silu, gelu_pytorch_tanh, gelu)"
+            ));
         }
         let theta = self.rope_theta();
         if !(theta.is_finite() && theta > 0.0) {
@@ -891,7 +909,9 @@ impl LlamaConfig {
                 ));
             }
             if let Some(bad) = types.iter().find(|t| t.as_str() != FULL && t.as_str() != SLIDING) {
-                p.push(format!("layer_types entry {bad:?} is not supported ({FULL}, {SLIDING})"));
+                p.push(format!(
+                    "layer_types entry {bad:?} is not supported ({FULL}, {SLIDING})"
+                ));
             }
         }
         for (key, value) in [
@@ -922,7 +942,12 @@ impl LlamaConfig {
 
     /// Every parameter with its shape, in construction order.
     pub fn parameter_shapes(&self) -> Vec<ParamShape> {
-        let (d, v, im, hd) = (self.hidden_size, self.vocab_size, self.intermediate_size, self.head_dim());
+        let (d, v, im, hd) = (
+            self.hidden_size,
+            self.vocab_size,
+            self.intermediate_size,
+            self.head_dim(),
+        );
         let (q, kv) = (self.num_attention_heads * hd, self.kv_heads() * hd);
         let (qkv_bias, o_bias) = self.attention_biases();
         let mlp_bias = self.family == DecoderFamily::Llama && self.mlp_bias;

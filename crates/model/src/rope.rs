@@ -168,7 +168,8 @@ impl Rope {
             RopeScaling::Dynamic { factor } => {
                 let max_pos = self.max_position_embeddings as f64;
                 let seq = (seq_len as f64).max(max_pos);
-                let base = self.theta * ((factor * seq / max_pos) - (factor - 1.0)).powf(dim as f64 / (dim as f64 - 2.0));
+                let base =
+                    self.theta * ((factor * seq / max_pos) - (factor - 1.0)).powf(dim as f64 / (dim as f64 - 2.0));
                 (default_inv_freq(base, dim), 1.0)
             }
             RopeScaling::Llama3 {
@@ -183,7 +184,10 @@ impl Rope {
                 let inv_llama = (&inv / *factor).where_self(&wavelen.gt(low_wl), &inv); // torch.where(cond, a, b)
                 let smooth = ((wavelen.reciprocal() * *old) - *low) / (high - low);
                 let smoothed = ((smooth.ones_like() - &smooth) * &inv_llama) / *factor + &smooth * &inv_llama;
-                let medium = wavelen.lt(high_wl).logical_not().logical_and(&wavelen.gt(low_wl).logical_not());
+                let medium = wavelen
+                    .lt(high_wl)
+                    .logical_not()
+                    .logical_and(&wavelen.gt(low_wl).logical_not());
                 (smoothed.where_self(&medium, &inv_llama), 1.0)
             }
             RopeScaling::Yarn {
@@ -200,7 +204,9 @@ impl Rope {
                 let get_mscale = |scale: f64, m: f64| if scale <= 1.0 { 1.0 } else { 0.1 * m * scale.ln() + 1.0 };
                 let attention = match (attention_factor, mscale, mscale_all_dim) {
                     (Some(a), _, _) => *a,
-                    (None, Some(m), Some(ma)) if *m != 0.0 && *ma != 0.0 => get_mscale(*factor, *m) / get_mscale(*factor, *ma),
+                    (None, Some(m), Some(ma)) if *m != 0.0 && *ma != 0.0 => {
+                        get_mscale(*factor, *m) / get_mscale(*factor, *ma)
+                    }
                     _ => get_mscale(*factor, 1.0),
                 };
                 let orig = original_max_position_embeddings.unwrap_or(self.max_position_embeddings as f64);
@@ -215,7 +221,8 @@ impl Rope {
                 if lo == hi {
                     hi += 0.001;
                 }
-                let exponents = Tensor::arange_start_step(0, dim, 2, (Kind::Int64, Device::Cpu)).to_kind(Kind::Float) / d;
+                let exponents =
+                    Tensor::arange_start_step(0, dim, 2, (Kind::Int64, Device::Cpu)).to_kind(Kind::Float) / d;
                 let pos_freqs = Tensor::from(base).to_kind(Kind::Float).pow(&exponents);
                 let extrapolation = pos_freqs.reciprocal();
                 let interpolation = (&pos_freqs * *factor).reciprocal();
@@ -251,7 +258,10 @@ mod tests {
     #[test]
     fn parses_old_and_new_keys_and_refuses_by_name() {
         let v = json!({"type": "linear", "factor": 2.0});
-        assert_eq!(RopeScaling::parse(Some(&v)).unwrap(), RopeScaling::Linear { factor: 2.0 });
+        assert_eq!(
+            RopeScaling::parse(Some(&v)).unwrap(),
+            RopeScaling::Linear { factor: 2.0 }
+        );
         let v = json!({"rope_type": "default"});
         assert_eq!(RopeScaling::parse(Some(&v)).unwrap(), RopeScaling::Default);
         let e = RopeScaling::parse(Some(&json!({"rope_type": "su", "factor": 2.0}))).unwrap_err();

@@ -90,7 +90,9 @@ fn sliding_windows_cut_where_transformers_cuts() -> anyhow::Result<()> {
         };
         let _ = model.forward_with_attention(&r["input_ids"], &mut visitor)?;
         let row = last.expect("layer visited");
-        let seen = row.gt(0.0).sum_dim_intlist(-1, false, inheritune_model::tch::Kind::Int64);
+        let seen = row
+            .gt(0.0)
+            .sum_dim_intlist(-1, false, inheritune_model::tch::Kind::Int64);
         let want = window.unwrap_or(t);
         assert_eq!(seen.min().int64_value(&[]), want, "{name} layer {layer}");
         assert_eq!(seen.max().int64_value(&[]), want, "{name} layer {layer}");
@@ -112,9 +114,13 @@ fn every_family_round_trips_through_a_folder() -> anyhow::Result<()> {
         let r = reference(name)?;
         let diff = max_abs_diff(&again.forward(&r["input_ids"])?, &r["logits"]);
         assert!(diff < 1e-4, "{name}: logits differ by {diff} after a round trip");
-        let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json"))?)?;
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json"))?)?;
         // Phi-3 and Qwen2 read `getattr(config, "head_dim", ...)`: never a null head_dim.
-        assert!(!written.get("head_dim").is_some_and(serde_json::Value::is_null), "{name}");
+        assert!(
+            !written.get("head_dim").is_some_and(serde_json::Value::is_null),
+            "{name}"
+        );
         if name == "fam_gemma2" {
             // Gemma's class default ties the head: written out, never left to a default.
             assert_eq!(written["tie_word_embeddings"], serde_json::json!(true));
@@ -139,7 +145,10 @@ fn every_family_runs_in_bf16() -> anyhow::Result<()> {
         assert_eq!(logits.kind(), inheritune_model::tch::Kind::BFloat16, "{name}");
         let scale = r["logits"].abs().max().double_value(&[]);
         let diff = max_abs_diff(&logits, &r["logits"]);
-        assert!(diff < 0.1 * scale.max(1.0), "{name}: bf16 logits differ by {diff} (scale {scale})");
+        assert!(
+            diff < 0.1 * scale.max(1.0),
+            "{name}: bf16 logits differ by {diff} (scale {scale})"
+        );
     }
     Ok(())
 }
@@ -153,7 +162,9 @@ fn one_training_step_matches_pytorch_for_qwen3_and_gemma2() -> anyhow::Result<()
         let (model, _) = hf::load(&fixture(name), &LoadOptions::default())?;
         let r = reference(name)?;
         let t: std::collections::HashMap<String, Tensor> =
-            Tensor::read_safetensors(fixture(name).join("train.safetensors"))?.into_iter().collect();
+            Tensor::read_safetensors(fixture(name).join("train.safetensors"))?
+                .into_iter()
+                .collect();
         let ids = &r["input_ids"];
         let n = ids.size()[1];
         let loss = model.loss(&ids.narrow(1, 0, n - 1), &ids.narrow(1, 1, n - 1))?;
@@ -164,14 +175,19 @@ fn one_training_step_matches_pytorch_for_qwen3_and_gemma2() -> anyhow::Result<()
         let params = model.named_parameters();
         let mut compared = 0;
         for (key, g) in &t {
-            let Some(pname) = key.strip_prefix("grad.") else { continue };
+            let Some(pname) = key.strip_prefix("grad.") else {
+                continue;
+            };
             let p = params
                 .get(pname)
                 .unwrap_or_else(|| panic!("{name}: PyTorch parameter {pname} is not ours"));
             let ours = p.grad();
             let scale = g.abs().max().double_value(&[]).max(1e-3);
             let diff = max_abs_diff(&ours, g);
-            assert!(diff <= 1e-4 * scale, "{name}: grad of {pname} differs by {diff} (scale {scale})");
+            assert!(
+                diff <= 1e-4 * scale,
+                "{name}: grad of {pname} differs by {diff} (scale {scale})"
+            );
             compared += 1;
         }
         assert_eq!(compared, params.len(), "{name}: every parameter's gradient compared");

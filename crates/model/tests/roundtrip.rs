@@ -106,7 +106,8 @@ fn saved_files_use_the_hugging_face_layout() -> anyhow::Result<()> {
 
 /// `pytorch_model.bin` (torch.save's zip of pickles) and its sharded index, written by
 /// transformers (`tests/fixtures/make_bin_fixtures.py`), load with a clean report and the
-/// same tensors as the safetensors folder they came from.
+/// same tensors as the safetensors folder they came from; so does the `OrderedDict` with
+/// `_metadata` that `torch.save(model.state_dict())` writes (`llama_mqa_untied_bin_ordered`).
 #[test]
 fn pytorch_bin_checkpoints_load_like_safetensors() -> anyhow::Result<()> {
     use inheritune_model::hf::{self, LoadOptions};
@@ -117,7 +118,11 @@ fn pytorch_bin_checkpoints_load_like_safetensors() -> anyhow::Result<()> {
     };
     let (want, _) = hf::load(&fixtures.join("llama_mqa_untied"), &options)?;
     let want = want.named_parameters();
-    for name in ["llama_mqa_untied_bin", "llama_mqa_untied_bin_sharded"] {
+    for name in [
+        "llama_mqa_untied_bin",
+        "llama_mqa_untied_bin_sharded",
+        "llama_mqa_untied_bin_ordered",
+    ] {
         let (model, report) = hf::load(&fixtures.join(name), &options)?;
         assert!(report.is_clean(), "{name}: {report}");
         let got = model.named_parameters();

@@ -39,11 +39,15 @@ fn main() -> anyhow::Result<()> {
         )?;
         let dest = out.join(&name);
         hf::save(&target, &dest)?;
-        let r: std::collections::HashMap<String, Tensor> =
-            Tensor::read_safetensors(dir.join("reference.safetensors"))?.into_iter().collect();
+        let r: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(dir.join("reference.safetensors"))?
+            .into_iter()
+            .collect();
         let ids = &r["input_ids"];
         let logits = target.forward(ids)?;
-        Tensor::write_safetensors(&[("input_ids", ids), ("logits", &logits)], dest.join("ours.safetensors"))?;
+        Tensor::write_safetensors(
+            &[("input_ids", ids), ("logits", &logits)],
+            dest.join("ours.safetensors"),
+        )?;
         println!("{}", dest.display());
     }
     Ok(())

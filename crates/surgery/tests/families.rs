@@ -46,8 +46,9 @@ fn inherited_blocks_of_every_family_compute_what_transformers_computes() -> anyh
             serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.join("inherit.json"))?)?["blocks"]
                 .clone(),
         )?;
-        let r: std::collections::HashMap<String, Tensor> =
-            Tensor::read_safetensors(dir.join("reference.safetensors"))?.into_iter().collect();
+        let r: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(dir.join("reference.safetensors"))?
+            .into_iter()
+            .collect();
         let (target, plan) = inherit(
             &reference,
             blocks.len() as i64,
@@ -75,7 +76,10 @@ fn inherited_blocks_of_every_family_compute_what_transformers_computes() -> anyh
         }
         let logits = again.forward(&r["input_ids"])?;
         let diff = max_abs_diff(&logits, &r["inherit.logits"]);
-        assert!(diff < 1e-4, "{name}: inherited logits differ from transformers' by {diff}");
+        assert!(
+            diff < 1e-4,
+            "{name}: inherited logits differ from transformers' by {diff}"
+        );
     }
     Ok(())
 }
