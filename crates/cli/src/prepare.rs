@@ -56,12 +56,14 @@ pub struct Args {
     /// Override the EOT placement of the preset.
     #[arg(long, value_enum)]
     eot: Option<EotArg>,
-    /// The token used as EOT.
-    #[arg(long, default_value = "<|endoftext|>")]
-    eot_token: String,
-    /// Apply the tokenizer's own special-token rules (e.g. LLaMA's BOS) to every document.
+    /// The token used as EOT (default: the tokenizer's end-of-text token: `<|endoftext|>`, else
+    /// `<|end_of_text|>`, else the `eos_token` of a tokenizer_config.json beside tokenizer.json).
     #[arg(long)]
-    add_special_tokens: bool,
+    eot_token: Option<String>,
+    /// Apply the tokenizer's own special-token rules (e.g. LLaMA's BOS) to every document
+    /// (default: as the tokenizer's post-processor does, like transformers' `tokenizer(text)`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "true|false")]
+    add_special_tokens: Option<bool>,
     /// JSON list of 0-based document indices that form the val split (e.g. nanoGPT's exact split).
     #[arg(long, conflicts_with_all = ["val_fraction", "val_tokens"])]
     val_docs: Option<PathBuf>,
@@ -99,8 +101,6 @@ pub fn run(args: &Args) -> Result<()> {
     };
     config.column = args.column.clone();
     config.shard_tokens = args.shard_tokens;
-    config.eot_token = args.eot_token.clone();
-    config.add_special_tokens = args.add_special_tokens;
     if let Some(e) = args.eot {
         config.eot = match e {
             EotArg::Append => EotPlacement::Append,
@@ -130,7 +130,35 @@ pub fn run(args: &Args) -> Result<()> {
         Some(path) => Tokenizer::from_file(path)?,
         None => Tokenizer::gpt2()?,
     };
+    // Document boundaries follow the tokenizer's own rule unless a flag says otherwise.
+    config.add_special_tokens = match args.add_special_tokens {
+        Some(v) => v,
+        None => tokenizer.adds_special_tokens()?,
+    };
+    if config.eot != EotPlacement::None {
+        config.eot_token = match (&args.eot_token, tokenizer.default_eot(args.tokenizer.as_deref())) {
+            (Some(t), _) => t.clone(),
+            (None, Some(t)) => t,
+            (None, None) => anyhow::bail!(
+                "the tokenizer {} has no end-of-text token (<|endoftext|>, <|end_of_text|>, or an eos_token in a tokenizer_config.json beside it): name one with --eot-token, or pass --eot none",
+                tokenizer.name()
+            ),
+        };
+    }
     let sources = discover(&args.input)?;
+    eprintln!(
+        "[prepare] documents: {}{}",
+        if config.add_special_tokens {
+            "the tokenizer's special tokens (e.g. BOS) added, "
+        } else {
+            ""
+        },
+        match config.eot {
+            EotPlacement::None => "no end-of-text token".to_string(),
+            EotPlacement::Append => format!("{} appended", config.eot_token),
+            EotPlacement::Prepend => format!("{} prepended", config.eot_token),
+        }
+    );
     let bar = crate::progress::Progress::new("{bar:40} {pos}/{len} docs {msg} eta {eta}", "documents");
     let start = std::time::Instant::now();
     let existed = args.out.exists();

@@ -77,3 +77,70 @@ fn presets_and_flags() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// With a LLaMA-style tokenizer and no flags, document boundaries follow the tokenizer's own
+/// rule: its post-processor's BOS (`<s>`, id 1) starts each document, as transformers'
+/// `tokenizer(text)` gives it, and the `eos_token` of the `tokenizer_config.json` beside it
+/// (`</s>`, id 2) ends it. Before, this stopped with "no token <|endoftext|> to use as EOT".
+#[test]
+fn document_boundaries_default_to_the_tokenizers_rule() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/llama_mqa_untied_bin");
+    let input = tmp.path().join("docs.jsonl");
+    std::fs::write(
+        &input,
+        "{\"text\": \"the state of the union\"}\n{\"text\": \"is strong\"}\n",
+    )?;
+    let out = tmp.path().join("out");
+    let o = prepare(&[
+        "--input",
+        input.to_str().unwrap_or_default(),
+        "--out",
+        out.to_str().unwrap_or_default(),
+        "--tokenizer",
+        folder.join("tokenizer.json").to_str().unwrap_or_default(),
+        "--threads",
+        "1",
+    ])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("BOS") && stderr.contains("</s> appended"), "{stderr}");
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json"))?)?;
+    assert_eq!(m["config"]["eot_token"], "</s>");
+    assert_eq!(m["config"]["add_special_tokens"], true);
+    let tokens = inheritune_data::shards::read_tokens(&out.join("train-000000.parquet"), None)?;
+    let starts: Vec<usize> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, &t)| t == 1)
+        .map(|(i, _)| i)
+        .collect();
+    let ends: Vec<usize> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, &t)| t == 2)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(starts.len(), 2, "{tokens:?}");
+    assert_eq!(ends.len(), 2, "{tokens:?}");
+    assert_eq!(starts[0], 0, "{tokens:?}");
+    assert_eq!(ends[1], tokens.len() - 1, "{tokens:?}");
+    assert_eq!(starts[1], ends[0] + 1, "{tokens:?}");
+    // Either rule can still be set by hand.
+    let out = tmp.path().join("plain");
+    let o = prepare(&[
+        "--input",
+        input.to_str().unwrap_or_default(),
+        "--out",
+        out.to_str().unwrap_or_default(),
+        "--tokenizer",
+        folder.join("tokenizer.json").to_str().unwrap_or_default(),
+        "--add-special-tokens=false",
+        "--eot",
+        "none",
+    ])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tokens = inheritune_data::shards::read_tokens(&out.join("train-000000.parquet"), None)?;
+    assert!(!tokens.contains(&1) && !tokens.contains(&2), "{tokens:?}");
+    Ok(())
+}

@@ -179,6 +179,33 @@ impl Tokenizer {
         }
     }
 
+    /// Whether the tokenizer's own rule adds special tokens to a document (its post-processor,
+    /// e.g. LLaMA's or Llama 3's BOS), as `transformers`' `tokenizer(text)` applies it by default.
+    ///
+    /// # Errors
+    /// The tokenizer fails to encode a probe text.
+    pub fn adds_special_tokens(&self) -> Result<bool> {
+        let probe = "Hello world";
+        Ok(self.encode_with(probe, true)? != self.encode_with(probe, false)?)
+    }
+
+    /// The end-of-text token that separates documents by the family's rule: `<|endoftext|>`
+    /// (GPT-2, Qwen, SmolLM2, Phi-3), else `<|end_of_text|>` (Llama 3), else the `eos_token` of a
+    /// `tokenizer_config.json` beside `tokenizer.json` (LLaMA 1/2 and Mistral `</s>`, Gemma
+    /// `<eos>`); `None` when the tokenizer has none of these.
+    pub fn default_eot(&self, tokenizer_file: Option<&Path>) -> Option<String> {
+        for token in [GPT2_EOT, "<|end_of_text|>"] {
+            if self.token_to_id(token).is_some() {
+                return Some(token.to_string());
+            }
+        }
+        let config = tokenizer_file?.parent()?.join("tokenizer_config.json");
+        let value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(config).ok()?).ok()?;
+        let eos = value.get("eos_token")?;
+        let token = eos.as_str().or_else(|| eos.get("content").and_then(|c| c.as_str()))?;
+        self.token_to_id(token).map(|_| token.to_string())
+    }
+
     /// Trains a byte-level BPE tokenizer like GPT-2's (same pre-tokenizer and decoder, no
     /// prefix space) with `vocab_size` tokens, `<|endoftext|>` first (id 0).
     /// Deterministic for the same texts in the same order.

@@ -358,3 +358,51 @@ proptest! {
         prop_assert_eq!(m.documents, docs.len() as u64);
     }
 }
+
+/// Vocabularies of 128K–262K tokens (Llama 3, Qwen, Gemma 3): ids above 65,535 are stored as
+/// u32 and read back unchanged. A word-level tokenizer of 200,000 tokens (`w{i}` is id i, built
+/// here with the `tokenizers` crate) makes the expected ids hand-derivable; its end-of-text
+/// token `<|end_of_text|>` (Llama 3's name) is found by the tokenizer's own rule.
+#[test]
+fn large_vocabularies_round_trip_losslessly() -> anyhow::Result<()> {
+    use std::collections::HashMap;
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
+    let n: u32 = 200_000;
+    let mut vocab: HashMap<String, u32> = (0..n - 1).map(|i| (format!("w{i}"), i)).collect();
+    vocab.insert("<|end_of_text|>".into(), n - 1);
+    let model = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("w0".into())
+        .build()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut inner = tokenizers::Tokenizer::new(model);
+    inner.with_pre_tokenizer(Some(WhitespaceSplit));
+    inner.add_special_tokens(&[tokenizers::AddedToken::from("<|end_of_text|>", true)]);
+    let tmp = tempfile::tempdir()?;
+    let file = tmp.path().join("tokenizer.json");
+    inner.save(&file, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tok = Tokenizer::from_file(&file)?;
+    assert_eq!(tok.vocab_size(), n as usize);
+    assert_eq!(tok.default_eot(Some(&file)).as_deref(), Some("<|end_of_text|>"));
+    assert!(!tok.adds_special_tokens()?);
+    let docs = ["w131072 w5 w199998", "w65535 w65536 w70000"];
+    let input = tmp.path().join("docs.jsonl");
+    let lines: Vec<String> = docs
+        .iter()
+        .map(|d| serde_json::json!({"text": d}).to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n"))?;
+    let config = PrepareConfig {
+        eot_token: "<|end_of_text|>".into(),
+        ..generic(4)
+    };
+    let out = tmp.path().join("out");
+    let m = prepare(&discover(&[input])?, &tok, &config, &out, &mut |_| {
+        ControlFlow::Continue(())
+    })?;
+    assert_eq!(m.token_dtype, inheritune_data::shards::TokenDtype::Uint32);
+    let want: Vec<u32> = vec![131072, 5, 199998, n - 1, 65535, 65536, 70000, n - 1];
+    assert_eq!(split_tokens(&out, "train")?, want);
+    Ok(())
+}

@@ -272,12 +272,63 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<(CausalLm, LoadReport)>
     let mut model = CausalLm::new(&config, options.device, options.dtype)?;
     let report = load_weights(&mut model, &files)?;
     if options.strict && !report.is_clean() {
+        let mut summary = report.to_string();
+        if let Some(hint) = report.mismatched.iter().find_map(|m| blame(&config, m)) {
+            summary.push_str(&format!(" ({hint})"));
+        }
         return Err(Error::StrictLoad {
             dir: dir.to_path_buf(),
-            summary: report.to_string(),
+            summary,
         });
     }
     Ok((model, report))
+}
+
+/// The `config.json` keys that set the mismatched axis of a tensor, named for the message.
+fn blame(config: &ModelConfig, m: &Mismatch) -> Option<String> {
+    use crate::params::{Role, Slot};
+    if m.expected.len() != m.actual.len() {
+        return None;
+    }
+    let axis = (0..m.expected.len()).find(|&i| m.expected[i] != m.actual[i])?;
+    let role = Role::parse(config.family(), &m.name)?;
+    // GPT-2's Conv1D weights are stored transposed: name the axis of the model's layout.
+    let axis = if role.is_conv1d(config.family()) && m.expected.len() == 2 {
+        1 - axis
+    } else {
+        axis
+    };
+    let gpt2 = matches!(config, ModelConfig::Gpt2(_));
+    let (hidden, heads, kv, inner) = if gpt2 {
+        ("n_embd", "n_head", "n_head", "n_inner")
+    } else {
+        (
+            "hidden_size",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "intermediate_size",
+        )
+    };
+    let keys: String = match (role, axis) {
+        (Role::Embedding | Role::Head, 0) => "vocab_size".into(),
+        (Role::Positions, 0) => "n_positions".into(),
+        (Role::Embedding | Role::Head | Role::Positions | Role::FinalNorm(_), _) => hidden.into(),
+        (Role::Block { slot, .. }, axis) => match (slot, axis) {
+            (Slot::AttnNorm | Slot::MlpNorm | Slot::PreFfnNorm | Slot::PostFfnNorm, _) => hidden.into(),
+            (Slot::QNorm | Slot::KNorm, _) => "head_dim".into(),
+            (Slot::Q, 0) => format!("{heads} × head_dim"),
+            (Slot::K | Slot::V, 0) => format!("{kv} × head_dim"),
+            (Slot::Qkv, 0) if !gpt2 => format!("{heads}, {kv} and head_dim"),
+            (Slot::AttnOut, 1) if !gpt2 => format!("{heads} × head_dim"),
+            (Slot::Gate | Slot::Up | Slot::GateUp | Slot::MlpIn, 0) => inner.into(),
+            (Slot::MlpOut, 1) => inner.into(),
+            _ => hidden.into(),
+        },
+    };
+    Some(format!(
+        "config.json's {keys} disagrees with the weights: {} is {:?} in the file, the config gives {:?}",
+        m.name, m.actual, m.expected
+    ))
 }
 
 /// Copies the tensors of `files` into `model`, by Hugging Face key.

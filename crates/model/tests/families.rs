@@ -194,3 +194,48 @@ fn one_training_step_matches_pytorch_for_qwen3_and_gemma2() -> anyhow::Result<()
     }
     Ok(())
 }
+
+/// A config that contradicts the weights' shapes is refused in one line that names the key
+/// (here Qwen3's `head_dim`, 16 in the weights, set to 8), and an unknown `model_type` lists
+/// the supported ones.
+#[test]
+fn contradicting_configs_name_the_key() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    for file in ["model.safetensors", "config.json"] {
+        std::fs::copy(fixture("fam_qwen3").join(file), tmp.path().join(file))?;
+    }
+    let path = tmp.path().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    config["head_dim"] = serde_json::json!(8);
+    std::fs::write(&path, config.to_string())?;
+    let err = hf::load(tmp.path(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(
+        err.contains("head_dim disagrees with the weights") && err.lines().count() == 1,
+        "{err}"
+    );
+    config["model_type"] = serde_json::json!("mamba");
+    std::fs::write(&path, config.to_string())?;
+    let err = hf::load(tmp.path(), &LoadOptions::default()).unwrap_err().to_string();
+    for t in [
+        "\"mamba\"",
+        "gpt2",
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "gemma2",
+        "gemma3_text",
+        "phi3",
+    ] {
+        assert!(err.contains(t), "{t} not in: {err}");
+    }
+    config["model_type"] = serde_json::json!("llama");
+    config["rope_scaling"] = serde_json::json!({"rope_type": "longrope", "short_factor": [1.0], "long_factor": [1.0]});
+    std::fs::write(&path, config.to_string())?;
+    let err = hf::load(tmp.path(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(
+        err.contains("longrope") && err.contains("not implemented") && err.lines().count() == 1,
+        "{err}"
+    );
+    Ok(())
+}

@@ -149,12 +149,13 @@ pub struct DataCfg {
     /// End-of-text placement, overriding the `prepare` preset's: `append`, `prepend` or `none`.
     #[serde(default)]
     pub eot: Option<EotPlacement>,
-    /// The token used as end-of-text (default `<|endoftext|>`).
+    /// The token used as end-of-text (default: the tokenizer's own, see `inheritune prepare --help`).
     #[serde(default)]
     pub eot_token: Option<String>,
-    /// Apply the tokenizer's own special-token rules to every document (LLaMA's BOS).
+    /// Apply the tokenizer's own special-token rules to every document (LLaMA's BOS); default:
+    /// as the tokenizer's post-processor does.
     #[serde(default)]
-    pub add_special_tokens: bool,
+    pub add_special_tokens: Option<bool>,
     /// A corpus manifest of `datasets/` (`openwebtext`, `fineweb-edu-sample-10BT`, ...), or a
     /// `.json` manifest file, that `inheritune download` fetches when an input is missing, before
     /// the tokenizer and data stages read them.

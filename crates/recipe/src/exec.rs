@@ -310,8 +310,8 @@ impl Children<'_> {
         if let Some(t) = &d.eot_token {
             a.extend(["--eot-token".into(), t.clone()]);
         }
-        if d.add_special_tokens {
-            a.push("--add-special-tokens".into());
+        if let Some(v) = d.add_special_tokens {
+            a.push(format!("--add-special-tokens={v}"));
         }
         match &d.tokenizer {
             TokenizerSpec::Gpt2 => {}
