@@ -209,8 +209,22 @@ fn parse_selection(s: &str) -> Result<Selection> {
     })
 }
 
-/// Writes the model, the tokenizer of `tokenizer_from` (or the built-in GPT-2 one) and
-/// `surgery.json` into `out`, through a temporary folder renamed when complete.
+/// The tokenizer files a Hugging Face folder may hold, copied with the weights so that BOS/EOS
+/// rules and chat templates survive surgery.
+const TOKENIZER_FILES: [&str; 8] = [
+    TOKENIZER_FILE,
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+];
+
+/// Writes the model, the tokenizer files of `tokenizer_from` (or the built-in GPT-2 tokenizer
+/// for a GPT-2 model whose source has none) and `surgery.json` into `out`, through a
+/// temporary folder renamed when complete.
 fn write(model: &CausalLm, plan: &Plan, tokenizer_from: &Path, out: &Path) -> Result<()> {
     if out.exists() {
         bail!("{}: already exists; choose a new --out folder", out.display());
@@ -222,10 +236,16 @@ fn write(model: &CausalLm, plan: &Plan, tokenizer_from: &Path, out: &Path) -> Re
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
     }
     hf::save(model, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    let src_tok = tokenizer_from.join(TOKENIZER_FILE);
-    if src_tok.exists() {
-        std::fs::copy(&src_tok, tmp.join(TOKENIZER_FILE)).with_context(|| format!("copying {}", src_tok.display()))?;
-    } else {
+    for name in TOKENIZER_FILES {
+        let src = tokenizer_from.join(name);
+        if src.exists() {
+            std::fs::copy(&src, tmp.join(name)).with_context(|| format!("copying {}", src.display()))?;
+        }
+    }
+    // A GPT-2 folder without a tokenizer means GPT-2's (as everywhere in this project); no
+    // other family's is guessed.
+    let gpt2 = matches!(model.config(), inheritune_model::ModelConfig::Gpt2(_));
+    if !tokenizer_from.join(TOKENIZER_FILE).exists() && gpt2 {
         Tokenizer::gpt2()?.save(&tmp.join(TOKENIZER_FILE))?;
     }
     let report = serde_json::to_string_pretty(plan)?;

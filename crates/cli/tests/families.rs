@@ -1,5 +1,6 @@
 //! Every verb on every decoder family, through the binary: `prepare` with a word-level
 //! tokenizer, `train` a few steps from each family's fixture (`--init`), `eval loss`,
+//! knowledge distillation from the fixture into an inherited student,
 //! `surgery inherit` with a non-prefix selection, `grow`, `stack`, `hybrid-stack` and
 //! `distill-init`; `half-width` refuses in one line. The numbers themselves are checked against
 //! transformers and PyTorch in the model and surgery crates; here every verb must run and
@@ -156,6 +157,34 @@ fn every_verb_runs_on_every_family() {
             s(&small),
         ]));
         assert_eq!(layers_of(&small), (family.clone(), 1), "{name}");
+        // knowledge distillation: the inherited block as student, the fixture as teacher.
+        let kd = dir.join("kd.toml");
+        std::fs::write(
+            &kd,
+            format!(
+                "[model]\nconfig = \"{}\"\n[data]\ndir = \"{}\"\n[train]\nmicro_batch = 2\nseq_len = 16\nmax_steps = 2\n\
+                 lr = 1e-3\nmin_lr = 1e-4\nwarmup_steps = 1\neval_interval = 100\neval_iters = 1\n\
+                 [distill]\nteacher = \"{}\"\nalpha = 0.5\ntemperature = 2.0\n",
+                small.join("config.json").display(),
+                data.display(),
+                fx.display()
+            ),
+        )
+        .expect("writing the KD config");
+        let kd_run = dir.join("kd");
+        ok(&run(&[
+            "train",
+            "--config",
+            s(&kd),
+            "--run",
+            s(&kd_run),
+            "--init",
+            s(&small),
+        ]));
+        assert!(
+            metrics(&kd_run).iter().any(|l| l["kind"] == "final"),
+            "{name}: KD run did not finish"
+        );
         let grown = dir.join("grow");
         ok(&run(&[
             "surgery",

@@ -217,3 +217,42 @@ fn baseline_verbs_build_what_the_method_says() -> anyhow::Result<()> {
     assert!(hw["transformer.wte.weight"].equal(&rt["transformer.wte.weight"].narrow(1, 0, 8)));
     Ok(())
 }
+
+/// Surgery keeps every tokenizer file of its source (BOS/EOS rules, special tokens), byte for
+/// byte, and guesses none for a non-GPT-2 model whose source has none.
+#[test]
+fn tokenizer_files_travel_with_the_blocks() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let reference = fixture("llama_mqa_untied_bin");
+    let out = tmp.path().join("student");
+    let o = run(&[
+        "inherit",
+        "--from",
+        reference.to_str().unwrap_or_default(),
+        "--layers",
+        "1",
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+        assert_eq!(
+            std::fs::read(reference.join(name))?,
+            std::fs::read(out.join(name))?,
+            "{name}"
+        );
+    }
+    let bare = tmp.path().join("bare");
+    let o = run(&[
+        "inherit",
+        "--from",
+        fixture("fam_qwen3").to_str().unwrap_or_default(),
+        "--layers",
+        "1",
+        "--out",
+        bare.to_str().unwrap_or_default(),
+    ])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!bare.join("tokenizer.json").exists());
+    Ok(())
+}
