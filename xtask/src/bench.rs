@@ -476,3 +476,120 @@ pub fn bench_eval() -> Result<()> {
     println!("speed-up inheritune / lm-eval: {:.2}x", theirs / ours);
     Ok(())
 }
+
+/// Runs `cmd` to completion and returns its wall time and peak resident memory (the child's
+/// `ru_maxrss` from `wait4`, so nothing is sampled and nothing is missed).
+fn peak_rss(cmd: &mut Command, what: &str) -> Result<(f64, f64)> {
+    let began = std::time::Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // Drain stderr on a thread so a chatty child cannot block on a full pipe.
+    let mut stderr = child.stderr.context("no stderr pipe")?;
+    let drain = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    // SAFETY: pid is our child, not yet reaped (std's Child is not waited on).
+    if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } != pid {
+        bail!("waiting for {what} failed");
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    let err = drain.join().unwrap_or_default();
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!("{what} failed: {}", err.trim());
+    }
+    Ok((seconds, usage.ru_maxrss as f64 * 1024.0 / 1e9))
+}
+
+/// `cargo xtask bench load`: peak memory of `inheritune perplexity` and `analyze` in bf16 on a
+/// random checkpoint of Llama-3.2-3B's shape (BENCH_SHAPE=llama-3.2-1b or tiny for smaller),
+/// against the size of its bf16 weights; the ratio is what says how large a model fits.
+pub fn bench_load() -> Result<()> {
+    let root = workspace_root();
+    let shape = std::env::var("BENCH_SHAPE").unwrap_or_else(|_| "llama-3.2-3b".into());
+    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
+    let binary = build_release()?;
+    let dir = root.join("target").join("bench").join("load");
+    let model = dir.join(&shape);
+    let weights = model.join("model.safetensors");
+    if !weights.exists() || !model.join("config.json").exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        run(
+            Command::new(&cargo)
+                .current_dir(&root)
+                .args([
+                    "run",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "inheritune-model",
+                    "--example",
+                    "bench_load",
+                    "--",
+                    "make",
+                ])
+                .arg(&model)
+                .arg(&shape),
+            "writing the random checkpoint",
+        )?;
+    }
+    let size = std::fs::metadata(&weights)
+        .with_context(|| format!("reading {}", weights.display()))?
+        .len() as f64
+        / 1e9;
+    let text = dir.join("text.txt");
+    std::fs::write(
+        &text,
+        "Madam Speaker, Madam Vice President, our First Lady and Second Gentleman, members of Congress and the Cabinet, \
+         justices of the Supreme Court, my fellow Americans: last year COVID-19 kept us apart; this year we are finally together again.",
+    )?;
+    let windows = dir.join("windows.json");
+    let ids: Vec<Vec<u32>> = (0..2u32)
+        .map(|w| (0..32u32).map(|i| (w * 7919 + i * 104729) % 50000).collect())
+        .collect();
+    std::fs::write(&windows, serde_json::to_string(&ids)?)?;
+    let out = dir.join("analysis");
+    let _ = std::fs::remove_dir_all(&out);
+    let (p_secs, p_rss) = peak_rss(
+        Command::new(&binary)
+            .arg("perplexity")
+            .arg("--model")
+            .arg(&model)
+            .arg("--text")
+            .arg(&text)
+            .args(["--dtype", "bf16", "--context-length", "32"])
+            .env("OMP_NUM_THREADS", &threads),
+        "inheritune perplexity",
+    )?;
+    let (a_secs, a_rss) = peak_rss(
+        Command::new(&binary)
+            .arg("analyze")
+            .arg("--model")
+            .arg(&model)
+            .arg("--windows")
+            .arg(&windows)
+            .arg("--out")
+            .arg(&out)
+            .args(["--dtype", "bf16"])
+            .env("OMP_NUM_THREADS", &threads),
+        "inheritune analyze",
+    )?;
+    println!("{shape}: {size:.2} GB of bf16 weights, {threads} threads, CPU");
+    for (verb, secs, rss) in [("perplexity", p_secs, p_rss), ("analyze", a_secs, a_rss)] {
+        println!(
+            "{}",
+            serde_json::json!({"verb": verb, "shape": shape, "seconds": (secs * 10.0).round() / 10.0,
+                               "peak_rss_gb": (rss * 100.0).round() / 100.0, "weights_gb": (size * 100.0).round() / 100.0,
+                               "peak_over_weights": (rss / size * 1000.0).round() / 1000.0})
+        );
+    }
+    Ok(())
+}

@@ -28,7 +28,10 @@ const USAGE: &str = "details:
                   BENCH_STEPS, BENCH_ROUNDS, BENCH_THREADS override)
   bench allreduce all-reduce of 100M f32 over 2 Gloo ranks: inheritune bench allreduce --nproc 2
                   vs Python torch.distributed (crates/dist/bench/torch_allreduce.py under torchrun),
-                  alternating runs; BENCH_NUMEL, BENCH_RANKS, BENCH_ROUNDS override";
+                  alternating runs; BENCH_NUMEL, BENCH_RANKS, BENCH_ROUNDS override
+  bench load      peak resident memory of inheritune perplexity and analyze in bf16 on a random
+                  checkpoint of Llama-3.2-3B's shape (6.4 GB, written once under target/bench/load),
+                  against its weights; BENCH_SHAPE=llama-3.2-1b|tiny, BENCH_THREADS override";
 
 mod bench;
 mod gate;
@@ -75,6 +78,8 @@ enum Bench {
     Train,
     /// All-reduce vs torch.distributed.
     Allreduce,
+    /// Peak memory of perplexity and analyze in bf16 on a Llama-3.2-3B-shaped checkpoint.
+    Load,
 }
 
 fn main() -> Result<()> {
@@ -88,6 +93,7 @@ fn main() -> Result<()> {
             Bench::Train => bench::bench_train(),
             Bench::Eval => bench::bench_eval(),
             Bench::Allreduce => bench::bench_allreduce(),
+            Bench::Load => bench::bench_load(),
         },
     }
 }

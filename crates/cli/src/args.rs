@@ -29,7 +29,17 @@ impl From<DTypeArg> for DType {
 /// its snapshot folder in the Hugging Face cache, downloading what loading needs (see
 /// `inheritune_hub`). Resolved while the arguments are read, so a missing model stops the verb
 /// before anything else starts.
+///
+/// A `.gguf` file is converted once into a cached Hugging Face folder (keyed by the file's
+/// sha256), which is what the verb then reads.
 pub fn checkpoint(s: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::Path::new(s);
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        if !path.is_file() {
+            return Err(format!("no GGUF file {s}"));
+        }
+        return inheritune_model::gguf::convert::cached_folder(path).map_err(|e| e.to_string());
+    }
     inheritune_hub::resolve_checkpoint(s).map_err(|e| e.to_string())
 }
 

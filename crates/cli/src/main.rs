@@ -6,6 +6,7 @@
 mod analyze;
 mod args;
 mod bench;
+mod convert;
 mod download;
 mod eval;
 mod launch;
@@ -48,6 +49,8 @@ enum Command {
     Eval(eval::EvalCommand),
     /// Perplexity of a text file under a Hugging Face checkpoint folder.
     Perplexity(perplexity::Args),
+    /// Convert a GGUF file (llama.cpp, Ollama) into a Hugging Face folder.
+    Convert(convert::Args),
     /// Attention rank and column mass per layer and head: lazy layers and the inheritance depth.
     Analyze(analyze::Args),
     /// Model surgery: inherit, grow, and the baselines' initialisations.
@@ -134,6 +137,7 @@ fn main() {
         Command::Prepare(args) => prepare::run(&args),
         Command::Recipe(args) => recipe::run(&args),
         Command::Perplexity(args) => perplexity::run(&args),
+        Command::Convert(args) => convert::run(&args),
         Command::Train(args) => train::run(&args),
         Command::TrainTokenizer(args) => tokenizer::run(&args),
         Command::PlotLoss(args) => train::plot(&args),

@@ -53,6 +53,14 @@ pub enum Error {
         /// What libtorch's unpickler reported (its first line).
         message: String,
     },
+    /// A GGUF file is malformed, or holds what this crate does not read.
+    #[error("{path}: {message}")]
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key, tensor or type.
+        message: String,
+    },
     /// A safetensors file is truncated or malformed.
     #[error("{path}: invalid safetensors file: {message}")]
     Safetensors {

@@ -401,6 +401,12 @@ pub fn load_weights(model: &mut CausalLm, files: &[PathBuf]) -> Result<LoadRepor
             let actual: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             let name = key.clone();
             apply(key, actual, &|| view_to_tensor(path, &name, &view))?;
+            // The tensor is copied: its file pages leave this process's memory (they stay in the
+            // page cache), so loading peaks near the model's own size, not model + file.
+            let offset = view.data().as_ptr() as usize - mmap.as_ptr() as usize;
+            // SAFETY: a read-only private file mapping; no slice of this range is used again.
+            let _ =
+                unsafe { mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, view.data().len()) };
         }
     }
     let mut missing: Vec<String> = params.keys().filter(|k| !seen.contains(*k)).cloned().collect();

@@ -10,6 +10,7 @@ pub mod autocast;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod gguf;
 pub mod gpt2;
 pub mod hf;
 pub mod kernels;
