@@ -87,7 +87,7 @@ fn integer_label(x: &f64) -> String {
     }
 }
 
-/// A per-layer line chart: x = layer (1-based), y from 0 to `top`, with mesh and labels drawn.
+/// A per-layer line chart: x = layer (0-based, as Hugging Face's `model.layers.N`), y from 0 to `top`, with mesh and labels drawn.
 fn layer_chart<'a, DB: DrawingBackend>(
     root: &'a DrawingArea<DB, Shift>,
     n_layer: usize,
@@ -102,11 +102,11 @@ fn layer_chart<'a, DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.5..n + 0.5, 0.0..top)
+        .build_cartesian_2d(-0.5..n - 0.5, 0.0..top)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
-        .x_desc("layer (1-based)")
+        .x_desc("layer (0-based, as model.layers.N)")
         .x_labels(n_layer.min(24) + 1)
         .x_label_formatter(&integer_label)
         .y_desc(y_desc)
@@ -122,16 +122,16 @@ fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
         .iter()
         .map(|l| l.max_rank.max(l.max_rank_window_mean + l.max_rank_window_std))
         .fold(1.0, f64::max)
-        * 1.1;
+        * 1.4; // headroom for the legend
     let caption = format!("MaxRank per layer (k* at τ = {})", a.settings.tau);
     let mut chart = layer_chart(root, a.n_layer, caption, top, "rank")?;
     let band: Vec<(f64, f64)> = a
         .layers
         .iter()
-        .map(|l| (l.layer as f64 + 1.0, l.max_rank_window_mean + l.max_rank_window_std))
+        .map(|l| (l.layer as f64, l.max_rank_window_mean + l.max_rank_window_std))
         .chain(a.layers.iter().rev().map(|l| {
             (
-                l.layer as f64 + 1.0,
+                l.layer as f64,
                 (l.max_rank_window_mean - l.max_rank_window_std).max(0.0),
             )
         }))
@@ -141,7 +141,7 @@ fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
         .map_err(|e| e.to_string())?
         .label("mean ± std over windows of max over heads")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], BLUE.mix(0.15).filled()));
-    let points: Vec<(f64, f64)> = a.layers.iter().map(|l| (l.layer as f64 + 1.0, l.max_rank)).collect();
+    let points: Vec<(f64, f64)> = a.layers.iter().map(|l| (l.layer as f64, l.max_rank)).collect();
     chart
         .draw_series(LineSeries::new(points.clone(), BLUE.stroke_width(2)))
         .map_err(|e| e.to_string())?
@@ -154,15 +154,32 @@ fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
         .layers
         .iter()
         .filter(|l| l.lazy_strict)
-        .map(|l| (l.layer as f64 + 1.0, l.max_rank))
+        .map(|l| (l.layer as f64, l.max_rank))
         .collect();
     chart
         .draw_series(lazy.iter().map(|&p| Circle::new(p, 6, RED.stroke_width(2))))
         .map_err(|e| e.to_string())?
-        .label("lazy (MaxRank = 1)")
+        .label("lazy, strict (MaxRank = 1)")
         .legend(|(x, y)| Circle::new((x + 8, y), 5, RED.stroke_width(2)));
+    let relaxed: Vec<(f64, f64)> = a
+        .layers
+        .iter()
+        .filter(|l| l.lazy_relaxed && !l.lazy_strict)
+        .map(|l| (l.layer as f64, l.max_rank))
+        .collect();
+    let orange = RGBColor(230, 120, 0);
+    chart
+        .draw_series(
+            relaxed
+                .iter()
+                .map(|&p| TriangleMarker::new(p, 8, orange.stroke_width(2))),
+        )
+        .map_err(|e| e.to_string())?
+        .label("lazy, relaxed (MaxRank < 2)")
+        .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 6, orange.stroke_width(2)));
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .label_font(("sans-serif", 13))
@@ -174,7 +191,7 @@ fn mass_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
     let top = a.layers.iter().map(|l| l.avg_mass).fold(1.0, f64::max) * 1.1;
     let caption = format!("AvgMass per layer (m* at η = {}, mean over heads)", a.settings.eta);
     let mut chart = layer_chart(root, a.n_layer, caption, top, "columns")?;
-    let points: Vec<(f64, f64)> = a.layers.iter().map(|l| (l.layer as f64 + 1.0, l.avg_mass)).collect();
+    let points: Vec<(f64, f64)> = a.layers.iter().map(|l| (l.layer as f64, l.avg_mass)).collect();
     chart
         .draw_series(LineSeries::new(points.clone(), RGBColor(46, 125, 50).stroke_width(2)))
         .map_err(|e| e.to_string())?;
@@ -208,13 +225,13 @@ fn heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> s
         .configure_mesh()
         .disable_mesh()
         .x_desc("head")
-        .y_desc("layer (1-based)")
+        .y_desc("layer (0-based)")
         .x_labels((nh as usize).min(25))
         .y_labels((nl as usize).min(48))
         .x_label_formatter(&integer_label)
         .y_label_formatter(&|y| {
             if (y - y.round()).abs() < 1e-9 {
-                format!("{}", y.round() as i64 + 1)
+                format!("{}", y.round() as i64)
             } else {
                 String::new()
             }

@@ -551,6 +551,14 @@ impl Recipe {
     /// # Errors
     /// The download fails (`fetch`), or the recipe's checks fail.
     pub fn resolve_reference(&mut self, fetch: bool) -> Result<()> {
+        // A GGUF file is converted once into a cached Hugging Face folder (also the teacher).
+        if let Some(path) = self.reference.checkpoint.clone() {
+            if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) && path.is_file() {
+                let folder = inheritune_model::gguf::convert::cached_folder(&path)
+                    .map_err(|e| Error::Invalid(format!("reference.checkpoint: {e}")))?;
+                self.reference.checkpoint = Some(folder);
+            }
+        }
         if let Some(id) = self.hub_reference() {
             let hub = inheritune_hub::Hub::new(inheritune_hub::Settings {
                 offline: !fetch || inheritune_hub::offline(),

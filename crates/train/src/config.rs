@@ -45,7 +45,7 @@ fn default_order() -> Order {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DistillSection {
-    /// The teacher: a Hugging Face checkpoint folder with the student's vocabulary.
+    /// The teacher: a Hugging Face checkpoint folder (or a `.gguf` file) with the student's vocabulary.
     pub teacher: PathBuf,
     /// Weight of the cross-entropy with the labels (the paper: 0.6).
     #[serde(default = "default_alpha")]
@@ -266,13 +266,22 @@ impl RunConfig {
     /// Unreadable file, unknown keys or wrong types, or any invalid value (all listed).
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| crate::error::file_err(path, e))?;
-        let config = Self::parse(&text).map_err(|e| match e {
+        let mut config = Self::parse(&text).map_err(|e| match e {
             Error::Config { problems, .. } => Error::Config {
                 path: Some(path.to_path_buf()),
                 problems,
             },
             other => other,
         })?;
+        // A GGUF teacher is converted once into a cached Hugging Face folder.
+        if let Some(d) = config.distill.as_mut() {
+            if d.teacher.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) && d.teacher.is_file() {
+                d.teacher = inheritune_model::gguf::convert::cached_folder(&d.teacher).map_err(|e| Error::Config {
+                    path: Some(path.to_path_buf()),
+                    problems: vec![format!("distill.teacher: {e}")],
+                })?;
+            }
+        }
         config.validate().map_err(|e| match e {
             Error::Config { problems, .. } => Error::Config {
                 path: Some(path.to_path_buf()),
