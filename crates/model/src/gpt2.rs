@@ -117,8 +117,8 @@ impl Gpt2 {
             mean: 0.0,
             stdev: c.initializer_range,
         };
-        let wte = (&t / "wte").f_var("weight", &[c.vocab_size, c.n_embd], init)?;
-        let wpe = (&t / "wpe").f_var("weight", &[c.n_positions, c.n_embd], init)?;
+        let wte = crate::layers::var(&(&t / "wte"), "weight", &[c.vocab_size, c.n_embd], init)?;
+        let wpe = crate::layers::var(&(&t / "wpe"), "weight", &[c.n_positions, c.n_embd], init)?;
         let h = (0..c.n_layer)
             .map(|i| Block::new(&(&t / "h" / i), c, i))
             .collect::<Result<Vec<_>>>()?;
@@ -126,7 +126,7 @@ impl Gpt2 {
         let lm_head = if c.tie_word_embeddings {
             wte.shallow_clone()
         } else {
-            (root / "lm_head").f_var("weight", &[c.vocab_size, c.n_embd], init)?
+            crate::layers::var(&(root / "lm_head"), "weight", &[c.vocab_size, c.n_embd], init)?
         };
         Ok(Gpt2 {
             config: config.clone(),

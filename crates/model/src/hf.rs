@@ -253,6 +253,30 @@ fn view_to_tensor(path: &Path, name: &str, view: &TensorView) -> Result<Tensor> 
     Ok(Tensor::f_from_data_size(view.data(), &shape, kind)?)
 }
 
+/// The tensor of a safetensors view without copying it: a CPU tensor over the mapped bytes
+/// (a copy where they are not aligned for the dtype). Only for a tensor that is copied from and
+/// dropped while the mapping lives (the loader's `apply`): loading then holds one copy of the
+/// weights, not two.
+fn view_borrowed(path: &Path, name: &str, view: &TensorView) -> Result<Tensor> {
+    let kind = kind_of(view.dtype()).ok_or_else(|| Error::UnsupportedDtype {
+        path: path.to_path_buf(),
+        name: name.to_string(),
+        dtype: format!("{:?}", view.dtype()),
+    })?;
+    let data = view.data();
+    if data.is_empty() || (data.as_ptr() as usize) % kind.elt_size_in_bytes() != 0 {
+        return view_to_tensor(path, name, view);
+    }
+    let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+    let mut strides = vec![1i64; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1];
+    }
+    // SAFETY: `data` is aligned for `kind`, holds exactly `shape`'s elements (safetensors checked
+    // it), and outlives the tensor, which the caller copies from and drops before the mapping.
+    Ok(unsafe { Tensor::f_from_blob(data.as_ptr(), &shape, &strides, kind, tch::Device::Cpu)? })
+}
+
 fn map_file(path: &Path) -> Result<memmap2::Mmap> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     // SAFETY: the mapping is read-only and lives only while this checkpoint is copied; a file
@@ -269,7 +293,12 @@ fn map_file(path: &Path) -> Result<memmap2::Mmap> {
 pub fn load(dir: &Path, options: &LoadOptions) -> Result<(CausalLm, LoadReport)> {
     let config = ModelConfig::from_file(&dir.join(CONFIG_FILE))?;
     let files = weight_files(dir)?;
-    let mut model = CausalLm::new(&config, options.device, options.dtype)?;
+    // Strict loading overwrites every weight or fails: no random init to pay for first.
+    let mut model = if options.strict {
+        crate::layers::for_loading(|| CausalLm::new(&config, options.device, options.dtype))?
+    } else {
+        CausalLm::new(&config, options.device, options.dtype)?
+    };
     let report = load_weights(&mut model, &files)?;
     if options.strict && !report.is_clean() {
         let mut summary = report.to_string();
@@ -400,7 +429,7 @@ pub fn load_weights(model: &mut CausalLm, files: &[PathBuf]) -> Result<LoadRepor
             })?;
             let actual: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             let name = key.clone();
-            apply(key, actual, &|| view_to_tensor(path, &name, &view))?;
+            apply(key, actual, &|| view_borrowed(path, &name, &view))?;
             // The tensor is copied: its file pages leave this process's memory (they stay in the
             // page cache), so loading peaks near the model's own size, not model + file.
             let offset = view.data().as_ptr() as usize - mmap.as_ptr() as usize;

@@ -8,6 +8,34 @@ use tch::{Kind, Tensor};
 
 use crate::error::Result;
 
+thread_local! {
+    /// Set while a model is built only to be overwritten by a checkpoint (see [`for_loading`]).
+    static SKIP_INIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `build` with every variable created as zeros instead of its initialisation: a model
+/// whose every weight is about to be loaded needs no random init, and `randn * std + mean`
+/// would briefly hold three copies of the largest tensor (the embedding of a 128K vocabulary).
+pub(crate) fn for_loading<T>(build: impl FnOnce() -> T) -> T {
+    SKIP_INIT.with(|s| s.set(true));
+    let out = build();
+    SKIP_INIT.with(|s| s.set(false));
+    out
+}
+
+/// Creates a variable under `path` with `init` (zeros inside [`for_loading`]).
+///
+/// # Errors
+/// A torch error while allocating.
+pub fn var(path: &Path, name: &str, dims: &[i64], init: Init) -> Result<Tensor> {
+    let init = if SKIP_INIT.with(|s| s.get()) {
+        Init::Const(0.0)
+    } else {
+        init
+    };
+    Ok(path.f_var(name, dims, init)?)
+}
+
 /// Receives the post-softmax attention probabilities `(B, nh, T, T)` of layer `l`, one layer at a time.
 pub type AttentionVisitor<'a> = &'a mut dyn FnMut(usize, &Tensor);
 
@@ -26,9 +54,14 @@ impl Linear {
     /// # Errors
     /// A torch error while allocating.
     pub fn new(path: &Path, out_dim: i64, in_dim: i64, bias: bool, std: f64) -> Result<Self> {
-        let weight = path.f_var("weight", &[out_dim, in_dim], Init::Randn { mean: 0.0, stdev: std })?;
+        let weight = var(
+            path,
+            "weight",
+            &[out_dim, in_dim],
+            Init::Randn { mean: 0.0, stdev: std },
+        )?;
         let bias = if bias {
-            Some(path.f_var("bias", &[out_dim], Init::Const(0.0))?)
+            Some(var(path, "bias", &[out_dim], Init::Const(0.0))?)
         } else {
             None
         };
@@ -58,9 +91,9 @@ impl LayerNorm {
     /// # Errors
     /// A torch error while allocating.
     pub fn new(path: &Path, dim: i64, bias: bool, eps: f64) -> Result<Self> {
-        let weight = path.f_var("weight", &[dim], Init::Const(1.0))?;
+        let weight = var(path, "weight", &[dim], Init::Const(1.0))?;
         let bias = if bias {
-            Some(path.f_var("bias", &[dim], Init::Const(0.0))?)
+            Some(var(path, "bias", &[dim], Init::Const(0.0))?)
         } else {
             None
         };
@@ -88,7 +121,7 @@ impl RmsNorm {
     /// # Errors
     /// A torch error while allocating.
     pub fn new(path: &Path, dim: i64, eps: f64) -> Result<Self> {
-        let weight = path.f_var("weight", &[dim], Init::Const(1.0))?;
+        let weight = var(path, "weight", &[dim], Init::Const(1.0))?;
         Ok(RmsNorm {
             weight,
             eps,
@@ -102,7 +135,7 @@ impl RmsNorm {
     /// # Errors
     /// A torch error while allocating.
     pub fn gemma(path: &Path, dim: i64, eps: f64) -> Result<Self> {
-        let weight = path.f_var("weight", &[dim], Init::Const(0.0))?;
+        let weight = var(path, "weight", &[dim], Init::Const(0.0))?;
         Ok(RmsNorm {
             weight,
             eps,

@@ -427,7 +427,7 @@ impl Llama {
             mean: 0.0,
             stdev: c.initializer_range,
         };
-        let embed_tokens = (&m / "embed_tokens").f_var("weight", &[c.vocab_size, c.hidden_size], init)?;
+        let embed_tokens = crate::layers::var(&(&m / "embed_tokens"), "weight", &[c.vocab_size, c.hidden_size], init)?;
         let layers = (0..c.num_hidden_layers)
             .map(|i| Layer::new(&(&m / "layers" / i), c, i))
             .collect::<Result<Vec<_>>>()?;
@@ -439,7 +439,7 @@ impl Llama {
         let lm_head = if c.tie_word_embeddings {
             embed_tokens.shallow_clone()
         } else {
-            (root / "lm_head").f_var("weight", &[c.vocab_size, c.hidden_size], init)?
+            crate::layers::var(&(root / "lm_head"), "weight", &[c.vocab_size, c.hidden_size], init)?
         };
         Ok(Llama {
             config: config.clone(),

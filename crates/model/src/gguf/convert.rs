@@ -295,7 +295,8 @@ pub fn model(g: &GgufFile, dtype: DType) -> Result<CausalLm> {
         return Err(err(g, "not a decoder of the LLaMA family".into()));
     };
     let arch_llama = g.get("general.architecture").and_then(Value::as_str) == Some("llama");
-    let model = CausalLm::new(&config, Device::Cpu, dtype)?;
+    // Every parameter is filled below (a missing one is an error): no random init first.
+    let model = crate::layers::for_loading(|| CausalLm::new(&config, Device::Cpu, dtype))?;
     let params = model.named_parameters();
     let mut seen = std::collections::BTreeSet::new();
     for info in &g.tensors {
@@ -385,11 +386,11 @@ pub fn tokenizer(g: &GgufFile) -> Result<Option<(Json, Json)>> {
     let Some(model) = g.get("tokenizer.ggml.model").and_then(Value::as_str) else {
         return Ok(None);
     };
-    if model != "gpt2" {
+    if model != "gpt2" && model != "llama" {
         return Err(err(
             g,
             format!(
-                "tokenizer.ggml.model {model:?} is not converted (gpt2); give the published tokenizer.json instead"
+                "tokenizer.ggml.model {model:?} is not converted (gpt2, llama); give the published tokenizer.json instead"
             ),
         ));
     }
@@ -406,11 +407,15 @@ pub fn tokenizer(g: &GgufFile) -> Result<Option<(Json, Json)>> {
             .collect()
     };
     let tokens = strings("tokenizer.ggml.tokens")?;
-    let merges = strings("tokenizer.ggml.merges")?;
+    let merges = strings("tokenizer.ggml.merges");
     let types: Vec<i64> = match g.get("tokenizer.ggml.token_type").and_then(Value::as_array) {
         Some(a) => a.iter().map(|v| v.as_i64().unwrap_or(1)).collect(),
         None => vec![1; tokens.len()],
     };
+    if model == "llama" {
+        return sentencepiece(g, &tokens, &types).map(Some);
+    }
+    let merges = merges?;
     let pre = g.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
     let vocab: Map<String, Json> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
     let added: Vec<Json> = tokens
@@ -473,6 +478,142 @@ pub fn tokenizer(g: &GgufFile) -> Result<Option<(Json, Json)>> {
         cfg["model_max_length"] = json!(n);
     }
     Ok(Some((tok, cfg)))
+}
+
+/// The `tokenizer_config.json` entries of the special tokens a GGUF file names.
+fn special_entries(g: &GgufFile, tokens: &[String], add_bos: bool) -> Json {
+    let token_of = |key: &str| opt_int(g, key).and_then(|i| tokens.get(i as usize).cloned());
+    let mut cfg = json!({"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": add_bos, "clean_up_tokenization_spaces": false});
+    for (key, value) in [
+        ("bos_token", token_of("tokenizer.ggml.bos_token_id")),
+        ("eos_token", token_of("tokenizer.ggml.eos_token_id")),
+        ("unk_token", token_of("tokenizer.ggml.unknown_token_id")),
+        ("pad_token", token_of("tokenizer.ggml.padding_token_id")),
+    ] {
+        if let Some(v) = value {
+            cfg[key] = json!(v);
+        }
+    }
+    if let Some(t) = g.get("tokenizer.chat_template").and_then(Value::as_str) {
+        cfg["chat_template"] = json!(t);
+    }
+    cfg
+}
+
+/// A BOS template (`<s> $A`, pairs `<s> $A <s> $B`), as `LlamaTokenizerFast` builds it.
+fn bos_template(bos: &str, id: i64) -> Json {
+    json!({"type": "TemplateProcessing",
+           "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+           "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                    {"SpecialToken": {"id": bos, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+           "special_tokens": {bos: {"id": bos, "ids": [id], "tokens": [bos]}}})
+}
+
+/// A `llama`-type (SentencePiece) vocabulary as the byte-fallback BPE that transformers builds
+/// from GGUF (`GGUFLlamaConverter`): merges from `tokenizer.ggml.merges`, or derived from the
+/// vocabulary and its scores as `GGUFTokenizerSkeleton` does; `▁` for spaces, prepended unless
+/// `tokenizer.ggml.add_space_prefix` is false (Gemma); control tokens special; BOS by
+/// `tokenizer.ggml.add_bos_token` (default true).
+fn sentencepiece(g: &GgufFile, tokens: &[String], types: &[i64]) -> Result<(Json, Json)> {
+    let merges: Vec<String> = match g.get("tokenizer.ggml.merges").and_then(Value::as_array) {
+        Some(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        None => {
+            let scores: Vec<f64> = g
+                .get("tokenizer.ggml.scores")
+                .and_then(Value::as_array)
+                .ok_or_else(|| {
+                    err(
+                        g,
+                        "a llama-type tokenizer needs tokenizer.ggml.scores or tokenizer.ggml.merges".into(),
+                    )
+                })?
+                .iter()
+                .map(|v| v.as_f64().unwrap_or(0.0))
+                .collect();
+            // The score of each distinct piece (a later duplicate overwrites, as a dict does),
+            // in first-appearance order.
+            let mut score: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
+            let mut order: Vec<&str> = Vec::new();
+            for (t, s) in tokens.iter().zip(&scores) {
+                if score.insert(t.as_str(), *s).is_none() {
+                    order.push(t.as_str());
+                }
+            }
+            let mut merges: Vec<(String, String, f64)> = Vec::new();
+            for piece in order {
+                let mut local: Vec<(&str, &str)> = Vec::new();
+                for (i, _) in piece.char_indices().skip(1) {
+                    let (l, r) = piece.split_at(i);
+                    if score.contains_key(l) && score.contains_key(r) {
+                        local.push((l, r));
+                    }
+                }
+                local.sort_by(|a, b| {
+                    (score[b.0], score[b.1])
+                        .partial_cmp(&(score[a.0], score[a.1]))
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                });
+                merges.extend(
+                    local
+                        .into_iter()
+                        .map(|(l, r)| (l.to_string(), r.to_string(), score[piece])),
+                );
+            }
+            merges.sort_by(|a, b| b.2.partial_cmp(&a.2).unwrap_or(std::cmp::Ordering::Equal));
+            merges.into_iter().map(|(l, r, _)| format!("{l} {r}")).collect()
+        }
+    };
+    let mut vocab = Map::new();
+    for (i, t) in tokens.iter().enumerate() {
+        vocab.insert(t.clone(), json!(i));
+    }
+    let added: Vec<Json> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| types.get(*i) == Some(&3))
+        .map(|(i, t)| {
+            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                              "normalized": false, "special": true})
+        })
+        .collect();
+    let unk = opt_int(g, "tokenizer.ggml.unknown_token_id").and_then(|i| tokens.get(i as usize).cloned());
+    let prefix = g
+        .get("tokenizer.ggml.add_space_prefix")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let add_bos = g
+        .get("tokenizer.ggml.add_bos_token")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let mut normalizers = Vec::new();
+    if prefix {
+        normalizers.push(json!({"type": "Prepend", "prepend": "▁"}));
+    }
+    normalizers.push(json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"}));
+    let mut decoders = vec![
+        json!({"type": "ByteFallback"}),
+        json!({"type": "Fuse"}),
+        json!({"type": "Replace", "pattern": {"String": "▁"}, "content": " "}),
+    ];
+    if prefix {
+        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+    }
+    let bos = opt_int(g, "tokenizer.ggml.bos_token_id").and_then(|i| tokens.get(i as usize).map(|t| (t.clone(), i)));
+    let post = match (&bos, add_bos) {
+        (Some((b, id)), true) => bos_template(b, *id),
+        _ => Json::Null,
+    };
+    let tok = json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": {"type": "Sequence", "normalizers": normalizers},
+        "pre_tokenizer": null,
+        "post_processor": post,
+        "decoder": {"type": "Sequence", "decoders": decoders},
+        "model": {"type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+                  "vocab": vocab, "merges": merges}
+    });
+    Ok((tok, special_entries(g, tokens, add_bos)))
 }
 
 /// Writes the Hugging Face folder of a GGUF file into `out` (config.json, model.safetensors in
