@@ -1,6 +1,6 @@
 //! `cargo xtask bench <name>`: each benchmark beside its reference, in one run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -591,5 +591,118 @@ pub fn bench_load() -> Result<()> {
                                "peak_over_weights": (rss / size * 1000.0).round() / 1000.0})
         );
     }
+    Ok(())
+}
+
+/// `cargo xtask bench analyze --model M`: `inheritune analyze` against transformers' eager
+/// attention and numpy's metrics (crates/analysis/bench/transformers_numpy.py) on the same 100
+/// windows of 100 tokens, whole process against whole process, f32, `BENCH_THREADS` threads
+/// each; the two checksums (sums of every k* and m*) must agree.
+pub fn bench_analyze_model(model: &Path) -> Result<()> {
+    let root = workspace_root();
+    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
+    let binary = build_release()?;
+    let python = bench_python(&["numpy", "safetensors", "transformers==4.57.6", "accelerate", "pyarrow"])?;
+    let dir = root.join("target").join("bench").join("analyze-model");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let folder = if model.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        let stem = model
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let folder = dir.join(stem);
+        if !folder.join("config.json").exists() {
+            run(
+                Command::new(&binary)
+                    .arg("convert")
+                    .arg("--from")
+                    .arg(model)
+                    .arg("--out")
+                    .arg(&folder),
+                "inheritune convert",
+            )?;
+        }
+        folder
+    } else {
+        model.to_path_buf()
+    };
+    let script = root
+        .join("crates")
+        .join("analysis")
+        .join("bench")
+        .join("transformers_numpy.py");
+    let windows = dir.join("windows.json");
+    run(
+        Command::new(&python)
+            .arg(&script)
+            .arg("make-windows")
+            .arg(&folder)
+            .arg(&windows)
+            .args(["100", "100"]),
+        "making the windows",
+    )?;
+    let out = dir.join("analysis");
+    let _ = std::fs::remove_dir_all(&out);
+    let (ours_secs, ours_rss) = peak_rss(
+        Command::new(&binary)
+            .arg("analyze")
+            .arg("--model")
+            .arg(&folder)
+            .arg("--windows")
+            .arg(&windows)
+            .arg("--out")
+            .arg(&out)
+            .env("OMP_NUM_THREADS", &threads),
+        "inheritune analyze",
+    )?;
+    let analysis: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json")).context("reading analysis.json")?)?;
+    let mut ours_sum = 0i64;
+    for layer in analysis["layers"].as_array().context("analysis.json has no layers")? {
+        for head in layer["heads"].as_array().context("a layer has no heads")? {
+            for key in ["rank_per_window", "mass_per_window"] {
+                ours_sum += head[key]
+                    .as_array()
+                    .map_or(0, |v| v.iter().filter_map(|x| x.as_i64()).sum::<i64>());
+            }
+        }
+    }
+    let theirs = Command::new(&python)
+        .arg(&script)
+        .arg(&folder)
+        .arg(&windows)
+        .env("OMP_NUM_THREADS", &threads)
+        .env("OPENBLAS_NUM_THREADS", &threads)
+        .env("MKL_NUM_THREADS", &threads)
+        .output()
+        .context("running transformers_numpy.py")?;
+    if !theirs.status.success() {
+        bail!(
+            "transformers_numpy.py failed: {}",
+            String::from_utf8_lossy(&theirs.stderr).trim()
+        );
+    }
+    let theirs = String::from_utf8_lossy(&theirs.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    let their_secs = json_field(&theirs, "seconds").context("the reference printed no time")?;
+    let their_sum = json_field(&theirs, "checksum").context("the reference printed no checksum")?;
+    println!("{theirs}");
+    println!(
+        "{}",
+        serde_json::json!({"impl": "inheritune analyze", "seconds": (ours_secs * 100.0).round() / 100.0,
+                           "peak_rss_gb": (ours_rss * 100.0).round() / 100.0, "checksum": ours_sum})
+    );
+    if their_sum as i64 != ours_sum {
+        bail!("the two disagree: checksum {ours_sum} vs {their_sum}");
+    }
+    println!(
+        "{}: 100 windows x 100 tokens, f32, {threads} threads, whole processes: speed-up inheritune / transformers+numpy: {:.2}x (same k* and m*)",
+        folder.display(),
+        their_secs / ours_secs
+    );
     Ok(())
 }

@@ -20,7 +20,9 @@ const USAGE: &str = "details:
   test    setup, then cargo fmt --check, clippy -D warnings, cargo doc with warnings denied, and the workspace's tests
   ci      the same as test
   bench prepare   inheritune prepare vs Python tiktoken on ~50 MB of text, same threads
-  bench analyze   attention metrics (k*, m*, dom) vs numpy on the same attention tensors
+  bench analyze   attention metrics (k*, m*, dom) vs numpy on the same attention tensors;
+                  with --model DIR|FILE.gguf: inheritune analyze vs transformers (eager) + numpy on
+                  100 windows of 100 tokens, whole processes, seconds and peak memory
   bench eval      inheritune eval vs lm-evaluation-harness 0.4.13 (hf backend), same model, docs,
                   device (CPU), batch size and threads; prints examples/s of both and the ratio
   bench train     training steps: inheritune bench train vs xtask/bench/torch_gpt_train.py
@@ -62,6 +64,10 @@ enum Task {
         /// Which one.
         #[arg(value_enum)]
         which: Bench,
+        /// `bench analyze` on a real checkpoint (a folder or a `.gguf`) against transformers' eager
+        /// attention and numpy, on 100 windows of 100 tokens of the bundled State of the Union text.
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
 }
 
@@ -87,9 +93,12 @@ fn main() -> Result<()> {
         Task::Setup => setup::setup().map(|_| ()),
         Task::Reproduce { recipe, args } => reproduce::reproduce(&recipe, &args),
         Task::Test => gate::test(),
-        Task::Bench { which } => match which {
+        Task::Bench { which, model } => match which {
             Bench::Prepare => bench::bench_prepare(),
-            Bench::Analyze => bench::bench_analyze(),
+            Bench::Analyze => match model {
+                Some(model) => bench::bench_analyze_model(&model),
+                None => bench::bench_analyze(),
+            },
             Bench::Train => bench::bench_train(),
             Bench::Eval => bench::bench_eval(),
             Bench::Allreduce => bench::bench_allreduce(),

@@ -25,10 +25,15 @@ def metrics(a, tau=0.9, eta=0.9):
     return k, m, dom
 
 
-layers = load_file(sys.argv[1])
-start = time.perf_counter()
-checksum = 0
-for name in sorted(layers, key=lambda k: int(k.split(".")[1])):
-    k, m, _ = metrics(layers[name])
-    checksum += int(k.sum() + m.sum())
-print(json.dumps({"impl": "numpy", "seconds": round(time.perf_counter() - start, 4), "checksum": checksum}))
+def main():
+    layers = load_file(sys.argv[1])
+    start = time.perf_counter()
+    checksum = 0
+    for name in sorted(layers, key=lambda k: int(k.split(".")[1])):
+        k, m, _ = metrics(layers[name])
+        checksum += int(k.sum() + m.sum())
+    print(json.dumps({"impl": "numpy", "seconds": round(time.perf_counter() - start, 4), "checksum": checksum}))
+
+
+if __name__ == "__main__":
+    main()

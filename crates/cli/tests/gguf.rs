@@ -42,6 +42,9 @@ fn sentencepiece_vocabularies_convert_to_the_published_ids() -> anyhow::Result<(
     // Never over an existing folder.
     let o = run(&out)?;
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("already exists") && err.trim().lines().count() == 1, "{err}");
+    assert!(
+        !o.status.success() && err.contains("already exists") && err.trim().lines().count() == 1,
+        "{err}"
+    );
     Ok(())
 }
