@@ -48,6 +48,9 @@ pub fn supported_model_types() -> Vec<&'static str> {
 
 /// A model configuration: GPT-2, or a decoder of the LLaMA family (LLaMA, Mistral, Qwen2,
 /// Qwen3, Gemma 2, Gemma 3 text, Phi-3; [`LlamaConfig::family`] says which).
+// The decoder config is the larger by a few hundred bytes; configs are built rarely and matched on
+// everywhere, so they stay unboxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelConfig {
     /// GPT-2 (`GPT2LMHeadModel`).

@@ -264,7 +264,7 @@ fn view_borrowed(path: &Path, name: &str, view: &TensorView) -> Result<Tensor> {
         dtype: format!("{:?}", view.dtype()),
     })?;
     let data = view.data();
-    if data.is_empty() || (data.as_ptr() as usize) % kind.elt_size_in_bytes() != 0 {
+    if data.is_empty() || !(data.as_ptr() as usize).is_multiple_of(kind.elt_size_in_bytes()) {
         return view_to_tensor(path, name, view);
     }
     let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();

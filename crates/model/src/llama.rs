@@ -464,7 +464,7 @@ impl Llama {
             let normalizer = Tensor::from((self.config.hidden_size as f64).sqrt())
                 .to_kind(x.kind())
                 .to_device(x.device());
-            x = x * normalizer;
+            x = &x * &normalizer;
         }
         let (device, kind) = (idx.device(), x.kind());
         let tables = RopeTables {

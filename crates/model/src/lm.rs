@@ -71,6 +71,7 @@ pub fn check_device(device: Device) -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::large_enum_variant)] // one per model
 #[derive(Debug)]
 enum Arch {
     Gpt2(Gpt2),

@@ -688,7 +688,7 @@ pub fn cached_folder(gguf: &Path) -> Result<PathBuf> {
         tracing::info!("{}: using its conversion cached in {}", gguf.display(), dir.display());
         return Ok(dir);
     }
-    std::fs::create_dir_all(cache_root()).map_err(|e| Error::io(&cache_root(), e))?;
+    std::fs::create_dir_all(cache_root()).map_err(|e| Error::io(cache_root(), e))?;
     tracing::info!(
         "{}: converting to a Hugging Face folder in {} (once)",
         gguf.display(),
