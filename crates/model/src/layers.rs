@@ -23,7 +23,7 @@ pub(crate) fn for_loading<T>(build: impl FnOnce() -> T) -> T {
     out
 }
 
-/// Creates a variable under `path` with `init` (zeros inside [`for_loading`]).
+/// Creates a variable under `path` with `init` (zeros while a model is built for loading).
 ///
 /// # Errors
 /// A torch error while allocating.
