@@ -146,8 +146,8 @@ pub fn run(args: &Args) -> Result<()> {
         };
     }
     let sources = discover(&args.input)?;
-    eprintln!(
-        "[prepare] documents: {}{}",
+    tracing::info!(
+        "documents: {}{}",
         if config.add_special_tokens {
             "the tokenizer's special tokens (e.g. BOS) added, "
         } else {

@@ -103,8 +103,6 @@ fn document_boundaries_default_to_the_tokenizers_rule() -> anyhow::Result<()> {
         "1",
     ])?;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("BOS") && stderr.contains("</s> appended"), "{stderr}");
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json"))?)?;
     assert_eq!(m["config"]["eot_token"], "</s>");
     assert_eq!(m["config"]["add_special_tokens"], true);
