@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fixture, max_abs_diff, reference};
+use common::{check_attention, check_logits, fixture, max_abs_diff, reference};
 use inheritune_model::hf::{self, LoadOptions};
 use inheritune_model::tch::Tensor;
 use inheritune_model::{DType, ModelConfig};
@@ -27,14 +27,8 @@ const FAMILIES: [(&str, &str); 10] = [
 #[test]
 fn every_family_loads_cleanly_and_matches_transformers_logits() -> anyhow::Result<()> {
     for (name, model_type) in FAMILIES {
-        let (model, report) = hf::load(&fixture(name), &LoadOptions::default())?;
-        assert!(report.is_clean(), "{name}: {report}");
+        let model = check_logits(name)?;
         assert_eq!(model.config().model_type(), model_type, "{name}");
-        let r = reference(name)?;
-        let logits = model.forward(&r["input_ids"])?;
-        assert_eq!(logits.size(), r["logits"].size(), "{name}");
-        let diff = max_abs_diff(&logits, &r["logits"]);
-        assert!(diff < 1e-4, "{name}: logits differ by {diff}");
     }
     Ok(())
 }
@@ -42,20 +36,7 @@ fn every_family_loads_cleanly_and_matches_transformers_logits() -> anyhow::Resul
 #[test]
 fn every_family_matches_transformers_attention_probabilities() -> anyhow::Result<()> {
     for (name, _) in FAMILIES {
-        let (model, _) = hf::load(&fixture(name), &LoadOptions::default())?;
-        let r = reference(name)?;
-        let mut layers = Vec::new();
-        let mut visitor = |layer: usize, probs: &Tensor| layers.push((layer, probs.copy()));
-        let explicit = model.forward_with_attention(&r["input_ids"], &mut visitor)?;
-        assert_eq!(layers.len() as i64, model.config().n_layer(), "{name}");
-        for (layer, probs) in &layers {
-            let diff = max_abs_diff(probs, &r[&format!("attn.{layer}")]);
-            assert!(diff < 1e-5, "{name} layer {layer}: attention differs by {diff}");
-        }
-        // The fused path (SDPA with a window mask where there is one) computes the same.
-        let fast = model.forward(&r["input_ids"])?;
-        let diff = max_abs_diff(&fast, &explicit);
-        assert!(diff < 1e-5, "{name}: fast and explicit paths differ by {diff}");
+        check_attention(name)?;
     }
     Ok(())
 }

@@ -37,3 +37,37 @@ pub const FIXTURES: [&str; 5] = [
     "llama_gqa_tied",
     "llama_mqa_untied",
 ];
+
+/// Loads fixture `name` (the load report must be clean) and checks its logits against
+/// transformers' within 1e-4; returns the model.
+pub fn check_logits(name: &str) -> anyhow::Result<inheritune_model::CausalLm> {
+    use inheritune_model::hf::{self, LoadOptions};
+    let (model, report) = hf::load(&fixture(name), &LoadOptions::default())?;
+    assert!(report.is_clean(), "{name}: {report}");
+    let r = reference(name)?;
+    let logits = model.forward(&r["input_ids"])?;
+    assert_eq!(logits.size(), r["logits"].size(), "{name}");
+    let diff = max_abs_diff(&logits, &r["logits"]);
+    assert!(diff < 1e-4, "{name}: logits differ by {diff}");
+    Ok(model)
+}
+
+/// Checks fixture `name`'s attention probabilities, layer by layer, against transformers'
+/// within 1e-5, and the fast path's logits against the explicit path's within 1e-5.
+pub fn check_attention(name: &str) -> anyhow::Result<()> {
+    use inheritune_model::hf::{self, LoadOptions};
+    let (model, _) = hf::load(&fixture(name), &LoadOptions::default())?;
+    let r = reference(name)?;
+    let mut layers = Vec::new();
+    let mut visitor = |layer: usize, probs: &Tensor| layers.push((layer, probs.copy()));
+    let explicit = model.forward_with_attention(&r["input_ids"], &mut visitor)?;
+    assert_eq!(layers.len() as i64, model.config().n_layer(), "{name}");
+    for (layer, probs) in &layers {
+        let diff = max_abs_diff(probs, &r[&format!("attn.{layer}")]);
+        assert!(diff < 1e-5, "{name} layer {layer}: attention differs by {diff}");
+    }
+    let fast = model.forward(&r["input_ids"])?;
+    let diff = max_abs_diff(&fast, &explicit);
+    assert!(diff < 1e-5, "{name}: fast and explicit paths differ by {diff}");
+    Ok(())
+}
