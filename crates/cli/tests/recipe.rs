@@ -81,3 +81,52 @@ fn plan_on_eight_gpus() {
     );
     assert!(plan.contains("90% scaling efficiency assumed"), "{plan}");
 }
+
+/// Recipes take a reference of any family: a Gemma 2 checkpoint (the model crate's fixture,
+/// alternating sliding layers, soft-caps) plans its inherited target and baselines at its own
+/// shape, and so does a GGUF file (converted once into the cache).
+#[test]
+fn a_reference_of_another_family_plans() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for (reference, family, target) in [
+        ("crates/model/tests/fixtures/fam_gemma2", "gemma2", "inheritune-l2"),
+        (
+            "crates/model/tests/fixtures/gguf_fam/qwen3.gguf",
+            "qwen3",
+            "inheritune-l1",
+        ),
+    ] {
+        let recipe = tmp.path().join("recipe.toml");
+        std::fs::write(
+            &recipe,
+            format!(
+                "name = \"family\"\ndescription = \"a reference of another family\"\n\
+                 [data]\ninputs = [\"{}\"]\npreset = \"generic\"\nval_fraction = 0.05\n\
+                 [reference]\ncheckpoint = \"{}\"\n\
+                 [train]\nmicro_batch = 2\nseq_len = 16\nmax_steps = 4\nlr = 1e-3\nmin_lr = 1e-4\nwarmup_steps = 1\n\
+                 eval_interval = 2\neval_iters = 1\n[inheritune]\ntolerance = 0.05\nmax_rounds = 1\n[baselines]\nscratch = true\n",
+                root.join("datasets/sotu/sotu.parquet").display(),
+                root.join(reference).display()
+            ),
+        )
+        .expect("writing the recipe");
+        let out = Command::new(env!("CARGO_BIN_EXE_inheritune"))
+            .args(["recipe", "--dry-run", "--config"])
+            .arg(&recipe)
+            .env("INHERITUNE_CACHE", tmp.path().join("cache"))
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan = String::from_utf8_lossy(&out.stdout);
+        assert!(plan.contains(&format!("reference {family} (")), "{reference}: {plan}");
+        assert!(
+            plan.contains(target) && plan.contains("scratch-"),
+            "{reference}: {plan}"
+        );
+    }
+}
