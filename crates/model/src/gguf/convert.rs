@@ -197,7 +197,13 @@ pub fn config(g: &GgufFile) -> Result<ModelConfig> {
         }
         DecoderFamily::Gemma2 | DecoderFamily::Gemma3Text => {
             c.hidden_activation = Some("gelu_pytorch_tanh".into());
-            c.query_pre_attn_scalar = Some(hd as f64);
+            // GGUF has no key for it: llama.cpp scales by head_dim, except Gemma 2 27B (46 blocks),
+            // whose query_pre_attn_scalar is hidden / heads (144); the same rule here.
+            c.query_pre_attn_scalar = Some(if family == DecoderFamily::Gemma2 && c.num_hidden_layers == 46 {
+                (hidden / heads.max(1)) as f64
+            } else {
+                hd as f64
+            });
             c.sliding_window = opt_int(g, &key("attention.sliding_window"));
             c.attn_logit_softcapping = opt_f64(g, &key("attn_logit_softcapping"));
             c.final_logit_softcapping = opt_f64(g, &key("final_logit_softcapping"));
