@@ -264,6 +264,17 @@ fn write(model: &CausalLm, plan: &Plan, tokenizer_from: &Path, out: &Path) -> Re
         copied,
         plan.entries.len()
     );
+    eprintln!(
+        "[surgery] {}: wrote {} ({} layers, {} parameters, {copied} of {} tensors from its sources)\n\
+         next: train it before use (a cut model predicts poorly until trained): \
+         inheritune train --init {} --config run.toml --run runs/NAME",
+        plan.operation,
+        out.display(),
+        model.config().n_layer(),
+        model.num_parameters(),
+        plan.entries.len(),
+        out.display()
+    );
     Ok(())
 }
 

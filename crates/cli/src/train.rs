@@ -46,7 +46,7 @@ pub struct Args {
 
 /// Runs the verb and prints the summary as JSON.
 pub fn run(args: &Args) -> Result<()> {
-    let config = RunConfig::from_file(&args.config)?;
+    let config = RunConfig::from_file_with_init(&args.config, args.init.as_deref())?;
     if let Some(n) = args.dist.nproc.filter(|&n| n > 1) {
         // Fail here, once, rather than in every rank.
         config.accum(n as u64)?;

@@ -103,14 +103,13 @@ fn every_verb_runs_on_every_family() {
         let (family, n) = layers_of(&fx);
         let dir = tmp.path().join(name);
         std::fs::create_dir_all(&dir).expect("mkdir");
-        // train: three steps from the fixture's weights.
+        // train: three steps from the fixture's weights; no [model], since --init fixes it.
         let config = dir.join("run.toml");
         std::fs::write(
             &config,
             format!(
-                "[model]\nconfig = \"{}\"\n[data]\ndir = \"{}\"\n[train]\nmicro_batch = 2\nseq_len = 16\nmax_steps = 3\n\
+                "[data]\ndir = \"{}\"\n[train]\nmicro_batch = 2\nseq_len = 16\nmax_steps = 3\n\
                  lr = 1e-3\nmin_lr = 1e-4\nwarmup_steps = 1\neval_interval = 100\neval_iters = 1\n",
-                fx.join("config.json").display(),
                 data.display()
             ),
         )

@@ -247,7 +247,9 @@ pub struct RunConfig {
     /// The training preset this config starts from (see [`PRESETS`]), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
-    /// The model.
+    /// The model (may be left out when training starts from a checkpoint, which fixes it:
+    /// [`RunConfig::from_file_with_init`]).
+    #[serde(default)]
     pub model: ModelSection,
     /// The data.
     pub data: DataSection,
@@ -265,6 +267,16 @@ impl RunConfig {
     /// # Errors
     /// Unreadable file, unknown keys or wrong types, or any invalid value (all listed).
     pub fn from_file(path: &Path) -> Result<Self> {
+        Self::from_file_with_init(path, None)
+    }
+
+    /// As [`RunConfig::from_file`], for a run that starts from the checkpoint folder `init`: an
+    /// empty `[model]` (or none) means the checkpoint's own `config.json`, since `--init` fixes
+    /// the architecture.
+    ///
+    /// # Errors
+    /// As [`RunConfig::from_file`].
+    pub fn from_file_with_init(path: &Path, init: Option<&Path>) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| crate::error::file_err(path, e))?;
         let mut config = Self::parse(&text).map_err(|e| match e {
             Error::Config { problems, .. } => Error::Config {
@@ -273,6 +285,12 @@ impl RunConfig {
             },
             other => other,
         })?;
+        if let Some(init) = init {
+            let m = &config.model;
+            if m.preset.is_none() && m.config.is_none() && m.overrides.is_empty() {
+                config.model.config = Some(init.join("config.json"));
+            }
+        }
         // A GGUF teacher is converted once into a cached Hugging Face folder.
         if let Some(d) = config.distill.as_mut() {
             if d.teacher.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) && d.teacher.is_file() {
@@ -313,8 +331,17 @@ impl RunConfig {
                 .into_iter()
                 .find(|p| p.name() == name)
                 .map(|p| p.config())
-                .ok_or_else(|| config_err(format!("model.preset: unknown preset {name:?}")))?,
+                .ok_or_else(|| {
+                    let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
+                    config_err(format!("model.preset: unknown preset {name:?} (one of {})", names.join(", ")))
+                })?,
             (None, Some(path)) => ModelConfig::from_file(path)?,
+            (None, None) => {
+                return Err(config_err(
+                    "model: give a preset or a config, or start from a checkpoint with --init (which fixes the architecture)"
+                        .into(),
+                ))
+            }
             _ => return Err(config_err("model: give exactly one of preset or config".into())),
         };
         if self.model.overrides.is_empty() {
