@@ -243,12 +243,17 @@ fn gpt2_bias_names(c: &Gpt2Config) -> BTreeSet<String> {
     .collect()
 }
 
-fn view_to_tensor(path: &Path, name: &str, view: &TensorView) -> Result<Tensor> {
-    let kind = kind_of(view.dtype()).ok_or_else(|| Error::UnsupportedDtype {
+/// The torch kind of a view's dtype, or an error naming the file and tensor.
+fn view_kind(path: &Path, name: &str, view: &TensorView) -> Result<Kind> {
+    kind_of(view.dtype()).ok_or_else(|| Error::UnsupportedDtype {
         path: path.to_path_buf(),
         name: name.to_string(),
         dtype: format!("{:?}", view.dtype()),
-    })?;
+    })
+}
+
+fn view_to_tensor(path: &Path, name: &str, view: &TensorView) -> Result<Tensor> {
+    let kind = view_kind(path, name, view)?;
     let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
     Ok(Tensor::f_from_data_size(view.data(), &shape, kind)?)
 }
@@ -258,11 +263,7 @@ fn view_to_tensor(path: &Path, name: &str, view: &TensorView) -> Result<Tensor> 
 /// dropped while the mapping lives (the loader's `apply`): loading then holds one copy of the
 /// weights, not two.
 fn view_borrowed(path: &Path, name: &str, view: &TensorView) -> Result<Tensor> {
-    let kind = kind_of(view.dtype()).ok_or_else(|| Error::UnsupportedDtype {
-        path: path.to_path_buf(),
-        name: name.to_string(),
-        dtype: format!("{:?}", view.dtype()),
-    })?;
+    let kind = view_kind(path, name, view)?;
     let data = view.data();
     if data.is_empty() || !(data.as_ptr() as usize).is_multiple_of(kind.elt_size_in_bytes()) {
         return view_to_tensor(path, name, view);

@@ -433,24 +433,13 @@ pub fn tokenizer(g: &GgufFile) -> Result<Option<(Json, Json)>> {
                    "normalized": false, "special": types.get(i) == Some(&3)})
         })
         .collect();
-    let token_of = |key: &str| opt_int(g, key).and_then(|i| tokens.get(i as usize).cloned());
-    let (bos, eos) = (
-        token_of("tokenizer.ggml.bos_token_id"),
-        token_of("tokenizer.ggml.eos_token_id"),
-    );
+    let bos = opt_int(g, "tokenizer.ggml.bos_token_id").and_then(|i| tokens.get(i as usize).map(|t| (t.clone(), i)));
     let add_bos = g
         .get("tokenizer.ggml.add_bos_token")
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let post = match (&bos, add_bos) {
-        (Some(b), true) => {
-            let id = opt_int(g, "tokenizer.ggml.bos_token_id").unwrap_or(0);
-            json!({"type": "TemplateProcessing",
-                   "single": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-                   "pair": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                            {"SpecialToken": {"id": b, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
-                   "special_tokens": {b.as_str(): {"id": b, "ids": [id], "tokens": [b]}}})
-        }
+        (Some((b, id)), true) => bos_template(b, *id),
         _ => json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true}),
     };
     let tok = json!({
@@ -462,20 +451,7 @@ pub fn tokenizer(g: &GgufFile) -> Result<Option<(Json, Json)>> {
                   "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
                   "vocab": vocab, "merges": merges}
     });
-    let mut cfg = json!({"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": add_bos, "clean_up_tokenization_spaces": false});
-    for (key, value) in [
-        ("bos_token", bos),
-        ("eos_token", eos),
-        ("unk_token", token_of("tokenizer.ggml.unknown_token_id")),
-        ("pad_token", token_of("tokenizer.ggml.padding_token_id")),
-    ] {
-        if let Some(v) = value {
-            cfg[key] = json!(v);
-        }
-    }
-    if let Some(t) = g.get("tokenizer.chat_template").and_then(Value::as_str) {
-        cfg["chat_template"] = json!(t);
-    }
+    let mut cfg = special_entries(g, &tokens, add_bos);
     if let Some(n) = g
         .get("general.architecture")
         .and_then(Value::as_str)
@@ -655,6 +631,10 @@ pub fn to_folder(gguf: &Path, out: &Path, dtype: DType) -> Result<()> {
     Ok(())
 }
 
+/// Part of every cached conversion's folder name: raised whenever the conversion changes what
+/// it writes, so an upgrade never reads a stale conversion.
+pub const CONVERTER_VERSION: u32 = 1;
+
 /// The per-user cache of converted GGUF files (`INHERITUNE_CACHE`, else `XDG_CACHE_HOME/inheritune`,
 /// else `~/.cache/inheritune`, then `gguf/`).
 pub fn cache_root() -> PathBuf {
@@ -667,7 +647,7 @@ pub fn cache_root() -> PathBuf {
 }
 
 /// The Hugging Face folder of a GGUF file, converted once (f32) into the cache under the
-/// sha256 of the file's bytes and reused after; the log says which.
+/// sha256 of the file's bytes and [`CONVERTER_VERSION`], and reused after; the log says which.
 ///
 /// # Errors
 /// An unreadable file, or a failed conversion (see [`to_folder`]).
@@ -689,7 +669,7 @@ pub fn cached_folder(gguf: &Path) -> Result<PathBuf> {
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_default();
-    let dir = cache_root().join(format!("{stem}-{hash}"));
+    let dir = cache_root().join(format!("{stem}-{hash}-v{CONVERTER_VERSION}"));
     if dir.join("config.json").exists() {
         tracing::info!("{}: using its conversion cached in {}", gguf.display(), dir.display());
         return Ok(dir);
@@ -702,7 +682,7 @@ pub fn cached_folder(gguf: &Path) -> Result<PathBuf> {
     );
     // Another process may convert the same file at the same time: each writes its own folder,
     // and the first to finish wins.
-    let mine = dir.with_file_name(format!("{stem}-{hash}.{}", std::process::id()));
+    let mine = dir.with_file_name(format!("{stem}-{hash}-v{CONVERTER_VERSION}.{}", std::process::id()));
     if mine.exists() {
         std::fs::remove_dir_all(&mine).map_err(|e| Error::io(&mine, e))?;
     }
