@@ -76,7 +76,7 @@ fn perplexity_and_tokens_equal_transformers() {
     ok(&out);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(
-        log.contains(".gguf") && log.contains("conver") || log.contains("cached"),
+        log.contains(".gguf") && (log.contains("converting") || log.contains("cached")),
         "{log}"
     );
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("perplexity prints JSON");

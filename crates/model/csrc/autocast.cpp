@@ -111,6 +111,14 @@ int inheritune_grads_to_none(at::Tensor** ts, int n) {
   }
 }
 
+// Writes the first line of an exception's message into `err`; returns -1.
+static int first_line(const std::exception& e, char* err, size_t err_len) {
+  std::string m = e.what();
+  m = m.substr(0, m.find('\n'));
+  std::snprintf(err, err_len, "%s", m.c_str());
+  return -1;
+}
+
 // The bytes of a torch.save file's `data.pkl`, handed to `bytes(ctx, ptr, len)`; 0, or -1 with
 // a message in `err`.
 int inheritune_read_pickle(const char* path, void (*bytes)(void*, const char*, size_t), void* ctx, char* err,
@@ -121,10 +129,7 @@ int inheritune_read_pickle(const char* path, void (*bytes)(void*, const char*, s
     bytes(ctx, static_cast<const char*>(data.get()), size);
     return 0;
   } catch (const std::exception& e) {
-    std::string m = e.what();
-    m = m.substr(0, m.find('\n'));
-    std::snprintf(err, err_len, "%s", m.c_str());
-    return -1;
+    return first_line(e, err, err_len);
   }
 }
 
@@ -161,10 +166,7 @@ int inheritune_load_state_dict(const char* path, const char* pickle_data, size_t
     }
     return 0;
   } catch (const std::exception& e) {
-    std::string m = e.what();
-    m = m.substr(0, m.find('\n'));
-    std::snprintf(err, err_len, "%s", m.c_str());
-    return -1;
+    return first_line(e, err, err_len);
   }
 }
 }

@@ -121,3 +121,41 @@ fn every_architecture_converts_to_the_original_logits() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Metadata of every width reads back as written (hand-built file: a u16 followed by a u32, an
+/// i8 array and a string; no tensors).
+#[test]
+fn metadata_values_read_back() -> anyhow::Result<()> {
+    let key = |k: &str| [(k.len() as u64).to_le_bytes().as_slice(), k.as_bytes()].concat();
+    let mut b = [
+        b"GGUF".as_slice(),
+        &3u32.to_le_bytes(),
+        &0u64.to_le_bytes(),
+        &4u64.to_le_bytes(),
+    ]
+    .concat();
+    b.extend(key("a.u16"));
+    b.extend(2u32.to_le_bytes());
+    b.extend(65535u16.to_le_bytes());
+    b.extend(key("a.u32"));
+    b.extend(4u32.to_le_bytes());
+    b.extend(123456u32.to_le_bytes());
+    b.extend(key("a.i8s"));
+    b.extend(9u32.to_le_bytes());
+    b.extend(1u32.to_le_bytes());
+    b.extend(2u64.to_le_bytes());
+    b.extend([0xffu8, 7]);
+    b.extend(key("a.str"));
+    b.extend(8u32.to_le_bytes());
+    b.extend(key("smollm"));
+    let tmp = tempfile::tempdir()?;
+    let path = tmp.path().join("meta.gguf");
+    std::fs::write(&path, b)?;
+    let g = GgufFile::open(&path)?;
+    use inheritune_model::gguf::Value;
+    assert_eq!(g.get("a.u16"), Some(&Value::Int(65535)));
+    assert_eq!(g.get("a.u32"), Some(&Value::Int(123456)));
+    assert_eq!(g.get("a.i8s"), Some(&Value::Array(vec![Value::Int(-1), Value::Int(7)])));
+    assert_eq!(g.get("a.str").and_then(Value::as_str), Some("smollm"));
+    Ok(())
+}

@@ -166,7 +166,10 @@ impl<'a> Cursor<'a> {
         Ok(match ty {
             0 => Value::Int(fixed(1)?[0] as i64),
             1 => Value::Int(fixed(1)?[0] as i8 as i64),
-            2 => Value::Int(u16::from_le_bytes([fixed(2)?[0], fixed(2)?[1]]) as i64),
+            2 => {
+                let a = fixed(2)?;
+                Value::Int(u16::from_le_bytes([a[0], a[1]]) as i64)
+            }
             3 => {
                 let a = fixed(2)?;
                 Value::Int(i16::from_le_bytes([a[0], a[1]]) as i64)
@@ -266,7 +269,10 @@ impl GgufFile {
         let data_start = c.at.div_ceil(alignment) * alignment;
         let mut tensors = Vec::with_capacity(infos.len());
         for (name, dims, type_id, offset) in infos {
-            let numel: u64 = dims.iter().product();
+            let numel = dims
+                .iter()
+                .try_fold(1u64, |n, &d| n.checked_mul(d))
+                .ok_or_else(|| bad(format!("tensor {name}: its dimensions {dims:?} overflow")))?;
             let bytes = match GgmlType::from_id(type_id) {
                 Some(kind) => {
                     let (n, size) = kind.block();
