@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 
 use inheritune_model::tch::{self, Kind, Tensor};
-use inheritune_model::CausalLm;
+use inheritune_model::{CausalLm, Probe};
 use serde::{Deserialize, Serialize};
 
+use crate::depth::{ResidualAcc, Rule};
 use crate::error::{Error, Result};
 use crate::metrics::{approx_rank, column_mass, dominance};
 
@@ -39,6 +40,9 @@ pub struct Settings {
     pub collapsed_below: f64,
     /// Windows per forward pass.
     pub batch_size: usize,
+    /// Also compute the leave-one-out NLL increase of every block (N + 1 passes with the head).
+    #[serde(default)]
+    pub loo: bool,
 }
 
 impl Default for Settings {
@@ -50,6 +54,7 @@ impl Default for Settings {
             mass_order: MassOrder::Sorted,
             collapsed_below: 1.5,
             batch_size: 100,
+            loo: false,
         }
     }
 }
@@ -128,6 +133,13 @@ pub struct LayerResult {
     pub lazy_relaxed: bool,
     /// MaxRank(l) for each τ of the sweep, keyed by τ.
     pub max_rank_by_tau: BTreeMap<String, f64>,
+    /// Block Influence: 1 − mean over every position of every window of cos(x_l, x_{l+1}).
+    #[serde(default)]
+    pub block_influence: Option<f64>,
+    /// Mean next-token NLL with this block replaced by the identity, minus the full model's
+    /// (with `settings.loo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loo_nll_increase: Option<f64>,
     /// Per-head results.
     pub heads: Vec<HeadResult>,
 }
@@ -163,6 +175,16 @@ pub struct Analysis {
     pub suggested_depth: usize,
     /// The non-paper alternative: the index of the first strictly lazy layer (the blocks before it), if any.
     pub first_lazy_depth: Option<usize>,
+    /// Angular distance keyed by block size n = 1..N−1: per start l = 0..=N−n, the mean over
+    /// windows of arccos(cos(x_l, x_{l+n})) / π at the last position.
+    #[serde(default)]
+    pub angular_distance: BTreeMap<String, Vec<f64>>,
+    /// The full model's mean next-token NLL over the windows (with `settings.loo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nll: Option<f64>,
+    /// The blocks each rule keeps at the suggested depth, keyed by rule name (0-based).
+    #[serde(default)]
+    pub kept_by_rule: BTreeMap<String, Vec<usize>>,
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -231,7 +253,11 @@ pub fn analyze(
         })
         .collect();
     let mut failure: Option<Error> = None;
+    let mut residual_failure: Option<Error> = None;
+    let mut residual = ResidualAcc::new(n_layer);
     let mut done = 0;
+    // With leave-one-out, each window also runs N + 1 passes through the head.
+    let total = if settings.loo { n * (n_layer + 2) } else { n };
     for start in (0..n).step_by(settings.batch_size) {
         let len = settings.batch_size.min(n - start);
         let chunk = windows.narrow(0, start as i64, len as i64);
@@ -243,18 +269,50 @@ pub fn analyze(
                 failure = Some(e);
             }
         };
-        tch::no_grad(|| model.visit_attention(&chunk, &mut visitor))?;
-        if let Some(e) = failure.take() {
+        let mut on_residual = |l: usize, x: &Tensor| {
+            if residual_failure.is_none() {
+                if let Err(e) = residual.visit(l, x) {
+                    residual_failure = Some(e);
+                }
+            }
+        };
+        // Only what the visitors saw is needed, not the final hidden states.
+        let _final_states = tch::no_grad(|| {
+            model.probe(
+                &chunk,
+                &mut Probe {
+                    attention: Some(&mut visitor),
+                    residual: Some(&mut on_residual),
+                    skip: None,
+                },
+            )
+        })?;
+        if let Some(e) = failure.take().or(residual_failure.take()) {
             return Err(e);
         }
         done += len;
-        progress(done, n);
+        progress(done, total);
     }
-    let layers = acc
+    let (block_influence, angular_distance) = residual.finish()?;
+    let loo = if settings.loo {
+        // The head's logits are (batch, T, V): a few windows at a time.
+        let batch = (settings.batch_size).min(8);
+        let (full, increase) = crate::depth::leave_one_out(model, windows, batch, &mut |d, t| {
+            progress(n + (d * n * (n_layer + 1)) / t.max(1), total)
+        })?;
+        Some((full, increase))
+    } else {
+        None
+    };
+    let mut layers = acc
         .into_iter()
         .enumerate()
         .map(|(l, a)| aggregate_layer(l, a, &taus, n, settings))
         .collect::<Result<Vec<_>>>()?;
+    for (l, layer) in layers.iter_mut().enumerate() {
+        layer.block_influence = Some(block_influence[l]);
+        layer.loo_nll_increase = loo.as_ref().map(|(_, inc)| inc[l]);
+    }
     let lazy_strict: Vec<usize> = layers.iter().filter(|l| l.lazy_strict).map(|l| l.layer).collect();
     let lazy_relaxed: Vec<usize> = layers.iter().filter(|l| l.lazy_relaxed).map(|l| l.layer).collect();
     let half = (n_layer / 2).max(1); // a 1-layer model keeps its layer
@@ -273,10 +331,65 @@ pub fn analyze(
         avg_rank_second_half: mean(&max_ranks[half..]),
         suggested_depth: half,
         first_lazy_depth: lazy_strict.first().copied(),
+        kept_by_rule: kept_by_rule(&layers, &angular_distance, n_layer, half),
         layers,
         lazy_strict,
         lazy_relaxed,
+        angular_distance,
+        nll: loo.map(|(full, _)| full),
     })
+}
+
+/// `0-3, 7, 9-10`: sorted indices as runs.
+fn ranges(v: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j { v[i].to_string() } else { format!("{}-{}", v[i], v[j]) });
+        i = j + 1;
+    }
+    if out.is_empty() {
+        "none".into()
+    } else {
+        out.join(", ")
+    }
+}
+
+/// The blocks each rule keeps at depth `keep`, for the rules whose criteria are present.
+fn kept_by_rule(
+    layers: &[LayerResult],
+    angular: &BTreeMap<String, Vec<f64>>,
+    n_layer: usize,
+    keep: usize,
+) -> BTreeMap<String, Vec<usize>> {
+    let bi: Option<Vec<f64>> = layers.iter().map(|l| l.block_influence).collect();
+    let loo: Option<Vec<f64>> = layers.iter().map(|l| l.loo_nll_increase).collect();
+    Rule::ALL
+        .into_iter()
+        .filter_map(|rule| {
+            crate::depth::select(rule, n_layer, keep, bi.as_deref(), Some(angular), loo.as_deref())
+                .ok()
+                .map(|kept| (rule.name().to_string(), kept))
+        })
+        .collect()
+}
+
+impl Analysis {
+    /// The blocks `rule` keeps out of this model's at depth `keep` (0-based, model order).
+    ///
+    /// # Errors
+    /// `keep` outside 1..=N, or a criterion the rule needs that this analysis lacks (an
+    /// analysis.json from before the criteria, or `loo` without `--loo`).
+    pub fn select(&self, rule: Rule, keep: usize) -> Result<Vec<usize>> {
+        let bi: Option<Vec<f64>> = self.layers.iter().map(|l| l.block_influence).collect();
+        let loo: Option<Vec<f64>> = self.layers.iter().map(|l| l.loo_nll_increase).collect();
+        let angular = (!self.angular_distance.is_empty() || self.n_layer == 1).then_some(&self.angular_distance);
+        crate::depth::select(rule, self.n_layer, keep, bi.as_deref(), angular, loo.as_deref())
+    }
 }
 
 /// Analyses one layer's attention matrices `(N, H, T, T)` directly (no model), as [`analyze`] does
@@ -384,6 +497,8 @@ fn aggregate_layer(layer: usize, acc: LayerAcc, taus: &[f64], n: usize, settings
         lazy_strict: max_rank == 1.0,
         lazy_relaxed: max_rank < 2.0,
         max_rank_by_tau,
+        block_influence: None,
+        loo_nll_increase: None,
         heads,
     })
 }
@@ -439,18 +554,31 @@ impl Analysis {
         s += &format!("suggested inheritance depth (paper, L/2): {}\n", self.suggested_depth);
         match self.first_lazy_depth {
             Some(d) => s += &format!("alternative (non-paper), blocks before the first lazy layer: {d}\n"),
-            None => s += "alternative (non-paper), blocks before the first lazy layer: no strictly lazy layer\n",
+            None => {
+                s += "alternative (non-paper), blocks before the first lazy layer: none (no layer has MaxRank = 1)\n"
+            }
         }
-        s += "layer  MaxRank  mean±std(max_h k*)  AvgMass  dom_max  lazy\n";
+        s += "columns (layers 0-based, as Hugging Face's model.layers.N):\n";
+        s += "  MaxRank      max over heads of the mean over windows of k* (the columns holding τ of the attention energy)\n";
+        s += "  win mean±std per window the max over heads of k*, then its mean and spread over windows\n";
+        s += "  AvgMass      mean over heads of m* (the columns holding η of the attention mass, largest first unless index order)\n";
+        s += "  dom_max      max over heads of the mean share of the attention energy in its largest column\n";
+        s += "  BI           Block Influence: 1 − mean cos(x_l, x_l+1) over every position (residual stream, before the final norm)\n";
+        s += "  LOO ΔNLL     mean NLL with the block skipped minus the full model's (analyze --loo)\n";
+        s += "  lazy         strict: MaxRank = 1; relaxed: MaxRank < 2\n";
+        s += "layer  MaxRank  win mean ± std     AvgMass  dom_max      BI  LOO ΔNLL  lazy\n";
+        let opt = |v: Option<f64>, w: usize, p: usize| v.map_or(format!("{:>w$}", "-"), |v| format!("{v:>w$.p$}"));
         for l in &self.layers {
             s += &format!(
-                "{:>5}  {:>7.2}  {:>9.2} ± {:<7.2}  {:>7.2}  {:>7.3}  {}\n",
+                "{:>5}  {:>7.2}  {:>9.2} ± {:<7.2}  {:>7.2}  {:>7.3}  {}  {}  {}\n",
                 l.layer,
                 l.max_rank,
                 l.max_rank_window_mean,
                 l.max_rank_window_std,
                 l.avg_mass,
                 l.dom_max,
+                opt(l.block_influence, 6, 4),
+                opt(l.loo_nll_increase, 8, 4),
                 if l.lazy_strict {
                     "strict"
                 } else if l.lazy_relaxed {
@@ -459,6 +587,18 @@ impl Analysis {
                     ""
                 }
             );
+        }
+        if !self.kept_by_rule.is_empty() {
+            s += &format!(
+                "blocks each rule drops to keep {} of {} (0-based; surgery inherit --select RULE --layers {}):\n",
+                self.suggested_depth, self.n_layer, self.suggested_depth
+            );
+            for rule in Rule::ALL {
+                if let Some(kept) = self.kept_by_rule.get(rule.name()) {
+                    let dropped: Vec<usize> = (0..self.n_layer).filter(|l| !kept.contains(l)).collect();
+                    s += &format!("  {:<16} {}\n", rule.name(), ranges(&dropped));
+                }
+            }
         }
         s
     }

@@ -3,9 +3,12 @@
 //! [`metrics`] computes k*(τ), m*(η) and dom(A) in f64 on batches of post-softmax causal
 //! attention matrices; [`analyze()`] runs a model one layer at a time over windows and aggregates
 //! per head and layer (MaxRank, AvgMass, lazy flags, the alternative aggregations and a τ sweep);
-//! [`plot`] draws the paper's figures. This crate must not train or modify models.
+//! [`depth`] computes the field's depth criteria from the residual stream (Block Influence,
+//! angular distance, leave-one-out NLL) and the rules that keep blocks by them;
+//! [`plot`] draws the paper's figures and the criteria's. This crate must not train or modify models.
 
 pub mod analyze;
+pub mod depth;
 pub mod error;
 pub mod metrics;
 pub mod plot;

@@ -75,6 +75,12 @@ pub fn write_plots(analysis: &Analysis, dir: &Path) -> Result<Vec<PathBuf>> {
     let w = (60 + 22 * analysis.n_head as u32 + 140).max(500);
     let h = (90 + 16 * analysis.n_layer as u32).max(300);
     files.extend(both!(dir, "rank_heatmap", (w, h), |root| heatmap(analysis, root)));
+    if analysis.layers.iter().all(|l| l.block_influence.is_some()) && analysis.n_layer > 1 {
+        files.extend(both!(dir, "depth_criteria", (900, 520), |root| criteria_plot(analysis, root)));
+        let w = (90 + 18 * analysis.n_layer as u32 + 140).max(500);
+        let h = (90 + 16 * analysis.n_layer as u32).max(300);
+        files.extend(both!(dir, "angular_distance", (w, h), |root| angular_heatmap(analysis, root)));
+    }
     Ok(files)
 }
 
@@ -260,6 +266,11 @@ fn heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> s
         }))
         .map_err(|e| e.to_string())?;
     // Colour scale (log), from rank 1 to the largest rank.
+    color_bar(&legend, &format!("{max:.1}"), "1")
+}
+
+/// A vertical viridis colour bar in `legend`, labelled at its top and bottom.
+fn color_bar<DB: DrawingBackend>(legend: &DrawingArea<DB, Shift>, top: &str, bottom: &str) -> std::result::Result<(), String> {
     let steps = 50;
     let (_, lh) = legend.dim_in_pixel();
     let bar = legend.margin(40, 40, 10, 60);
@@ -267,18 +278,147 @@ fn heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> s
     for i in 0..steps {
         let t = i as f64 / (steps - 1) as f64;
         let y = (steps - 1 - i) * cell;
-        bar.draw(&Rectangle::new(
-            [(0, y), (20, y + cell)],
-            ViridisRGB::get_color(t).filled(),
-        ))
-        .map_err(|e| e.to_string())?;
+        bar.draw(&Rectangle::new([(0, y), (20, y + cell)], ViridisRGB::get_color(t).filled()))
+            .map_err(|e| e.to_string())?;
     }
     let style = ("sans-serif", 12).into_font();
-    bar.draw(&Text::new(format!("{max:.1}"), (24, 0), style.clone()))
+    bar.draw(&Text::new(top.to_string(), (24, 0), style.clone()))
         .map_err(|e| e.to_string())?;
-    bar.draw(&Text::new("1".to_string(), (24, (steps - 1) * cell), style))
+    bar.draw(&Text::new(bottom.to_string(), (24, (steps - 1) * cell), style))
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Every criterion per layer, each scaled to [0, 1] by its own min and max (larger: more
+/// important to keep), with the relaxed lazy layers shaded.
+fn criteria_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+    let mut chart = layer_chart(
+        root,
+        a.n_layer,
+        "Depth criteria per layer (each scaled to [0, 1])".into(),
+        1.45,
+        "scaled value",
+    )?;
+    let lazy = RGBColor(230, 120, 0);
+    chart
+        .draw_series(a.layers.iter().filter(|l| l.lazy_relaxed).map(|l| {
+            let x = l.layer as f64;
+            Rectangle::new([(x - 0.5, 0.0), (x + 0.5, 1.05)], lazy.mix(0.18).filled())
+        }))
+        .map_err(|e| e.to_string())?
+        .label("lazy layer (MaxRank < 2)")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], lazy.mix(0.3).filled()));
+    let scale = |v: Vec<f64>| {
+        let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        v.into_iter().map(|x| (x - lo) / span).collect::<Vec<f64>>()
+    };
+    // The angular distance of each single block (n = 1, start l) is block l's own criterion.
+    let mut lines: Vec<(String, Vec<f64>, RGBColor)> = vec![
+        (
+            "MaxRank (attention)".into(),
+            a.layers.iter().map(|l| l.max_rank).collect(),
+            BLUE,
+        ),
+        (
+            "Block Influence".into(),
+            a.layers.iter().map(|l| l.block_influence.unwrap_or(f64::NAN)).collect(),
+            RGBColor(46, 125, 50),
+        ),
+    ];
+    if let Some(row) = a.angular_distance.get("1") {
+        lines.push((
+            "angular distance, one block".into(),
+            row[..a.n_layer.min(row.len())].to_vec(),
+            RGBColor(123, 31, 162),
+        ));
+    }
+    if a.layers.iter().all(|l| l.loo_nll_increase.is_some()) {
+        lines.push((
+            "leave-one-out NLL increase".into(),
+            a.layers.iter().map(|l| l.loo_nll_increase.unwrap_or(f64::NAN)).collect(),
+            RED,
+        ));
+    }
+    for (label, values, color) in lines {
+        let points: Vec<(f64, f64)> = scale(values).into_iter().enumerate().map(|(i, v)| (i as f64, v)).collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+/// Angular distance by block size n (rows) and start l (columns); the least of each row, the
+/// block the angular rule removes, is circled.
+fn angular_heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let n = a.n_layer as f64;
+    let (main, legend) = root.split_horizontally(root.dim_in_pixel().0.saturating_sub(120));
+    let mut chart = ChartBuilder::on(&main)
+        .caption("Angular distance d(x_l, x_l+n) / π; ○ = least per n", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(45)
+        .build_cartesian_2d(-0.5..n - 0.5, 0.5..n - 0.5)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("start block l (0-based)")
+        .y_desc("blocks n")
+        .x_labels(a.n_layer.min(32))
+        .y_labels(a.n_layer.min(48))
+        .x_label_formatter(&integer_label)
+        .y_label_formatter(&integer_label)
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let max = a
+        .angular_distance
+        .values()
+        .flat_map(|r| r.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(1e-9, f64::max);
+    let mut cells = Vec::new();
+    let mut least = Vec::new();
+    for (size, row) in &a.angular_distance {
+        let Ok(size) = size.parse::<f64>() else { continue };
+        let mut best = 0;
+        for (l, &v) in row.iter().enumerate() {
+            cells.push((l as f64, size, v));
+            if v < row[best] {
+                best = l;
+            }
+        }
+        if !row.is_empty() {
+            least.push((best as f64, size));
+        }
+    }
+    chart
+        .draw_series(cells.iter().map(|&(x, y, v)| {
+            Rectangle::new(
+                [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)],
+                ViridisRGB::get_color((v / max).clamp(0.0, 1.0)).filled(),
+            )
+        }))
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(least.iter().map(|&p| Circle::new(p, 4, WHITE.stroke_width(2))))
+        .map_err(|e| e.to_string())?;
+    color_bar(&legend, &format!("{max:.2}"), "0")
 }
 
 /// One line of a [`line_chart`].

@@ -43,6 +43,22 @@ pub fn checkpoint(s: &str) -> Result<std::path::PathBuf, String> {
     inheritune_hub::resolve_checkpoint(s).map_err(|e| e.to_string())
 }
 
+/// The value of `flag` as the user typed it (a `.gguf` path or Hub id, not the folder it
+/// resolved to), for messages that suggest a next command; `fallback` when absent.
+pub fn as_typed(flag: &str, fallback: &std::path::Path) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .enumerate()
+        .find_map(|(i, a)| {
+            if a == flag {
+                args.get(i + 1).cloned()
+            } else {
+                a.strip_prefix(&format!("{flag}=")).map(String::from)
+            }
+        })
+        .unwrap_or_else(|| fallback.display().to_string())
+}
+
 /// A count that must be at least 1 (`--batch-size`, `--seq-len`, `--steps`, ...).
 pub fn positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
@@ -55,4 +71,23 @@ pub fn positive(s: &str) -> Result<usize, String> {
 /// As [`positive`], for the `i64` arguments of the benchmarks.
 pub fn positive_i64(s: &str) -> Result<i64, String> {
     positive(s).map(|n| n as i64)
+}
+
+/// Refuses an output folder that already holds something, unless `overwrite` (the verbs that
+/// replace a folder then write the new one beside it and swap it in whole).
+///
+/// # Errors
+/// `out` exists, is not empty and `overwrite` is false; or it is a file.
+pub fn check_new_out(out: &std::path::Path, overwrite: bool) -> anyhow::Result<()> {
+    if out.is_file() {
+        anyhow::bail!("--out {}: is a file, not a folder", out.display());
+    }
+    let used = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some());
+    if used && !overwrite {
+        anyhow::bail!(
+            "--out {}: already exists; pass --overwrite to replace it, or choose a new folder",
+            out.display()
+        );
+    }
+    Ok(())
 }

@@ -21,6 +21,7 @@ pub enum BenchCommand {
 
 /// Arguments of `inheritune bench allreduce`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  inheritune bench allreduce --nproc 2 --numel 10000000")]
 pub struct AllreduceArgs {
     /// Elements of the f32 tensor.
     #[arg(long, default_value_t = 100_000_000, value_parser = crate::args::positive_i64)]
@@ -32,7 +33,7 @@ pub struct AllreduceArgs {
     #[arg(long, default_value_t = 1)]
     warmup: usize,
     /// Device of the tensor (CUDA: NCCL).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
     device: DeviceSpec,
     /// Ranks.
     #[command(flatten)]
@@ -85,6 +86,7 @@ fn bench_allreduce(a: &AllreduceArgs) -> Result<()> {
 
 /// Arguments of `inheritune bench train`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  inheritune bench train --preset gpt2-small --device cuda")]
 pub struct TrainArgs {
     /// A GPT-2 preset (gpt2-small, gpt2-medium, gpt2-large, gpt2-large-fineweb, gpt2-xl).
     #[arg(long, conflicts_with_all = ["n_layer", "n_head", "n_embd"])]
@@ -114,7 +116,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 3)]
     warmup: usize,
     /// Device.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
     device: DeviceSpec,
     /// Compute precision (default: bf16 on CUDA, f32 on CPU).
     #[arg(long, value_enum)]

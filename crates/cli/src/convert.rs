@@ -12,10 +12,10 @@ use crate::args::DTypeArg;
 
 /// Arguments of `inheritune convert`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  inheritune convert --from SmolLM2-135M-Instruct.Q4_1.gguf --out smollm2-135m")]
+#[command(after_help = "Example:\n  inheritune convert --model SmolLM2-135M-Instruct.Q4_1.gguf --out smollm2-135m")]
 pub struct Args {
     /// The GGUF file.
-    #[arg(long)]
+    #[arg(long = "model", alias = "from", value_name = "FILE.gguf")]
     from: PathBuf,
     /// The new Hugging Face folder (must not exist).
     #[arg(long)]

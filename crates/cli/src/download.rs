@@ -10,6 +10,10 @@ use serde::Deserialize;
 
 /// Arguments of `inheritune download`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  inheritune download eval --tasks arc_easy,piqa
+  inheritune download openwebtext
+  inheritune download HuggingFaceFW/fineweb-edu --include 'sample/10BT/000_*' --out data/fw")]
 pub struct Args {
     /// What to fetch: a corpus manifest (`openwebtext`, `fineweb-edu-sample-10BT`,
     /// `fineweb-edu-sample-100BT`, `redpajama-1t-sample`, or a `.json` manifest file), `eval`

@@ -23,9 +23,11 @@ pub enum EvalCommand {
 
 /// Arguments of `inheritune eval tasks`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:
+  inheritune download eval --tasks arc_easy,piqa
+  inheritune eval tasks --model runs/a/final --tasks arc_easy,piqa --data-dir data/eval --out runs/a/eval")]
 pub struct TasksArgs {
-    /// Hugging Face checkpoint (config.json, model.safetensors, tokenizer files): a folder, or a
-    /// Hub id `org/name[@revision]`.
+    /// Checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
     #[arg(long, value_parser = crate::args::checkpoint)]
     model: PathBuf,
     /// Comma-separated tasks: arc_easy, piqa, sciq, hellaswag, lambada_openai, winogrande, boolq,
@@ -45,7 +47,7 @@ pub struct TasksArgs {
     #[arg(long, default_value_t = 16, value_parser = crate::args::positive)]
     batch_size: usize,
     /// Device.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
     device: DeviceSpec,
     /// Forward-pass precision (f32 for parity; bf16 autocast is faster on GPUs).
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
@@ -60,8 +62,9 @@ pub struct TasksArgs {
 
 /// Arguments of `inheritune eval loss`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  inheritune eval loss --model runs/a/final --data data/sotu --split val")]
 pub struct LossArgs {
-    /// Hugging Face checkpoint: a folder, or a Hub id `org/name[@revision]`.
+    /// Checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
     #[arg(long, value_parser = crate::args::checkpoint)]
     model: PathBuf,
     /// A folder written by `inheritune prepare`.
@@ -77,7 +80,7 @@ pub struct LossArgs {
     #[arg(long, default_value_t = 8, value_parser = crate::args::positive)]
     batch_size: usize,
     /// Device.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
     device: DeviceSpec,
     /// Forward-pass precision.
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]

@@ -113,6 +113,16 @@ fn args() -> Vec<std::ffi::OsString> {
     if args.get(1).is_some_and(|a| a == "eval") && flag(args.get(2)) {
         args.insert(2, "tasks".into());
     }
+    // `analyze --seed` was the window seed before `surgery inherit` took the same window flags.
+    if args.get(1).is_some_and(|a| a == "analyze") {
+        for a in args.iter_mut().skip(2) {
+            if a == "--seed" {
+                *a = "--window-seed".into();
+            } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--seed=")) {
+                *a = format!("--window-seed={v}").into();
+            }
+        }
+    }
     args
 }
 
@@ -120,7 +130,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        // hf-hub's retry log lines say nothing the one-line error does not.
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hf_hub=off".into()))
         .init();
     let cli = match Cli::try_parse_from(args()) {
         Ok(cli) => cli,

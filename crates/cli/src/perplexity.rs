@@ -11,16 +11,17 @@ use inheritune_model::DeviceSpec;
 
 /// Arguments of `inheritune perplexity`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  inheritune perplexity --model runs/smollm2-l15-trained/final --text speech.txt")]
 pub struct Args {
-    /// Hugging Face checkpoint (config.json, model.safetensors, optional tokenizer.json): a
-    /// folder, or a Hub id `org/name[@revision]`.
+    /// Checkpoint (config.json, model.safetensors, tokenizer.json): a Hugging Face folder, a Hub
+    /// id `org/name[@revision]`, or a .gguf file.
     #[arg(long, value_parser = crate::args::checkpoint)]
     model: PathBuf,
     /// UTF-8 text file to score.
     #[arg(long)]
     text: PathBuf,
     /// Device to run on.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
     device: DeviceSpec,
     /// Format of weights and compute (log-likelihoods are always taken in f32).
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
@@ -52,6 +53,9 @@ pub fn run(args: &Args) -> Result<()> {
     let tokenizer = Tokenizer::for_model_dir(&args.model)?;
     let text = std::fs::read(&args.text).with_context(|| format!("reading {}", args.text.display()))?;
     let text = String::from_utf8(text).with_context(|| format!("{}: not valid UTF-8", args.text.display()))?;
+    if text.trim().is_empty() {
+        bail!("{}: the file holds no text", args.text.display());
+    }
     let tokens = tokenizer.encode(&text)?;
     let max = model.config().context_length() as usize;
     let ctx = args.context_length.unwrap_or(max);

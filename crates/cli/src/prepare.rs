@@ -10,14 +10,14 @@ use inheritune_data::prepare::{EotPlacement, PrepareConfig, SplitRule};
 use inheritune_data::source::discover;
 use inheritune_data::Tokenizer;
 
-/// Data-preparation presets (METHOD.md §4.4).
+/// Data-preparation presets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PresetArg {
     /// EOT appended; a seeded 0.0005 document-level val split (or --val-docs).
     Openwebtext,
     /// EOT prepended; the first shard's worth of tokens is val.
     FinewebEdu,
-    /// EOT and split from the flags (default: EOT appended, no val split).
+    /// EOT appended; val split from the flags, else the first ~5% of tokens (at most 1M).
     Generic,
 }
 
@@ -34,17 +34,24 @@ pub enum EotArg {
 
 /// Arguments of `inheritune prepare`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  inheritune prepare --text datasets/sotu --tokenizer models/smollm2/tokenizer.json --out data/sotu-smollm2
+  inheritune prepare --text owt/ --preset openwebtext --out data/owt")]
 pub struct Args {
-    /// Input files or folders (searched recursively): .parquet, .jsonl[.gz|.zst], .txt (one document per file).
-    #[arg(long, required = true, num_args = 1..)]
-    input: Vec<PathBuf>,
-    /// Output folder for train-NNNNNN.parquet, val-NNNNNN.parquet and manifest.json.
+    /// Raw text: files or folders (searched recursively) of .parquet, .jsonl[.gz|.zst], .txt (one document per file).
+    #[arg(long, alias = "input", required = true, num_args = 1..)]
+    text: Vec<PathBuf>,
+    /// Output folder for train-NNNNNN.parquet, val-NNNNNN.parquet and manifest.json (rerun on the same
+    /// folder with the same settings: resumes or does nothing).
     #[arg(long)]
     out: PathBuf,
+    /// Replace a preparation the --out folder already holds (written beside it, swapped in when complete).
+    #[arg(long)]
+    overwrite: bool,
     /// Preset.
     #[arg(long, value_enum, default_value_t = PresetArg::Generic)]
     preset: PresetArg,
-    /// tokenizer.json to use (default: the built-in GPT-2 tokenizer, tiktoken-exact).
+    /// tokenizer.json to use, e.g. the model's own (default: the built-in GPT-2 tokenizer, tiktoken-exact).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Text column (Parquet) or field (JSONL).
@@ -70,7 +77,7 @@ pub struct Args {
     /// Val share of documents, chosen by a seeded hash of the document index.
     #[arg(long, conflicts_with = "val_tokens", allow_negative_numbers = true)]
     val_fraction: Option<f64>,
-    /// The first N tokens of the stream are val.
+    /// The first N tokens of the stream are val (the generic preset's default: ~5% of the input, at most 1M).
     #[arg(long)]
     val_tokens: Option<u64>,
     /// Seed of the document-level val split.
@@ -80,6 +87,9 @@ pub struct Args {
     #[arg(long)]
     threads: Option<usize>,
 }
+
+/// The most tokens of the generic preset's default val split.
+const DEFAULT_VAL_TOKENS: u64 = 1_000_000;
 
 /// Runs the verb and prints the manifest's totals.
 pub fn run(args: &Args) -> Result<()> {
@@ -145,7 +155,22 @@ pub fn run(args: &Args) -> Result<()> {
             ),
         };
     }
-    let sources = discover(&args.input)?;
+    let sources = discover(&args.text)?;
+    if sources.iter().all(|s| s.bytes == 0) {
+        let names: Vec<String> = sources.iter().take(3).map(|s| s.path.display().to_string()).collect();
+        anyhow::bail!("--text: every input file is empty ({})", names.join(", "));
+    }
+    if args.preset == PresetArg::Generic && matches!(config.split, SplitRule::None) {
+        // A small val split by default: about 5% of the tokens (estimated at 4 bytes each from the
+        // input's size), at most a million; the first tokens of the stream, as FineWeb-Edu's preset.
+        let bytes: u64 = sources.iter().map(|s| s.bytes).sum();
+        let tokens = (bytes / 4 / 20).clamp(1, DEFAULT_VAL_TOKENS);
+        config.split = SplitRule::FirstTokens { tokens };
+        eprintln!(
+            "[prepare] val split: the first {tokens} tokens (~5% of the input, at most {DEFAULT_VAL_TOKENS}); \
+             --val-tokens, --val-fraction or --val-docs choose another"
+        );
+    }
     tracing::info!(
         "documents: {}{}",
         if config.add_special_tokens {
@@ -161,8 +186,19 @@ pub fn run(args: &Args) -> Result<()> {
     );
     let bar = crate::progress::Progress::new("{bar:40} {pos}/{len} docs {msg} eta {eta}", "documents");
     let start = std::time::Instant::now();
-    let existed = args.out.exists();
-    let prepared = inheritune_data::prepare(&sources, &tokenizer, &config, &args.out, &mut |p| {
+    // --overwrite on a used folder prepares beside it and swaps the new folder in when complete.
+    let replace = args.overwrite && args.out.exists();
+    let dir = if replace {
+        let tmp = inheritune_fs::tmp_path(&args.out);
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
+        }
+        tmp
+    } else {
+        args.out.clone()
+    };
+    let existed = dir.exists();
+    let prepared = inheritune_data::prepare(&sources, &tokenizer, &config, &dir, &mut |p| {
         if let Some(total) = p.total_documents {
             bar.set_length(total);
         }
@@ -176,20 +212,20 @@ pub fn run(args: &Args) -> Result<()> {
         Err(e) => {
             // A folder this run created and that holds no shard yet is not left behind (one with
             // shards keeps its resume state: rerun to continue).
-            let has_shards = std::fs::read_dir(&args.out)
+            let has_shards = std::fs::read_dir(&dir)
                 .into_iter()
                 .flatten()
                 .flatten()
                 .any(|e| e.file_name().to_string_lossy().ends_with(".parquet"));
             if !existed && !has_shards {
-                let _ = std::fs::remove_dir_all(&args.out);
+                let _ = std::fs::remove_dir_all(&dir);
             }
-            return Err(e).with_context(|| format!("preparing {}", args.out.display()));
+            return Err(e).with_context(|| format!("preparing {}", dir.display()));
         }
     };
     bar.finish();
     // The tokenizer travels with the tokens, so trained checkpoints become complete HF folders.
-    tokenizer.save(&args.out.join("tokenizer.json"))?;
+    tokenizer.save(&dir.join("tokenizer.json"))?;
     let beside = args
         .tokenizer
         .as_ref()
@@ -207,13 +243,24 @@ pub fn run(args: &Args) -> Result<()> {
             serde_json::to_vec_pretty(&c)?
         }
     };
-    inheritune_model::hf::write_atomic(&args.out.join("tokenizer_config.json"), &tokenizer_config)?;
-    if manifest.splits.get("val").is_none_or(|s| s.tokens == 0) {
+    inheritune_model::hf::write_atomic(&dir.join("tokenizer_config.json"), &tokenizer_config)?;
+    if replace {
+        inheritune_fs::commit_dir(&dir, &args.out)?;
+    }
+    let val = manifest.splits.get("val").map_or(0, |s| s.tokens);
+    if val == 0 {
         eprintln!(
             "warning: {} has no val split; `train` needs one (--val-fraction, --val-tokens or --val-docs)",
             args.out.display()
         );
     }
+    eprintln!(
+        "[prepare] wrote {} ({} documents, {} train and {val} val tokens)\n\
+         next: point a run config's [data] dir at it and train: inheritune train --config run.toml --init MODEL --run runs/NAME",
+        args.out.display(),
+        manifest.documents,
+        manifest.splits.get("train").map_or(0, |s| s.tokens),
+    );
     println!(
         "{}",
         serde_json::to_string(

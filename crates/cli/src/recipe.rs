@@ -9,6 +9,9 @@ use inheritune_recipe::{Recipe, RunOptions, Selection};
 
 /// Arguments of `inheritune recipe`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  inheritune recipe --config xtask/recipes/tiny.toml --dry-run
+  inheritune recipe --config xtask/recipes/gpt2-xl.toml --devices 8")]
 pub struct Args {
     /// Recipe (TOML; see xtask/recipes/).
     #[arg(long)]
@@ -26,7 +29,7 @@ pub struct Args {
     #[arg(long)]
     only: Option<String>,
     /// Device of every stage, one stage at a time.
-    #[arg(long, default_value = "cpu", conflicts_with = "devices")]
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N", conflicts_with = "devices")]
     device: DeviceSpec,
     /// Devices stages share, independent stages running at once on disjoint ones: a list
     /// (`cuda:0,cuda:1`, or `cpu,cpu`) or a GPU count (`4` = cuda:0..cuda:3). A training stage

@@ -10,6 +10,8 @@ use inheritune_data::tokenizer::TOKENIZER_FILE;
 use inheritune_data::Tokenizer;
 use inheritune_model::hf::{self, LoadOptions};
 use inheritune_model::CausalLm;
+use inheritune_analysis::depth::Rule;
+use inheritune_analysis::Analysis;
 use inheritune_surgery::{Group, GrowMode, InheritMap, Plan, Selection};
 
 use crate::args::DTypeArg;
@@ -25,14 +27,14 @@ pub struct Common {
     #[arg(long, default_value_t = 1337)]
     seed: i64,
     /// Device to run on.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
     device: DeviceSpec,
     /// Format of the weights written.
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     dtype: DTypeArg,
 }
 
-/// Inheritance maps (METHOD.md §1.4).
+/// Inheritance maps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MapArg {
     /// Embeddings, positions, head, blocks and final norm (the paper).
@@ -77,27 +79,39 @@ impl MapOpts {
 
 /// `inheritune inherit`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  inheritune surgery inherit --model .smollm2.gguf --layers 15 --out runs/smollm2-l15
+  inheritune surgery inherit --model .smollm2.gguf --layers 22 --select angular --analysis runs/smollm2-analysis --out runs/a22
+  inheritune surgery inherit --model openai-community/gpt2-medium --layers 4 --select 0,8,16,23 --out runs/l4")]
 pub struct InheritArgs {
-    /// Reference checkpoint: a folder, or a Hub id `org/name[@revision]`.
-    #[arg(long, value_parser = crate::args::checkpoint)]
+    /// Reference checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
+    #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
     from: PathBuf,
     /// Number of blocks of the new model.
     #[arg(long)]
     layers: i64,
     #[command(flatten)]
     map: MapOpts,
-    /// Which reference blocks: first, last, or a comma-separated list of 0-based indices.
-    #[arg(long, default_value = "first")]
+    /// Which reference blocks: first (Inheritune), last, block-influence (the highest, ShortGPT),
+    /// angular (all but the closest contiguous run, Gromov et al.), loo (the costliest to skip), or
+    /// 0-based indices `i,j,k`. The criteria come from --analysis or from windows (--data, --windows, --text).
+    #[arg(long, default_value = "first", value_name = "RULE|i,j,k")]
     select: String,
+    /// An `inheritune analyze` folder whose criteria --select uses.
+    #[arg(long, conflicts_with_all = ["data", "windows", "text"])]
+    analysis: Option<PathBuf>,
+    #[command(flatten)]
+    windows: crate::analyze::WindowArgs,
     #[command(flatten)]
     common: Common,
 }
 
 /// `inheritune grow`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  inheritune surgery grow --model runs/l6/final --reference gpt2-large --add 2 --out runs/l8")]
 pub struct GrowArgs {
     /// The trained (shallower) model: a folder, or a Hub id.
-    #[arg(long, value_parser = crate::args::checkpoint)]
+    #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
     from: PathBuf,
     /// The reference model whose next blocks are added: a folder, or a Hub id.
     #[arg(long, value_parser = crate::args::checkpoint)]
@@ -128,9 +142,10 @@ pub enum ModeArg {
 
 /// `inheritune stack`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  inheritune surgery stack --model runs/l6/final --out runs/l12-stacked")]
 pub struct StackArgs {
     /// The trained n-layer model to duplicate into 2n layers: a folder, or a Hub id.
-    #[arg(long, value_parser = crate::args::checkpoint)]
+    #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
     from: PathBuf,
     #[command(flatten)]
     common: Common,
@@ -138,9 +153,10 @@ pub struct StackArgs {
 
 /// `inheritune hybrid-stack`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  inheritune surgery hybrid-stack --model gpt2-medium --layers 12 --out runs/hybrid")]
 pub struct HybridArgs {
-    /// Reference checkpoint: a folder, or a Hub id `org/name[@revision]`.
-    #[arg(long, value_parser = crate::args::checkpoint)]
+    /// Reference checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
+    #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
     from: PathBuf,
     /// Blocks of the new model (even); reference blocks 0..l/2-1 are placed twice.
     #[arg(long)]
@@ -153,11 +169,12 @@ pub struct HybridArgs {
 
 /// `inheritune half-width`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  inheritune surgery half-width --model openai-community/gpt2-medium --out runs/half")]
 pub struct HalfWidthArgs {
-    /// Reference GPT-2 checkpoint: a folder, or a Hub id `org/name[@revision]`.
-    #[arg(long, value_parser = crate::args::checkpoint)]
+    /// Reference GPT-2 checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
+    #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
     from: PathBuf,
-    /// With an odd head count, keep ⌊H/2⌋ heads (METHOD.md §5 DECISION: GPT-2 XL keeps 12 of 25);
+    /// With an odd head count, keep ⌊H/2⌋ heads (GPT-2 XL keeps 12 of 25);
     /// without it an odd head count is refused.
     #[arg(long)]
     floor_heads: bool,
@@ -167,9 +184,10 @@ pub struct HalfWidthArgs {
 
 /// `inheritune distill-init`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  inheritune surgery distill-init --model openai-community/gpt2 --layers 6 --out runs/distil")]
 pub struct DistillArgs {
-    /// Teacher checkpoint: a folder, or a Hub id `org/name[@revision]`.
-    #[arg(long, value_parser = crate::args::checkpoint)]
+    /// Teacher checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
+    #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
     from: PathBuf,
     /// Blocks of the student.
     #[arg(long)]
@@ -193,20 +211,72 @@ fn load(dir: &Path, common: &Common) -> Result<CausalLm> {
     Ok(model)
 }
 
-fn parse_selection(s: &str) -> Result<Selection> {
-    Ok(match s {
-        "first" => Selection::First,
-        "last" => Selection::Last,
-        list => Selection::Indices(
-            list.split(',')
-                .map(|x| {
-                    x.trim()
-                        .parse::<i64>()
-                        .with_context(|| format!("--select: {x:?} is not first, last or a block index"))
+fn parse_indices(list: &str) -> Result<Selection> {
+    Ok(Selection::Indices(
+        list.split(',')
+            .map(|x| {
+                x.trim().parse::<i64>().with_context(|| {
+                    format!("--select: {x:?} is not a block index nor one of first, last, block-influence, angular, loo")
                 })
-                .collect::<Result<_>>()?,
+            })
+            .collect::<Result<_>>()?,
+    ))
+}
+
+/// The blocks of `a.select` and, for a criterion rule, the settings to record (rule, values, kept).
+fn inherit_selection(a: &InheritArgs) -> Result<(Selection, Vec<(&'static str, serde_json::Value)>)> {
+    let Some(rule) = Rule::parse(&a.select) else {
+        return Ok((parse_indices(&a.select)?, Vec::new()));
+    };
+    if !rule.needs_criteria() {
+        let s = if rule == Rule::First { Selection::First } else { Selection::Last };
+        return Ok((s, vec![("rule", rule.name().into())]));
+    }
+    let analysis: Analysis = match &a.analysis {
+        Some(dir) => {
+            let path = dir.join("analysis.json");
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{}: not an analysis.json", path.display()))?
+        }
+        None if a.windows.given() => {
+            let settings = inheritune_analysis::Settings {
+                loo: rule == Rule::Loo,
+                ..inheritune_analysis::Settings::default()
+            };
+            crate::analyze::compute(&a.from, &a.windows, &settings, a.common.device, DTypeArg::F32)?
+        }
+        None => bail!(
+            "--select {}: give the criteria: --analysis DIR (an inheritune analyze folder{}) or windows to compute them on (--data, --windows or --text)",
+            rule.name(),
+            if rule == Rule::Loo { " made with --loo" } else { "" }
         ),
-    })
+    };
+    let keep = usize::try_from(a.layers).map_err(|_| anyhow::anyhow!("--layers {} must be positive", a.layers))?;
+    let kept = analysis
+        .select(rule, keep)
+        .with_context(|| format!("--select {}", rule.name()))?;
+    let values: serde_json::Value = match rule {
+        Rule::BlockInfluence => analysis.layers.iter().map(|l| l.block_influence).collect::<Vec<_>>().into(),
+        Rule::Loo => analysis.layers.iter().map(|l| l.loo_nll_increase).collect::<Vec<_>>().into(),
+        _ => serde_json::to_value(
+            analysis
+                .angular_distance
+                .get(&(analysis.n_layer - keep).to_string())
+                .cloned()
+                .unwrap_or_default(),
+        )?,
+    };
+    let dropped: Vec<usize> = (0..analysis.n_layer).filter(|l| !kept.contains(l)).collect();
+    eprintln!(
+        "[surgery] --select {}: keeps blocks {kept:?}, drops {dropped:?} (0-based)",
+        rule.name()
+    );
+    let settings = vec![
+        ("rule", rule.name().into()),
+        ("criterion", values),
+        ("criteria_windows", analysis.window_source.clone().into()),
+    ];
+    Ok((Selection::Indices(kept.iter().map(|&k| k as i64).collect()), settings))
 }
 
 /// The tokenizer files a Hugging Face folder may hold, copied with the weights so that BOS/EOS
@@ -280,14 +350,15 @@ fn write(model: &CausalLm, plan: &Plan, tokenizer_from: &Path, out: &Path) -> Re
 
 /// Runs `inheritune inherit`.
 pub fn inherit(a: &InheritArgs) -> Result<()> {
+    if a.common.out.exists() {
+        bail!("{}: already exists; choose a new --out folder", a.common.out.display());
+    }
+    let (selection, settings) = inherit_selection(a)?;
     let reference = load(&a.from, &a.common)?;
-    let (model, plan) = inheritune_surgery::inherit(
-        &reference,
-        a.layers,
-        &a.map.map()?,
-        &parse_selection(&a.select)?,
-        a.common.seed,
-    )?;
+    let (model, mut plan) = inheritune_surgery::inherit(&reference, a.layers, &a.map.map()?, &selection, a.common.seed)?;
+    for (key, value) in settings {
+        plan.settings.insert(key.to_string(), value);
+    }
     write(&model, &plan, &a.from, &a.common.out)
 }
 
@@ -329,9 +400,16 @@ pub fn hybrid_stack(a: &HybridArgs) -> Result<()> {
 pub fn half_width(a: &HalfWidthArgs) -> Result<()> {
     let reference = load(&a.from, &a.common)?;
     let heads = reference.config().n_head();
+    if !matches!(reference.config(), inheritune_model::ModelConfig::Gpt2(_)) {
+        bail!(
+            "{}: half-width is defined for GPT-2 models only (this is a {} model)",
+            a.from.display(),
+            reference.config().model_type()
+        );
+    }
     if heads % 2 == 1 && !a.floor_heads {
         bail!(
-            "{}: {heads} heads do not halve; pass --floor-heads to keep {} (METHOD.md §5.6's choice for GPT-2 XL)",
+            "{}: {heads} heads do not halve; pass --floor-heads to keep {} (the choice made for GPT-2 XL)",
             a.from.display(),
             heads / 2
         );

@@ -10,10 +10,11 @@ use inheritune_data::Tokenizer;
 
 /// Arguments of `inheritune train-tokenizer`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  inheritune train-tokenizer --text datasets/sotu --vocab-size 512 --out tokenizers/sotu-512")]
 pub struct Args {
-    /// Parquet, JSONL or .txt files or folders (as for `prepare`).
-    #[arg(long, required = true, num_args = 1..)]
-    input: Vec<PathBuf>,
+    /// Raw text: Parquet, JSONL or .txt files or folders (as for `prepare`).
+    #[arg(long, alias = "input", required = true, num_args = 1..)]
+    text: Vec<PathBuf>,
     /// Text column (Parquet) or field (JSONL).
     #[arg(long, default_value = "text")]
     column: String,
@@ -27,7 +28,7 @@ pub struct Args {
 
 /// Runs the verb.
 pub fn run(args: &Args) -> Result<()> {
-    let sources = discover(&args.input)?;
+    let sources = discover(&args.text)?;
     let mut texts = Vec::new();
     for_each_batch(&sources, &args.column, 1024, 0, &mut |_, batch| {
         texts.extend(batch);

@@ -15,6 +15,9 @@ use inheritune_model::DeviceSpec;
 
 /// Arguments of `inheritune train`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  inheritune train --init runs/smollm2-l15 --config docs/quickstart/run.toml --run runs/smollm2-l15-trained
+  inheritune train --config run.toml --run runs/gpt2-small --device cuda --nproc 8")]
 pub struct Args {
     /// Run config (TOML with `[model]`, `[data]`, `[train]`).
     #[arg(long)]
@@ -23,8 +26,8 @@ pub struct Args {
     /// for torchrun, whose argument parser takes `--run` for its own `--run-path`.
     #[arg(long, alias = "run-dir")]
     run: PathBuf,
-    /// Start from this Hugging Face checkpoint (e.g. an inherited model): a folder, or a Hub id
-    /// `org/name[@revision]`.
+    /// Start from this checkpoint (e.g. an inherited model), which also fixes the architecture: a
+    /// Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
     #[arg(long, value_parser = crate::args::checkpoint)]
     init: Option<PathBuf>,
     /// Continue from the newest complete checkpoint in the run folder (a fresh start if none).
@@ -34,7 +37,7 @@ pub struct Args {
     #[arg(long)]
     overwrite: bool,
     /// Device to run on.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
     device: DeviceSpec,
     /// Compute precision (default: bf16 autocast on CUDA, f32 on CPU); weights stay f32.
     #[arg(long, value_enum)]
@@ -139,6 +142,16 @@ pub fn run(args: &Args) -> Result<()> {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     plot_runs(&[(name, args.run.clone())], &args.run, "loss", true)?;
+    let fin = args.run.join("final");
+    eprintln!(
+        "[train] wrote {} (the trained model), loss.png and metrics.jsonl in {}; final val loss {:.4}\n\
+         next: inheritune perplexity --model {} --text FILE   or   inheritune eval tasks --model {} --tasks arc_easy --data-dir data/eval --out DIR",
+        fin.display(),
+        args.run.display(),
+        summary.final_val_loss,
+        fin.display(),
+        fin.display()
+    );
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }
@@ -155,6 +168,7 @@ fn clock(seconds: f64) -> String {
 
 /// Arguments of `inheritune plot-loss`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  inheritune plot-loss --run runs/a runs/b --out runs/compare")]
 pub struct PlotArgs {
     /// Run folders (each with metrics.jsonl); one line per run and split.
     #[arg(long = "run", required = true, num_args = 1..)]

@@ -99,7 +99,9 @@ fn perplexity_and_tokens_equal_transformers() {
 }
 
 /// `analyze` finds the late lazy layers numpy finds over transformers' attention, with every
-/// per-window k* and m* equal.
+/// per-window k* and m* equal; its depth criteria equal numpy's over transformers' residual
+/// stream (`crates/analysis/tests/fixtures/depth/make_depth.py`); and `inherit --select` keeps
+/// the blocks a rule names, tensor by tensor.
 #[test]
 fn analyze_finds_the_lazy_layers_numpy_finds() {
     let Some(gguf) = gguf() else { return };
@@ -111,9 +113,46 @@ fn analyze_finds_the_lazy_layers_numpy_finds() {
         s(&gguf),
         "--windows",
         s(&fixture("windows.json")),
+        "--loo",
         "--out",
         s(&out_dir),
     ]));
+    let got = json(&out_dir.join("analysis.json"));
+    let want = json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../analysis/tests/fixtures/depth/smollm2.json"));
+    for l in 0..30 {
+        let (g, w) = (&got["layers"][l], |k: &str| want[k][l].as_f64().unwrap_or(f64::NAN));
+        let bi = g["block_influence"].as_f64().unwrap_or(f64::NAN);
+        assert!((bi - w("block_influence")).abs() < 1e-5, "block {l}: BI {bi} vs {}", w("block_influence"));
+        let loo = g["loo_nll_increase"].as_f64().unwrap_or(f64::NAN);
+        assert!((loo - w("loo_nll_increase")).abs() < 2e-3, "block {l}: LOO {loo} vs {}", w("loo_nll_increase"));
+    }
+    for (n, row) in want["angular_distance"].as_object().expect("angular") {
+        for (l, v) in row.as_array().expect("row").iter().enumerate() {
+            let g = got["angular_distance"][n][l].as_f64().unwrap_or(f64::NAN);
+            assert!((g - v.as_f64().unwrap_or(0.0)).abs() < 1e-4, "angular n={n} l={l}: {g} vs {v}");
+        }
+    }
+    // The best 8-block run by angular distance starts at 11: keeping 22 drops blocks 11–18.
+    let cut = tmp.path().join("angular");
+    ok(&run(&[
+        "surgery", "inherit", "--model", s(&gguf), "--layers", "22", "--select", "angular", "--analysis",
+        s(&out_dir), "--out", s(&cut),
+    ]));
+    let plan = json(&cut.join("surgery.json"));
+    let kept: Vec<i64> = (0..11).chain(19..30).collect();
+    assert_eq!(plan["settings"]["blocks"], serde_json::json!(kept));
+    assert_eq!(plan["settings"]["rule"], "angular");
+    let full = tmp.path().join("full");
+    ok(&run(&["convert", "--model", s(&gguf), "--out", s(&full)]));
+    let (reference, _) = hf::load(&full, &LoadOptions::default()).expect("converted folder loads");
+    let (student, _) = hf::load(&cut, &LoadOptions::default()).expect("cut folder loads");
+    let (r, st) = (reference.named_parameters(), student.named_parameters());
+    for (j, &i) in kept.iter().enumerate() {
+        for part in ["self_attn.q_proj.weight", "mlp.down_proj.weight", "input_layernorm.weight"] {
+            let (a, b) = (format!("model.layers.{j}.{part}"), format!("model.layers.{i}.{part}"));
+            assert!(st[&a].equal(&r[&b]), "{a} is not the reference's {b}");
+        }
+    }
     let got = json(&out_dir.join("analysis.json"));
     let want = json(&fixture("attention.json"));
     let layers = got["layers"].as_array().expect("layers");

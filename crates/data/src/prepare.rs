@@ -417,7 +417,7 @@ fn prepare_inner(
             return Ok(existing);
         }
         return Err(Error::Invalid(format!(
-            "{}: holds a preparation with other settings or inputs; choose a new output folder",
+            "{}: holds a preparation with other settings or inputs; choose a new output folder (or replace it: prepare --overwrite)",
             out.display()
         )));
     }
@@ -427,7 +427,7 @@ fn prepare_inner(
             let s: State = serde_json::from_str(&text).map_err(|e| Error::input(&state_path, "", e))?;
             if s.fingerprint != fingerprint {
                 return Err(Error::Invalid(format!(
-                    "{}: an interrupted preparation with other settings is here; choose a new output folder",
+                    "{}: an interrupted preparation with other settings is here; choose a new output folder (or replace it: prepare --overwrite)",
                     out.display()
                 )));
             }

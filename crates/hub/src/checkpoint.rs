@@ -41,7 +41,7 @@ pub fn resolve_checkpoint(spec: &str) -> Result<PathBuf> {
         Source::Local(p) => Ok(p),
         Source::Hub(id) => Hub::from_env()?
             .checkpoint(&id)
-            .map_err(|e| Error::Msg(format!("{spec}: no such folder; as a Hub id, {e}"))),
+            .map_err(|e| Error::Msg(format!("no folder {spec}, and no Hub id {spec}: {e}"))),
     }
 }
 
@@ -106,9 +106,9 @@ impl Hub {
         match online() {
             Ok(p) => Ok(p),
             Err(e) if e.unreachable => self.cached_checkpoint(id).map_err(|why| {
+                tracing::debug!("{id}: the Hub could not be reached: {}", e.message);
                 Error::Msg(format!(
-                    "{}; and model {id} is not in the Hugging Face cache {} ({why})",
-                    e.message,
+                    "model {id} is not in the Hugging Face cache {} ({why}) and the Hub cannot be reached (offline)",
                     self.cache.root.display()
                 ))
             }),

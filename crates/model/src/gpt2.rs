@@ -17,7 +17,7 @@ use crate::config::{check_eps, check_positive, finish, ParamShape};
 use crate::config::{default_gelu_new, default_init_range, default_ln_eps, default_n_positions, default_true};
 
 use crate::error::Result;
-use crate::layers::{causal_attention, AttentionVisitor, LayerNorm, Linear};
+use crate::layers::{causal_attention, AttentionVisitor, Probe, LayerNorm, Linear};
 
 #[derive(Debug)]
 struct Attention {
@@ -144,14 +144,34 @@ impl Gpt2 {
     }
 
     /// Final hidden states `(B, T, d)` after `ln_f`, for ids `(B, T)` already checked by the caller.
-    pub fn hidden(&self, idx: &Tensor, mut visitor: Option<AttentionVisitor>) -> Tensor {
+    pub fn hidden(&self, idx: &Tensor, visitor: Option<AttentionVisitor>) -> Tensor {
+        self.hidden_probed(
+            idx,
+            &mut Probe {
+                attention: visitor,
+                ..Probe::default()
+            },
+        )
+    }
+
+    /// As [`Gpt2::hidden`], reporting to or changing the pass as `probe` asks.
+    pub fn hidden_probed(&self, idx: &Tensor, probe: &mut Probe) -> Tensor {
         let t = idx.size()[1];
         let pos = Tensor::arange(t, (tch::Kind::Int64, idx.device()));
         let mut x =
             Tensor::embedding(&self.wte, idx, -1, false, false) + Tensor::embedding(&self.wpe, &pos, -1, false, false); // (B, T, d)
         for (layer, block) in self.h.iter().enumerate() {
-            let visit = visitor.as_mut().map(|v| (layer, &mut **v as AttentionVisitor));
+            if let Some(r) = probe.residual.as_mut() {
+                r(layer, &x);
+            }
+            if probe.skip == Some(layer) {
+                continue;
+            }
+            let visit = probe.attention.as_mut().map(|v| (layer, &mut **v as AttentionVisitor));
             x = block.forward(&x, visit);
+        }
+        if let Some(r) = probe.residual.as_mut() {
+            r(self.h.len(), &x);
         }
         self.ln_f.forward(&x)
     }

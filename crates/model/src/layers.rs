@@ -39,6 +39,21 @@ pub fn var(path: &Path, name: &str, dims: &[i64], init: Init) -> Result<Tensor> 
 /// Receives the post-softmax attention probabilities `(B, nh, T, T)` of layer `l`, one layer at a time.
 pub type AttentionVisitor<'a> = &'a mut dyn FnMut(usize, &Tensor);
 
+/// Receives `(l, x_l)`: the residual stream `(B, T, d)` entering block l, and `(N, x_N)` leaving
+/// the last block, before the final norm.
+pub type ResidualVisitor<'a> = &'a mut dyn FnMut(usize, &Tensor);
+
+/// What a forward pass reports besides its output, or changes in it.
+#[derive(Default)]
+pub struct Probe<'a> {
+    /// Each layer's post-softmax attention (the explicit path; see [`AttentionVisitor`]).
+    pub attention: Option<AttentionVisitor<'a>>,
+    /// The residual stream between blocks (see [`ResidualVisitor`]).
+    pub residual: Option<ResidualVisitor<'a>>,
+    /// A block replaced by the identity (its output is its input), for leave-one-out criteria.
+    pub skip: Option<usize>,
+}
+
 /// A linear map `y = x Wᵀ + b` with `W` of shape `(out, in)`.
 #[derive(Debug)]
 pub struct Linear {

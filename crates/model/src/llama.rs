@@ -28,7 +28,7 @@ use crate::config::{check_eps, check_positive, finish, ParamShape};
 use crate::config::{default_init_range, default_max_positions, default_rms_eps, default_silu};
 
 use crate::error::Result;
-use crate::layers::{attention, AttentionMask, AttentionVisitor, Linear, RmsNorm};
+use crate::layers::{attention, AttentionMask, AttentionVisitor, Probe, Linear, RmsNorm};
 use crate::rope::{Rope, RopeScaling};
 
 /// The `model_type`s of the LLaMA family of decoders.
@@ -456,7 +456,18 @@ impl Llama {
     }
 
     /// Final hidden states `(B, T, d)` after the last norm, for ids `(B, T)` already checked by the caller.
-    pub fn hidden(&self, idx: &Tensor, mut visitor: Option<AttentionVisitor>) -> Tensor {
+    pub fn hidden(&self, idx: &Tensor, visitor: Option<AttentionVisitor>) -> Tensor {
+        self.hidden_probed(
+            idx,
+            &mut Probe {
+                attention: visitor,
+                ..Probe::default()
+            },
+        )
+    }
+
+    /// As [`Llama::hidden`], reporting to or changing the pass as `probe` asks.
+    pub fn hidden_probed(&self, idx: &Tensor, probe: &mut Probe) -> Tensor {
         let t = idx.size()[1];
         let mut x = Tensor::embedding(&self.embed_tokens, idx, -1, false, false); // (B, T, d)
         if self.config.family.is_gemma() {
@@ -472,8 +483,17 @@ impl Llama {
             local: self.config.rope_local().map(|r| r.tables(t, device, kind)),
         };
         for (i, layer) in self.layers.iter().enumerate() {
-            let visit = visitor.as_mut().map(|v| (i, &mut **v as AttentionVisitor));
+            if let Some(r) = probe.residual.as_mut() {
+                r(i, &x);
+            }
+            if probe.skip == Some(i) {
+                continue;
+            }
+            let visit = probe.attention.as_mut().map(|v| (i, &mut **v as AttentionVisitor));
             x = layer.forward(&x, &tables, visit);
+        }
+        if let Some(r) = probe.residual.as_mut() {
+            r(self.layers.len(), &x);
         }
         self.norm.forward(&x)
     }

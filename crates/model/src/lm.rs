@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::gpt2::Gpt2;
-use crate::layers::AttentionVisitor;
+use crate::layers::{AttentionVisitor, Probe};
 use crate::llama::Llama;
 
 /// Floating-point formats for weights and compute.
@@ -260,12 +260,34 @@ impl CausalLm {
     /// # Errors
     /// An invalid input (see [`CausalLm::check_input`]).
     pub fn visit_attention(&self, idx: &Tensor, visitor: AttentionVisitor) -> Result<()> {
+        self.probe(
+            idx,
+            &mut Probe {
+                attention: Some(visitor),
+                ..Probe::default()
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// Final hidden states `(B, T, d)` (after the last norm) of a pass that reports to or
+    /// changes as `probe` asks: attention matrices (explicit path), the residual stream between
+    /// blocks (pre-norm), a block skipped.
+    ///
+    /// # Errors
+    /// An invalid input (see [`CausalLm::check_input`]) or a skipped block the model lacks.
+    pub fn probe(&self, idx: &Tensor, probe: &mut Probe) -> Result<Tensor> {
         self.check_input(idx)?;
+        if let Some(s) = probe.skip.filter(|&s| s as i64 >= self.config().n_layer()) {
+            return Err(Error::Unavailable(format!(
+                "cannot skip block {s} of a {}-block model",
+                self.config().n_layer()
+            )));
+        }
         let idx = idx.to_device(self.device());
-        let _ = match &self.arch {
-            Arch::Gpt2(m) => m.hidden(&idx, Some(visitor)),
-            Arch::Llama(m) => m.hidden(&idx, Some(visitor)),
-        };
-        Ok(())
+        Ok(match &self.arch {
+            Arch::Gpt2(m) => m.hidden_probed(&idx, probe),
+            Arch::Llama(m) => m.hidden_probed(&idx, probe),
+        })
     }
 }

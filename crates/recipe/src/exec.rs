@@ -280,7 +280,7 @@ impl Children<'_> {
     fn tokenizer(&self, stage: &Stage, dir: &Path, vocab: usize, stop: &AtomicBool) -> Result<StageFacts> {
         self.ensure_inputs(stage, dir, stop)?;
         let mut a = vec!["train-tokenizer".to_string(), "--vocab-size".into(), vocab.to_string()];
-        a.extend(["--out".to_string(), s(dir), "--input".into()]);
+        a.extend(["--out".to_string(), s(dir), "--text".into()]);
         a.extend(self.recipe.data.inputs.iter().map(|p| s(p)));
         self.inheritune(&stage.name, dir, &[], &a, stop)?;
         Ok(StageFacts::Tokenizer(TokenizerFacts {
@@ -318,7 +318,7 @@ impl Children<'_> {
             TokenizerSpec::Bpe(_) => a.extend(["--tokenizer".into(), s(&self.run.join("tokenizer/tokenizer.json"))]),
             TokenizerSpec::File(p) => a.extend(["--tokenizer".into(), s(p)]),
         }
-        a.push("--input".into());
+        a.push("--text".into());
         a.extend(d.inputs.iter().map(|p| s(p)));
         self.inheritune(&stage.name, dir, &[], &a, stop)?;
         Ok(StageFacts::Data(DataFacts { dir: dir.to_path_buf() }))

@@ -93,8 +93,28 @@ pub enum InheritMap {
 
 impl InheritMap {
     /// The groups copied for a model of this config.
-    pub fn groups(&self, config: &ModelConfig) -> BTreeSet<Group> {
-        match self {
+    ///
+    /// # Errors
+    /// A custom map naming a group the model has no parameter of (e.g. `pos` on LLaMA, which has
+    /// no learned position embedding).
+    pub fn groups(&self, config: &ModelConfig) -> Result<BTreeSet<Group>> {
+        if let InheritMap::Custom(g) = self {
+            let present: BTreeSet<Group> = config
+                .parameter_shapes()
+                .iter()
+                .map(|p| role(config, &p.name).map(group_of))
+                .collect::<Result<_>>()?;
+            let absent: Vec<&str> = g.iter().filter(|g| !present.contains(g)).map(|g| g.name()).collect();
+            if !absent.is_empty() {
+                return invalid(format!(
+                    "--groups {}: a {} model has no such parameters (its groups: {})",
+                    absent.join(","),
+                    config.model_type(),
+                    present.iter().map(|g| g.name()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        Ok(match self {
             InheritMap::Paper => Group::ALL.into_iter().collect(),
             InheritMap::ReleasedCode => {
                 let tied = match config {
@@ -107,7 +127,7 @@ impl InheritMap {
                     .collect()
             }
             InheritMap::Custom(g) => g.clone(),
-        }
+        })
     }
 
     /// A name for reports.
@@ -251,7 +271,7 @@ pub fn inherit(
 ) -> Result<(CausalLm, Plan)> {
     let config = reference.config();
     let blocks = select_blocks(selection, l, config.n_layer())?;
-    let mut plan = place_blocks("inherit", config, &blocks, &map.groups(config), seed)?;
+    let mut plan = place_blocks("inherit", config, &blocks, &map.groups(config)?, seed)?;
     plan.setting("map", map.name());
     plan.setting("blocks", &blocks);
     let model = plan.apply(&[("reference", reference)])?;
@@ -325,7 +345,7 @@ pub fn grow(
     let mut plan = match mode {
         GrowMode::Restart => {
             let blocks: Vec<i64> = (0..l + delta).collect();
-            place_blocks("grow", rc, &blocks, &map.groups(rc), seed)?
+            place_blocks("grow", rc, &blocks, &map.groups(rc)?, seed)?
         }
         GrowMode::WarmAppend => {
             let mut plan = Plan::fresh("grow", with_layers(rc, l + delta), seed);
@@ -390,7 +410,7 @@ pub fn hybrid_stack(reference: &CausalLm, l: i64, map: &InheritMap, seed: i64) -
         return invalid(format!("hybrid stacking needs an even number of layers, got {l}"));
     }
     let blocks: Vec<i64> = (0..l / 2).chain(0..l / 2).collect();
-    let mut plan = place_blocks("hybrid-stack", config, &blocks, &map.groups(config), seed)?;
+    let mut plan = place_blocks("hybrid-stack", config, &blocks, &map.groups(config)?, seed)?;
     plan.setting("map", map.name());
     plan.setting("blocks", &blocks);
     let model = plan.apply(&[("reference", reference)])?;
@@ -433,7 +453,7 @@ pub fn distill_init(
         "distill-init",
         reference.config(),
         &blocks,
-        &map.groups(reference.config()),
+        &map.groups(reference.config())?,
         seed,
     )?;
     plan.setting("map", map.name());

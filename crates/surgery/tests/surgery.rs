@@ -121,7 +121,7 @@ proptest! {
         let (target, plan) = inherit(&reference, l, &map, &selection, seed).map_err(|e| TestCaseError::fail(e.to_string()))?;
         check_copies(&target, &plan, &[("reference", &reference)])?;
         // Block j comes from reference block j (first) or L-l+j (last), for the groups in the map.
-        let groups = map.groups(&config);
+        let groups = map.groups(&config).unwrap();
         for e in &plan.entries {
             let copied = matches!(e.source, Source::Copy { .. });
             let group = inheritune_surgery::ops::group_of(

@@ -127,8 +127,15 @@ pub struct TrainSection {
     pub grad_clip: f64,
     /// Evaluate (and checkpoint) when step % eval_interval == 0, before that step's update.
     pub eval_interval: u64,
-    /// Random batches per split at each evaluation.
+    /// Random batches per split at each evaluation (default: 200, or the run's own micro-batch
+    /// count when that is smaller, but at least 10).
     pub eval_iters: usize,
+    /// Tokens of the val split the final pass scores, from its start (default: the whole split,
+    /// or as many tokens as the run trains on when that is smaller, but at least 100 micro-batches;
+    /// 0: the whole split).
+    pub final_eval_tokens: Option<u64>,
+    /// Also write a checkpoint of the untrained weights at step 0.
+    pub checkpoint_at_start: bool,
     /// Checkpoints kept besides milestones.
     pub keep_last: usize,
     /// Checkpoints at multiples of this step are never deleted (0: none).
@@ -171,6 +178,8 @@ impl Default for TrainSection {
             grad_clip: 1.0,
             eval_interval: 1000,
             eval_iters: 200,
+            final_eval_tokens: None,
+            checkpoint_at_start: false,
             keep_last: 2,
             milestone_interval: 0,
             seed: 5000,
@@ -214,6 +223,51 @@ impl TrainSection {
                 self.micro_batch as f64 / sum_micro as f64 * world as f64 / self.sum_world.unwrap_or(1) as f64
             }
         }
+    }
+
+    /// Scales the defaults that suit long runs to this run, for the keys the config does not
+    /// set (`set`): warmup at most a tenth of `max_steps`, evaluation batches at most the run's
+    /// micro-batches. Returns a line for each change, and for a set warmup the run never leaves.
+    pub fn size_defaults(&mut self, set: &[String]) -> Vec<String> {
+        let is_set = |k: &str| set.iter().any(|s| s == k);
+        let mut notes = Vec::new();
+        let default = TrainSection::default();
+        if !is_set("warmup_steps") && self.warmup_steps > self.max_steps / 10 {
+            notes.push(format!(
+                "train.warmup_steps: the default {} is more than a tenth of max_steps = {}; using {} (set train.warmup_steps to choose)",
+                self.warmup_steps,
+                self.max_steps,
+                self.max_steps / 10
+            ));
+            self.warmup_steps = self.max_steps / 10;
+        } else if is_set("warmup_steps") && self.warmup_steps >= self.max_steps {
+            notes.push(format!(
+                "train.warmup_steps {} is not below max_steps {}: the learning rate never reaches train.lr",
+                self.warmup_steps, self.max_steps
+            ));
+        }
+        let micro_batches = self.max_steps.saturating_mul(self.grad_accum.unwrap_or(1) as u64);
+        let sized = (micro_batches.clamp(10, default.eval_iters as u64)) as usize;
+        if !is_set("eval_iters") && sized < self.eval_iters {
+            notes.push(format!(
+                "train.eval_iters: {sized} batches per split at each evaluation (the default {} sized to this {}-step run; set train.eval_iters to choose)",
+                self.eval_iters, self.max_steps
+            ));
+            self.eval_iters = sized;
+        }
+        notes
+    }
+
+    /// Windows of `seq_len` tokens the final validation pass scores (`None`: every window), for a
+    /// run of `max_steps` steps of `tokens_per_step` tokens (see `final_eval_tokens`).
+    pub fn final_eval_windows(&self, tokens_per_step: u64) -> Option<usize> {
+        let floor = 100 * (self.micro_batch * self.seq_len) as u64;
+        let tokens = match self.final_eval_tokens {
+            Some(0) => return None,
+            Some(n) => n,
+            None => self.max_steps.saturating_mul(tokens_per_step).max(floor),
+        };
+        Some(tokens.div_ceil(self.seq_len.max(1) as u64).max(1) as usize)
     }
 
     /// Tokens per optimizer step over `world` ranks (the global batch).
@@ -318,7 +372,16 @@ impl RunConfig {
         let mut table: toml::Table = toml::from_str(text).map_err(syntax_err)?;
         apply_preset(&mut table)?;
         unknown_keys(&table)?;
-        toml::Value::Table(table).try_into().map_err(syntax_err)
+        let set: Vec<String> = table
+            .get("train")
+            .and_then(|t| t.as_table())
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut config: Self = toml::Value::Table(table).try_into().map_err(syntax_err)?;
+        for note in config.train.size_defaults(&set) {
+            tracing::warn!("{note}");
+        }
+        Ok(config)
     }
 
     /// The model configuration the `[model]` section names.
@@ -498,8 +561,18 @@ impl RunConfig {
             Ok(m) => {
                 if let Ok(mc) = self.model_config() {
                     if m.tokenizer.vocab_size as i64 > mc.vocab_size() {
+                        let tokenizer = self
+                            .model
+                            .config
+                            .as_ref()
+                            .and_then(|c| c.parent())
+                            .map(|d| d.join("tokenizer.json"))
+                            .filter(|t| t.exists())
+                            .map_or_else(|| "the model's tokenizer.json".to_string(), |t| t.display().to_string());
                         p.push(format!(
-                            "data.dir: the tokenizer has {} tokens but model vocab_size is {}",
+                            "data.dir {}: prepared with the tokenizer {} ({} tokens), larger than the model's vocab_size {}; prepare the text with the model's own tokenizer: inheritune prepare --tokenizer {tokenizer} --text ... --out NEW",
+                            self.data.dir.display(),
+                            m.tokenizer.name,
                             m.tokenizer.vocab_size,
                             mc.vocab_size()
                         ));
@@ -518,6 +591,11 @@ impl RunConfig {
                     }
                 }
             }
+            Err(_) if !self.data.dir.join(inheritune_data::prepare::MANIFEST_FILE).exists() => p.push(format!(
+                "data.dir {}: no prepared data there (no manifest.json); make it with inheritune prepare --text ... --out {}",
+                self.data.dir.display(),
+                self.data.dir.display()
+            )),
             Err(e) => p.push(format!("data.dir: {e}")),
         }
         if p.is_empty() {
@@ -663,18 +741,47 @@ fn unknown_keys(table: &toml::Table) -> Result<()> {
         "train" => train_keys.iter().any(|k| k == key),
         _ => true,
     };
+    let keys_of = |section: &str| -> Vec<String> {
+        match section {
+            "" => ["preset", "model", "data", "train", "distill"].map(String::from).to_vec(),
+            "distill" => ["teacher", "alpha", "temperature"].map(String::from).to_vec(),
+            "model" => ["preset", "config", "overrides"].map(String::from).to_vec(),
+            "data" => ["dir", "order"].map(String::from).to_vec(),
+            "train" => train_keys.clone(),
+            _ => Vec::new(),
+        }
+    };
     let mut unknown = Vec::new();
     for (key, value) in table {
         if !known("", key) {
-            unknown.push(key.clone());
+            unknown.push(with_suggestion("", key, &keys_of("")));
         } else if let (Some(inner), true) = (value.as_table(), key != "preset") {
-            unknown.extend(inner.keys().filter(|k| !known(key, k)).map(|k| format!("{key}.{k}")));
+            unknown.extend(
+                inner
+                    .keys()
+                    .filter(|k| !known(key, k))
+                    .map(|k| with_suggestion(key, k, &keys_of(key))),
+            );
         }
     }
     if unknown.is_empty() {
         Ok(())
     } else {
         Err(config_err(format!("unknown keys: {}", unknown.join(", "))))
+    }
+}
+
+/// `section.key`, with the closest known key when one is near (as clap suggests flags).
+fn with_suggestion(section: &str, key: &str, known: &[String]) -> String {
+    let full = |k: &str| if section.is_empty() { k.to_string() } else { format!("{section}.{k}") };
+    let best = known
+        .iter()
+        .map(|k| (strsim::jaro(key, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((_, k)) => format!("{} (did you mean {}?)", full(key), full(k)),
+        None => full(key),
     }
 }
 

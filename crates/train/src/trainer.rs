@@ -261,8 +261,10 @@ impl Run<'_> {
 
     /// Token-weighted mean cross-entropy over every window of the val split (the same pass as
     /// `inheritune eval loss`), shared out over the ranks.
-    fn full_val_pass(&self) -> Result<(f64, u64)> {
+    fn full_val_pass(&self, limit: Option<usize>) -> Result<(f64, u64)> {
         let t = &self.config.train;
+        let began = Instant::now();
+        let mut next_report = 0.1;
         let (sum, count) = crate::val::split_loss_shard(
             &self.model,
             &self.config.data.dir,
@@ -271,7 +273,25 @@ impl Run<'_> {
             t.micro_batch,
             self.dtype,
             (self.dist.0.rank() as usize, self.dist.0.world() as usize),
-            &mut |_, _| {},
+            limit,
+            &mut |done, total| {
+                if done == 1 {
+                    tracing::info!(
+                        "final validation pass: {total} batches of {} × {} tokens{}",
+                        t.micro_batch,
+                        t.seq_len,
+                        if limit.is_some() { " (train.final_eval_tokens)" } else { " (the whole split)" }
+                    );
+                }
+                let share = done as f64 / total.max(1) as f64;
+                if share >= next_report && done < total {
+                    tracing::info!(
+                        "final validation pass: {done}/{total} batches, {:.0} s",
+                        began.elapsed().as_secs_f64()
+                    );
+                    next_report = (share * 10.0).floor() / 10.0 + 0.1;
+                }
+            },
         )?;
         let total = self.sum_over_ranks(&[sum, count as f64])?;
         let count = total[1].round() as u64;
@@ -434,13 +454,14 @@ fn check_tokenizer(init: &Path, data: &Path) -> Result<()> {
     Err(file_err(
         init,
         format!(
-            "its tokenizer.json ({} tokens, sha256 {}) is not the tokenizer {} ({} tokens, sha256 {}) that {} was prepared with",
+            "its tokenizer.json ({} tokens, sha256 {}) is not the tokenizer {} ({} tokens, sha256 {}) that {} was prepared with; prepare the text with the model's tokenizer: inheritune prepare --tokenizer {}/tokenizer.json --text ... --out NEW",
             ours.vocab_size(),
             &ours.hash()[..12.min(ours.hash().len())],
             manifest.tokenizer.name,
             manifest.tokenizer.vocab_size,
             &manifest.tokenizer.hash[..12.min(manifest.tokenizer.hash.len())],
-            data.display()
+            data.display(),
+            init.display()
         ),
     ))
 }
@@ -713,6 +734,12 @@ pub fn train(
     let mut step = start;
     loop {
         if (step % t.eval_interval == 0 || step == t.max_steps) && step <= t.max_steps && resumed_at != Some(step) {
+            if step == start {
+                tracing::info!(
+                    "step {step}: evaluating {} batches of each split (train.eval_iters)",
+                    t.eval_iters
+                );
+            }
             let loss = run.mean_loss(&mut eval_train, step, t.eval_iters)?;
             let val_loss = run.mean_loss(&mut eval_val, step, t.eval_iters)?;
             let m = Metrics {
@@ -737,7 +764,9 @@ pub fn train(
                 world,
                 accum: accum as u64,
             };
-            run.checkpoint(&state, t.keep_last.max(1), t.milestone_interval)?;
+            if step > 0 || t.checkpoint_at_start {
+                run.checkpoint(&state, t.keep_last.max(1), t.milestone_interval)?;
+            }
             if on_metrics(&m).is_break() {
                 return Err(Error::Interrupted);
             }
@@ -817,7 +846,7 @@ pub fn train(
             return Err(Error::Interrupted);
         }
     }
-    let (final_val_loss, final_val_tokens) = run.full_val_pass()?;
+    let (final_val_loss, final_val_tokens) = run.full_val_pass(t.final_eval_windows(tokens_per_step))?;
     let m = Metrics {
         kind: MetricKind::Final,
         step,

@@ -40,13 +40,14 @@ pub fn split_loss(
     dtype: DType,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(f64, u64)> {
-    let (sum, count) = split_loss_shard(model, data, split, seq, batch, dtype, (0, 1), progress)?;
+    let (sum, count) = split_loss_shard(model, data, split, seq, batch, dtype, (0, 1), None, progress)?;
     Ok((if count > 0 { sum / count as f64 } else { f64::NAN }, count))
 }
 
 /// One rank's share of [`split_loss`]: batch i of the pass goes to rank i mod world; returns the
 /// (summed cross-entropy in nats, tokens scored) of this rank's batches. Adding every rank's
 /// pair and dividing gives the one-process mean (the same per-batch terms, summed in f64).
+/// `limit` keeps only the first windows of the pass.
 ///
 /// # Errors
 /// As [`split_loss`].
@@ -59,10 +60,14 @@ pub fn split_loss_shard(
     batch: usize,
     dtype: DType,
     (rank, world): (usize, usize),
+    limit: Option<usize>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(f64, u64)> {
     let mut stream = TokenStream::open(data, split)?;
-    let offsets = full_pass_offsets(stream.len(), seq);
+    let mut offsets = full_pass_offsets(stream.len(), seq);
+    if let Some(n) = limit {
+        offsets.truncate(n);
+    }
     let (mut sum, mut count) = (0.0f64, 0u64);
     let device = model.device();
     let world = world.max(1);
