@@ -213,7 +213,9 @@ fn tiny_recipe_runs_resumes_and_reports() -> anyhow::Result<()> {
         Some(reference_loss < scratch_loss),
         "{premise}"
     );
-    let analysis: Value = serde_json::from_str(&std::fs::read_to_string(run.join("analyze-reference/analysis.json"))?)?;
+    let analysis: Value = serde_json::from_str(&std::fs::read_to_string(
+        run.join("analyze-reference/analysis/analysis.json"),
+    )?)?;
     assert_eq!(premise["lazy_relaxed"], analysis["lazy_relaxed"], "{premise}");
     assert_eq!(
         premise["avg_rank_second_half"], analysis["avg_rank_second_half"],
@@ -452,5 +454,106 @@ fn llama_low_data_recipe_reaches_its_report() -> anyhow::Result<()> {
         report.contains("mmlu (acc)") && report.contains("mmlu (acc_macro"),
         "{report}"
     );
+    Ok(())
+}
+
+/// `xtask/recipes/smollm2.toml` at a reduced size: a given LLaMA reference (3 layers, its own
+/// 300-token tokenizer, `tokenizer = "reference"`), the analysis with every depth criterion, one
+/// 2-layer target per rule (first, block-influence, angular, loo) trained alike, scratch, the
+/// reference trained the same steps, and the report's strategy comparison: each row keeps the
+/// blocks its rule picks from the reference's analysis.
+#[test]
+fn the_strategy_comparison_trains_every_rule_and_reports_them() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let reference = root().join("crates/model/tests/fixtures/llama_mqa_untied_bin");
+    let text = std::fs::read_to_string(root().join("xtask/recipes/smollm2.toml"))?;
+    let reduced = text
+        .replace(
+            "\"datasets/sotu/sotu.parquet\"",
+            &format!("{:?}", root().join("datasets/sotu/sotu.parquet")),
+        )
+        .replace("\".smollm2.gguf\"", &format!("{:?}", reference))
+        .replace("val_tokens = 8192", "val_tokens = 512")
+        .replace("seq_len = 128", "seq_len = 32")
+        .replace("max_steps = 60", "max_steps = 4")
+        .replace("warmup_steps = 5", "warmup_steps = 1")
+        .replace("eval_interval = 20", "eval_interval = 2")
+        .replace("eval_iters = 4", "eval_iters = 2")
+        .replace("start_depth = 15", "start_depth = 2")
+        .replace("depth = 15", "depth = 2")
+        .replace("windows = 20\nwindow_len = 100", "windows = 4\nwindow_len = 16")
+        // Healing by distillation from the reference (Minitron's), for every target alike.
+        .replace("selections = [", "heal = \"distill\"\nselections = [");
+    assert!(
+        !reduced.contains(".smollm2.gguf") && reduced.contains("windows = 4"),
+        "{reduced}"
+    );
+    let recipe = tmp.path().join("smollm2.toml");
+    std::fs::write(&recipe, &reduced)?;
+    let run = tmp.path().join("run");
+    let status = run_recipe(&recipe, &run, &[])?;
+    assert!(status.success(), "the comparison recipe failed");
+    let stages = [
+        "reference-trained",
+        "inheritune-l2",
+        "select-block-influence-l2",
+        "select-angular-l2",
+        "select-loo-l2",
+        "scratch-l2",
+        "report",
+    ];
+    for stage in stages {
+        assert!(run.join(stage).join("DONE").exists(), "{stage} has no DONE");
+    }
+    let analysis: inheritune_analysis::Analysis = serde_json::from_str(&std::fs::read_to_string(
+        run.join("analyze-reference/analysis/analysis.json"),
+    )?)?;
+    assert!(
+        analysis.layers.iter().all(|l| l.loo_nll_increase.is_some()),
+        "loo was computed"
+    );
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(run.join("report/summary.json"))?)?;
+    let rows = summary["strategies"].as_array().expect("strategies");
+    let rules: Vec<&str> = rows.iter().map(|r| r["rule"].as_str().unwrap_or_default()).collect();
+    assert_eq!(
+        rules,
+        [
+            "first",
+            "block-influence",
+            "angular",
+            "loo",
+            "scratch",
+            "reference-trained",
+            "reference"
+        ]
+    );
+    for row in &rows[..4] {
+        let rule = inheritune_analysis::depth::Rule::parse(row["rule"].as_str().unwrap()).unwrap();
+        let want = analysis.select(rule, 2)?;
+        assert_eq!(row["blocks"], serde_json::json!(want), "{row}");
+        assert!(row["zero_shot_val"].as_f64().is_some_and(f64::is_finite), "{row}");
+        assert!(row["final_val_loss"].as_f64().is_some_and(f64::is_finite), "{row}");
+    }
+    let report = std::fs::read_to_string(run.join("report/report.md"))?;
+    assert!(
+        report.contains("## Strategy comparison (2 of 3 blocks") && report.contains("strategies.png"),
+        "{report}"
+    );
+    // Every target healed by distillation (its metrics carry the KL term); scratch did not.
+    let kl = |stage: &str| -> anyhow::Result<bool> {
+        let text = std::fs::read_to_string(run.join(stage).join("run/metrics.jsonl"))?;
+        Ok(text
+            .lines()
+            .any(|l| l.contains("\"kl\":") && !l.contains("\"kl\":null")))
+    };
+    for stage in [
+        "inheritune-l2",
+        "select-block-influence-l2",
+        "select-angular-l2",
+        "select-loo-l2",
+    ] {
+        assert!(kl(stage)?, "{stage} was not distilled");
+    }
+    assert!(!kl("scratch-l2")?, "scratch is plain training");
     Ok(())
 }

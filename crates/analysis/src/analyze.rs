@@ -340,25 +340,6 @@ pub fn analyze(
     })
 }
 
-/// `0-3, 7, 9-10`: sorted indices as runs.
-fn ranges(v: &[usize]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < v.len() {
-        let mut j = i;
-        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
-            j += 1;
-        }
-        out.push(if i == j { v[i].to_string() } else { format!("{}-{}", v[i], v[j]) });
-        i = j + 1;
-    }
-    if out.is_empty() {
-        "none".into()
-    } else {
-        out.join(", ")
-    }
-}
-
 /// The blocks each rule keeps at depth `keep`, for the rules whose criteria are present.
 fn kept_by_rule(
     layers: &[LayerResult],
@@ -596,7 +577,7 @@ impl Analysis {
             for rule in Rule::ALL {
                 if let Some(kept) = self.kept_by_rule.get(rule.name()) {
                     let dropped: Vec<usize> = (0..self.n_layer).filter(|l| !kept.contains(l)).collect();
-                    s += &format!("  {:<16} {}\n", rule.name(), ranges(&dropped));
+                    s += &format!("  {:<16} {}\n", rule.name(), crate::depth::runs(&dropped));
                 }
             }
         }

@@ -104,7 +104,10 @@ fn nll_sum(model: &CausalLm, ids: &Tensor, skip: Option<usize>) -> Result<(f64, 
     let t = ids.size()[1];
     let logits = model.head(&hidden.f_narrow(1, 0, t - 1)?);
     let v = logits.size()[2];
-    let targets = ids.f_narrow(1, 1, t - 1)?.f_to_device(logits.device())?.f_reshape([-1])?;
+    let targets = ids
+        .f_narrow(1, 1, t - 1)?
+        .f_to_device(logits.device())?
+        .f_reshape([-1])?;
     let loss = logits
         .f_reshape([-1, v])?
         .f_to_kind(Kind::Float)?
@@ -126,7 +129,9 @@ pub fn leave_one_out(
 ) -> Result<(f64, Vec<f64>)> {
     let (n, t) = (windows.size()[0], windows.size()[1]);
     if t < 2 {
-        return Err(Error::Invalid("leave-one-out NLL needs windows of at least 2 tokens".into()));
+        return Err(Error::Invalid(
+            "leave-one-out NLL needs windows of at least 2 tokens".into(),
+        ));
     }
     let n_layer = model.config().n_layer() as usize;
     let batch = batch.max(1) as i64;
@@ -194,6 +199,30 @@ impl Rule {
     /// Whether the rule needs criteria computed on windows.
     pub fn needs_criteria(self) -> bool {
         !matches!(self, Rule::First | Rule::Last)
+    }
+}
+
+/// `0-3, 7, 9-10`: sorted block indices as runs (`none` when empty).
+pub fn runs<T: Copy + TryInto<i64>>(v: &[T]) -> String {
+    let v: Vec<i64> = v.iter().map(|&x| x.try_into().unwrap_or(i64::MAX)).collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            v[i].to_string()
+        } else {
+            format!("{}-{}", v[i], v[j])
+        });
+        i = j + 1;
+    }
+    if out.is_empty() {
+        "none".into()
+    } else {
+        out.join(", ")
     }
 }
 
@@ -268,7 +297,10 @@ pub fn select(
     let need = |v: Option<&[f64]>, name: &str| -> Result<Vec<f64>> {
         let v = v.ok_or_else(|| Error::Invalid(format!("the {name} criterion was not computed")))?;
         if v.len() != n_layer {
-            return Err(Error::Invalid(format!("{name} has {} values for {n_layer} blocks", v.len())));
+            return Err(Error::Invalid(format!(
+                "{name} has {} values for {n_layer} blocks",
+                v.len()
+            )));
         }
         Ok(v.to_vec())
     };
@@ -325,7 +357,10 @@ mod tests {
         }
         assert_eq!(select(Rule::First, 6, 2, None, None, None).unwrap(), vec![0, 1]);
         assert_eq!(select(Rule::Last, 6, 2, None, None, None).unwrap(), vec![4, 5]);
-        assert!(select(Rule::Loo, 6, 2, None, None, None).unwrap_err().to_string().contains("loo"));
+        assert!(select(Rule::Loo, 6, 2, None, None, None)
+            .unwrap_err()
+            .to_string()
+            .contains("loo"));
         assert!(select(Rule::BlockInfluence, 3, 2, Some(&[0.1, 0.2]), None, None).is_err());
     }
 }

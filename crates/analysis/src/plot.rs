@@ -76,10 +76,14 @@ pub fn write_plots(analysis: &Analysis, dir: &Path) -> Result<Vec<PathBuf>> {
     let h = (90 + 16 * analysis.n_layer as u32).max(300);
     files.extend(both!(dir, "rank_heatmap", (w, h), |root| heatmap(analysis, root)));
     if analysis.layers.iter().all(|l| l.block_influence.is_some()) && analysis.n_layer > 1 {
-        files.extend(both!(dir, "depth_criteria", (900, 520), |root| criteria_plot(analysis, root)));
+        files.extend(both!(dir, "depth_criteria", (900, 520), |root| criteria_plot(
+            analysis, root
+        )));
         let w = (90 + 18 * analysis.n_layer as u32 + 140).max(500);
         let h = (90 + 16 * analysis.n_layer as u32).max(300);
-        files.extend(both!(dir, "angular_distance", (w, h), |root| angular_heatmap(analysis, root)));
+        files.extend(both!(dir, "angular_distance", (w, h), |root| angular_heatmap(
+            analysis, root
+        )));
     }
     Ok(files)
 }
@@ -270,7 +274,11 @@ fn heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> s
 }
 
 /// A vertical viridis colour bar in `legend`, labelled at its top and bottom.
-fn color_bar<DB: DrawingBackend>(legend: &DrawingArea<DB, Shift>, top: &str, bottom: &str) -> std::result::Result<(), String> {
+fn color_bar<DB: DrawingBackend>(
+    legend: &DrawingArea<DB, Shift>,
+    top: &str,
+    bottom: &str,
+) -> std::result::Result<(), String> {
     let steps = 50;
     let (_, lh) = legend.dim_in_pixel();
     let bar = legend.margin(40, 40, 10, 60);
@@ -278,8 +286,11 @@ fn color_bar<DB: DrawingBackend>(legend: &DrawingArea<DB, Shift>, top: &str, bot
     for i in 0..steps {
         let t = i as f64 / (steps - 1) as f64;
         let y = (steps - 1 - i) * cell;
-        bar.draw(&Rectangle::new([(0, y), (20, y + cell)], ViridisRGB::get_color(t).filled()))
-            .map_err(|e| e.to_string())?;
+        bar.draw(&Rectangle::new(
+            [(0, y), (20, y + cell)],
+            ViridisRGB::get_color(t).filled(),
+        ))
+        .map_err(|e| e.to_string())?;
     }
     let style = ("sans-serif", 12).into_font();
     bar.draw(&Text::new(top.to_string(), (24, 0), style.clone()))
@@ -309,7 +320,9 @@ fn criteria_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>
         .label("lazy layer (MaxRank < 2)")
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], lazy.mix(0.3).filled()));
     let scale = |v: Vec<f64>| {
-        let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
         let span = if hi > lo { hi - lo } else { 1.0 };
         v.into_iter().map(|x| (x - lo) / span).collect::<Vec<f64>>()
     };
@@ -336,12 +349,19 @@ fn criteria_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>
     if a.layers.iter().all(|l| l.loo_nll_increase.is_some()) {
         lines.push((
             "leave-one-out NLL increase".into(),
-            a.layers.iter().map(|l| l.loo_nll_increase.unwrap_or(f64::NAN)).collect(),
+            a.layers
+                .iter()
+                .map(|l| l.loo_nll_increase.unwrap_or(f64::NAN))
+                .collect(),
             RED,
         ));
     }
     for (label, values, color) in lines {
-        let points: Vec<(f64, f64)> = scale(values).into_iter().enumerate().map(|(i, v)| (i as f64, v)).collect();
+        let points: Vec<(f64, f64)> = scale(values)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (i as f64, v))
+            .collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| e.to_string())?
@@ -368,7 +388,10 @@ fn angular_heatmap<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shif
     let n = a.n_layer as f64;
     let (main, legend) = root.split_horizontally(root.dim_in_pixel().0.saturating_sub(120));
     let mut chart = ChartBuilder::on(&main)
-        .caption("Angular distance d(x_l, x_l+n) / π; ○ = least per n", ("sans-serif", 18))
+        .caption(
+            "Angular distance d(x_l, x_l+n) / π; ○ = least per n",
+            ("sans-serif", 18),
+        )
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(45)

@@ -198,7 +198,8 @@ fn summary_and_plots_are_written() -> anyhow::Result<()> {
     assert!(text.contains("suggested inheritance depth (paper, L/2): 1"), "{text}");
     let dir = tempfile::tempdir()?;
     let files = inheritune_analysis::plot::write_plots(&a, dir.path())?;
-    assert_eq!(files.len(), 6);
+    // MaxRank, AvgMass, the rank heatmap, the depth criteria and the angular heatmap.
+    assert_eq!(files.len(), 10);
     for f in files {
         assert!(std::fs::metadata(&f)?.len() > 1000, "{}", f.display());
     }

@@ -20,8 +20,10 @@ fn close(got: f64, want: f64, tol: f64, what: &str) {
 #[test]
 fn criteria_equal_numpy_over_transformers_hidden_states() -> anyhow::Result<()> {
     for name in ["gpt2_bias", "llama_gqa_tied", "fam_gemma2", "fam_qwen3"] {
-        let want: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path("tests/fixtures/depth", &format!("{name}.json")))?)?;
+        let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path(
+            "tests/fixtures/depth",
+            &format!("{name}.json"),
+        ))?)?;
         let (model, _) = hf::load(&path("../model/tests/fixtures", name), &LoadOptions::default())?;
         let windows: Vec<Vec<i64>> = serde_json::from_value(want["windows"].clone())?;
         let (n, t) = (windows.len() as i64, windows[0].len() as i64);
@@ -34,11 +36,26 @@ fn criteria_equal_numpy_over_transformers_hidden_states() -> anyhow::Result<()> 
         let a = analyze(&model, name, &ids, "fixture", &settings, &mut |_, _| {})?;
         for (l, layer) in a.layers.iter().enumerate() {
             let bi = want["block_influence"][l].as_f64().unwrap();
-            close(layer.block_influence.unwrap(), bi, 1e-6, &format!("{name} block {l} BI"));
+            close(
+                layer.block_influence.unwrap(),
+                bi,
+                1e-6,
+                &format!("{name} block {l} BI"),
+            );
             let loo = want["loo_nll_increase"][l].as_f64().unwrap();
-            close(layer.loo_nll_increase.unwrap(), loo, 1e-4, &format!("{name} block {l} LOO"));
+            close(
+                layer.loo_nll_increase.unwrap(),
+                loo,
+                1e-4,
+                &format!("{name} block {l} LOO"),
+            );
         }
-        close(a.nll.unwrap(), want["nll"].as_f64().unwrap(), 1e-4, &format!("{name} NLL"));
+        close(
+            a.nll.unwrap(),
+            want["nll"].as_f64().unwrap(),
+            1e-4,
+            &format!("{name} NLL"),
+        );
         let angular = want["angular_distance"].as_object().unwrap();
         assert_eq!(a.angular_distance.len(), angular.len(), "{name}: block sizes");
         for (size, row) in angular {
@@ -46,12 +63,21 @@ fn criteria_equal_numpy_over_transformers_hidden_states() -> anyhow::Result<()> 
             let row = row.as_array().unwrap();
             assert_eq!(got.len(), row.len(), "{name} n={size}");
             for (l, v) in row.iter().enumerate() {
-                close(got[l], v.as_f64().unwrap(), 1e-5, &format!("{name} angular n={size} l={l}"));
+                close(
+                    got[l],
+                    v.as_f64().unwrap(),
+                    1e-5,
+                    &format!("{name} angular n={size} l={l}"),
+                );
             }
         }
         // Every rule's choice at the suggested depth is recorded, and is what select gives.
         for rule in Rule::ALL {
-            assert_eq!(a.kept_by_rule[rule.name()], a.select(rule, a.suggested_depth)?, "{name} {rule:?}");
+            assert_eq!(
+                a.kept_by_rule[rule.name()],
+                a.select(rule, a.suggested_depth)?,
+                "{name} {rule:?}"
+            );
         }
     }
     Ok(())
@@ -59,8 +85,10 @@ fn criteria_equal_numpy_over_transformers_hidden_states() -> anyhow::Result<()> 
 
 #[test]
 fn an_analysis_without_criteria_says_which_is_missing() -> anyhow::Result<()> {
-    let want: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path("tests/fixtures/depth", "gpt2_bias.json"))?)?;
+    let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path(
+        "tests/fixtures/depth",
+        "gpt2_bias.json",
+    ))?)?;
     let (model, _) = hf::load(&path("../model/tests/fixtures", "gpt2_bias"), &LoadOptions::default())?;
     let windows: Vec<Vec<i64>> = serde_json::from_value(want["windows"].clone())?;
     let ids = Tensor::from_slice(&windows.concat()).view([windows.len() as i64, windows[0].len() as i64]);

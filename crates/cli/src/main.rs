@@ -131,7 +131,9 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // hf-hub's retry log lines say nothing the one-line error does not.
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hf_hub=off".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hf_hub=off".into()),
+        )
         .init();
     let cli = match Cli::try_parse_from(args()) {
         Ok(cli) => cli,

@@ -29,7 +29,12 @@ pub struct Args {
     #[arg(long)]
     only: Option<String>,
     /// Device of every stage, one stage at a time.
-    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N", conflicts_with = "devices")]
+    #[arg(
+        long,
+        default_value = "cpu",
+        value_name = "cpu|cuda|cuda:N",
+        conflicts_with = "devices"
+    )]
     device: DeviceSpec,
     /// Devices stages share, independent stages running at once on disjoint ones: a list
     /// (`cuda:0,cuda:1`, or `cpu,cpu`) or a GPU count (`4` = cuda:0..cuda:3). A training stage

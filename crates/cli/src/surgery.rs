@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
+use inheritune_analysis::depth::Rule;
+use inheritune_analysis::Analysis;
 use inheritune_data::tokenizer::TOKENIZER_FILE;
 use inheritune_data::Tokenizer;
 use inheritune_model::hf::{self, LoadOptions};
 use inheritune_model::CausalLm;
-use inheritune_analysis::depth::Rule;
-use inheritune_analysis::Analysis;
 use inheritune_surgery::{Group, GrowMode, InheritMap, Plan, Selection};
 
 use crate::args::DTypeArg;
@@ -108,7 +108,9 @@ pub struct InheritArgs {
 
 /// `inheritune grow`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  inheritune surgery grow --model runs/l6/final --reference gpt2-large --add 2 --out runs/l8")]
+#[command(
+    after_help = "Example:\n  inheritune surgery grow --model runs/l6/final --reference gpt2-large --add 2 --out runs/l8"
+)]
 pub struct GrowArgs {
     /// The trained (shallower) model: a folder, or a Hub id.
     #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
@@ -169,7 +171,9 @@ pub struct HybridArgs {
 
 /// `inheritune half-width`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  inheritune surgery half-width --model openai-community/gpt2-medium --out runs/half")]
+#[command(
+    after_help = "Example:\n  inheritune surgery half-width --model openai-community/gpt2-medium --out runs/half"
+)]
 pub struct HalfWidthArgs {
     /// Reference GPT-2 checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
     #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
@@ -184,7 +188,9 @@ pub struct HalfWidthArgs {
 
 /// `inheritune distill-init`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  inheritune surgery distill-init --model openai-community/gpt2 --layers 6 --out runs/distil")]
+#[command(
+    after_help = "Example:\n  inheritune surgery distill-init --model openai-community/gpt2 --layers 6 --out runs/distil"
+)]
 pub struct DistillArgs {
     /// Teacher checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
     #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
@@ -216,7 +222,9 @@ fn parse_indices(list: &str) -> Result<Selection> {
         list.split(',')
             .map(|x| {
                 x.trim().parse::<i64>().with_context(|| {
-                    format!("--select: {x:?} is not a block index nor one of first, last, block-influence, angular, loo")
+                    format!(
+                        "--select: {x:?} is not a block index nor one of first, last, block-influence, angular, loo"
+                    )
                 })
             })
             .collect::<Result<_>>()?,
@@ -229,7 +237,11 @@ fn inherit_selection(a: &InheritArgs) -> Result<(Selection, Vec<(&'static str, s
         return Ok((parse_indices(&a.select)?, Vec::new()));
     };
     if !rule.needs_criteria() {
-        let s = if rule == Rule::First { Selection::First } else { Selection::Last };
+        let s = if rule == Rule::First {
+            Selection::First
+        } else {
+            Selection::Last
+        };
         return Ok((s, vec![("rule", rule.name().into())]));
     }
     let analysis: Analysis = match &a.analysis {
@@ -256,8 +268,18 @@ fn inherit_selection(a: &InheritArgs) -> Result<(Selection, Vec<(&'static str, s
         .select(rule, keep)
         .with_context(|| format!("--select {}", rule.name()))?;
     let values: serde_json::Value = match rule {
-        Rule::BlockInfluence => analysis.layers.iter().map(|l| l.block_influence).collect::<Vec<_>>().into(),
-        Rule::Loo => analysis.layers.iter().map(|l| l.loo_nll_increase).collect::<Vec<_>>().into(),
+        Rule::BlockInfluence => analysis
+            .layers
+            .iter()
+            .map(|l| l.block_influence)
+            .collect::<Vec<_>>()
+            .into(),
+        Rule::Loo => analysis
+            .layers
+            .iter()
+            .map(|l| l.loo_nll_increase)
+            .collect::<Vec<_>>()
+            .into(),
         _ => serde_json::to_value(
             analysis
                 .angular_distance
@@ -355,7 +377,8 @@ pub fn inherit(a: &InheritArgs) -> Result<()> {
     }
     let (selection, settings) = inherit_selection(a)?;
     let reference = load(&a.from, &a.common)?;
-    let (model, mut plan) = inheritune_surgery::inherit(&reference, a.layers, &a.map.map()?, &selection, a.common.seed)?;
+    let (model, mut plan) =
+        inheritune_surgery::inherit(&reference, a.layers, &a.map.map()?, &selection, a.common.seed)?;
     for (key, value) in settings {
         plan.settings.insert(key.to_string(), value);
     }

@@ -10,7 +10,9 @@ use inheritune_data::Tokenizer;
 
 /// Arguments of `inheritune train-tokenizer`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  inheritune train-tokenizer --text datasets/sotu --vocab-size 512 --out tokenizers/sotu-512")]
+#[command(
+    after_help = "Example:\n  inheritune train-tokenizer --text datasets/sotu --vocab-size 512 --out tokenizers/sotu-512"
+)]
 pub struct Args {
     /// Raw text: Parquet, JSONL or .txt files or folders (as for `prepare`).
     #[arg(long, alias = "input", required = true, num_args = 1..)]

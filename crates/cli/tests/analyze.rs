@@ -55,11 +55,19 @@ fn analyze_writes_json_summary_and_plots() -> anyhow::Result<()> {
         "avg_mass.svg",
         "rank_heatmap.png",
         "rank_heatmap.svg",
+        "depth_criteria.png",
+        "angular_distance.png",
     ] {
         assert!(out.join(f).exists(), "{f}");
     }
 
+    // A used --out is refused, and kept as it was.
+    let o = analyze(&model, &windows, &out)?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--overwrite"), "{err}");
+    assert!(out.join("analysis.json").exists());
     std::fs::write(&windows, "[[1, 2, 3], [4, 5]]")?;
+    let out = tmp.path().join("analysis2");
     let o = analyze(&model, &windows, &out)?;
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -59,7 +59,10 @@ fn every_help_text_is_as_reviewed() {
             assert!(text.contains("Example"), "{verb:?} --help has no example");
         }
         if text.contains("--device <") {
-            assert!(text.contains("cpu|cuda|cuda:N"), "{verb:?} --help lists no device values");
+            assert!(
+                text.contains("cpu|cuda|cuda:N"),
+                "{verb:?} --help lists no device values"
+            );
         }
     }
 }
@@ -118,18 +121,42 @@ fn newcomer_errors_are_one_line_and_say_what_to_do() {
     .unwrap();
     let mut all = String::new();
     let cases: Vec<(Vec<&str>, &[(&str, &str)])> = vec![
-        (vec!["perplexity", "--model", "models/x", "--text", "text.txt"], &offline),
+        (
+            vec!["perplexity", "--model", "models/x", "--text", "text.txt"],
+            &offline,
+        ),
         (vec!["surgery", "half-width", "--model", llama, "--out", "half"], &[]),
         (
-            vec!["surgery", "inherit", "--model", llama, "--layers", "2", "--map", "custom", "--groups", "embed,pos", "--out", "l2"],
+            vec![
+                "surgery",
+                "inherit",
+                "--model",
+                llama,
+                "--layers",
+                "2",
+                "--map",
+                "custom",
+                "--groups",
+                "embed,pos",
+                "--out",
+                "l2",
+            ],
             &[],
         ),
         (vec!["perplexity", "--model", llama, "--text", "empty.txt"], &[]),
         (vec!["prepare", "--text", "empty.txt", "--out", "data"], &[]),
-        (vec!["analyze", "--model", llama, "--text", "text.txt", "--out", "used"], &[]),
+        (
+            vec!["analyze", "--model", llama, "--text", "text.txt", "--out", "used"],
+            &[],
+        ),
         (vec!["train", "--config", "typo.toml", "--run", "run"], &[]),
         (vec!["train", "--config", "preset.toml", "--run", "run"], &[]),
-        (vec!["analyze", "--model", llama, "--text", "text.txt", "--out", "a", "--device", "tpu"], &[]),
+        (
+            vec![
+                "analyze", "--model", llama, "--text", "text.txt", "--out", "a", "--device", "tpu",
+            ],
+            &[],
+        ),
     ];
     for (args, env) in cases {
         all += &one_line_error(d, &args, env);
@@ -145,7 +172,11 @@ fn a_tokenizer_mismatch_names_the_prepare_to_run() {
     let data = common::prepare(dir.path());
     let llama = workspace().join("crates/model/tests/fixtures/fam_llama3");
     let config = dir.path().join("run.toml");
-    std::fs::write(&config, format!("[data]\ndir = \"{}\"\n[train]\nmax_steps = 1\n", data.display())).unwrap();
+    std::fs::write(
+        &config,
+        format!("[data]\ndir = \"{}\"\n[train]\nmax_steps = 1\n", data.display()),
+    )
+    .unwrap();
     let out = bin()
         .args(["train", "--config"])
         .arg(&config)

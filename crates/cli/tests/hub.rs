@@ -180,7 +180,8 @@ fn hub_ids_resolve_offline_for_perplexity_analyze_and_inherit() {
         ],
         &env,
     ));
-    assert!(e.contains("org/tiny-gpt2@v1") && e.contains("--from"), "{e}");
+    // `--from` is the hidden alias of `--model`; the error names the flag's one name.
+    assert!(e.contains("org/tiny-gpt2@v1") && e.contains("--model"), "{e}");
 }
 
 #[test]

@@ -101,6 +101,8 @@ fn document_boundaries_default_to_the_tokenizers_rule() -> anyhow::Result<()> {
         folder.join("tokenizer.json").to_str().unwrap_or_default(),
         "--threads",
         "1",
+        "--val-tokens",
+        "0",
     ])?;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json"))?)?;
@@ -138,7 +140,38 @@ fn document_boundaries_default_to_the_tokenizers_rule() -> anyhow::Result<()> {
         "none",
     ])?;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let tokens = inheritune_data::shards::read_tokens(&out.join("train-000000.parquet"), None)?;
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json"))?)?;
+    // No split flag: the first ~5% of the tokens, estimated at 4 bytes each from the input's size.
+    let bytes = std::fs::metadata(&input)?.len();
+    let want = (bytes / 4 / 20).clamp(1, 1_000_000);
+    assert_eq!(m["splits"]["val"]["tokens"], want, "{m}");
+    let mut tokens = inheritune_data::shards::read_tokens(&out.join("val-000000.parquet"), None)?;
+    tokens.extend(inheritune_data::shards::read_tokens(
+        &out.join("train-000000.parquet"),
+        None,
+    )?);
     assert!(!tokens.contains(&1) && !tokens.contains(&2), "{tokens:?}");
+    // A rerun into the used folder with other settings is refused; --overwrite replaces it.
+    let tok = folder.join("tokenizer.json");
+    let again = |extra: &[&str]| {
+        let mut a = vec![
+            "--input",
+            input.to_str().unwrap_or_default(),
+            "--out",
+            out.to_str().unwrap_or_default(),
+        ];
+        a.extend_from_slice(&["--tokenizer", tok.to_str().unwrap_or_default()]);
+        a.extend_from_slice(&["--eot", "none", "--val-tokens", "0"]);
+        a.extend_from_slice(extra);
+        prepare(&a)
+    };
+    let o = again(&[])?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--overwrite"), "{err}");
+    let o = again(&["--overwrite"])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json"))?)?;
+    assert_eq!(m["splits"]["val"]["tokens"], 0, "{m}");
+    assert!(!inheritune_fs::tmp_path(&out).exists());
     Ok(())
 }

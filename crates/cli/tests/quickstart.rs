@@ -17,9 +17,13 @@ fn workspace() -> PathBuf {
 /// The `inheritune` command lines of the README's quick start, comments removed.
 fn quickstart_commands() -> Vec<Vec<String>> {
     let readme = std::fs::read_to_string(workspace().join("README.md")).expect("README.md");
-    let start = readme.find("<!-- quickstart -->").expect("README.md has a <!-- quickstart --> block");
+    let start = readme
+        .find("<!-- quickstart -->")
+        .expect("README.md has a <!-- quickstart --> block");
     let rest = &readme[start + 1..];
-    let end = rest.find("<!-- /quickstart -->").expect("the quick start block is closed");
+    let end = rest
+        .find("<!-- /quickstart -->")
+        .expect("the quick start block is closed");
     let block = &rest[..end];
     let commands: Vec<Vec<String>> = block
         .lines()
@@ -59,7 +63,10 @@ fn the_readme_quick_start_runs_as_written() {
         let out = Command::new(env!("CARGO_BIN_EXE_inheritune"))
             .args(&args)
             .current_dir(dir.path())
-            .env("INHERITUNE_CACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("smollm2-cache"))
+            .env(
+                "INHERITUNE_CACHE",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("smollm2-cache"),
+            )
             .env("RUST_LOG", "info")
             .output()
             .expect("inheritune runs");
@@ -68,7 +75,11 @@ fn the_readme_quick_start_runs_as_written() {
         eprintln!("inheritune {}: {:.1} s", args.join(" "), began.elapsed().as_secs_f64());
         // Every verb says what it made and what comes next.
         if ["analyze", "surgery", "prepare", "train"].contains(&args[0].as_str()) {
-            assert!(stderr.contains("next: "), "inheritune {} names no next step:\n{stderr}", args[0]);
+            assert!(
+                stderr.contains("next: "),
+                "inheritune {} names no next step:\n{stderr}",
+                args[0]
+            );
         }
     }
     let d = dir.path();
@@ -79,12 +90,18 @@ fn the_readme_quick_start_runs_as_written() {
     assert!(d.join("runs/smollm2-analysis/max_rank.png").exists());
     // Surgery keeps every tokenizer file of its source.
     for f in ["tokenizer.json", "tokenizer_config.json"] {
-        assert!(d.join("runs/smollm2-l15").join(f).exists(), "the inherited folder lacks {f}");
+        assert!(
+            d.join("runs/smollm2-l15").join(f).exists(),
+            "the inherited folder lacks {f}"
+        );
     }
     // prepare made a val split without being asked.
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("data/sotu-smollm2/manifest.json")).unwrap()).unwrap();
-    assert!(manifest["splits"]["val"]["tokens"].as_u64().unwrap_or(0) > 0, "{manifest}");
+    assert!(
+        manifest["splits"]["val"]["tokens"].as_u64().unwrap_or(0) > 0,
+        "{manifest}"
+    );
     // Training heals the cut model: the last evaluation's val loss is below step 0's, and no
     // checkpoint of the untrained weights was written.
     let run = d.join("runs/smollm2-l15-trained");
@@ -93,7 +110,10 @@ fn the_readme_quick_start_runs_as_written() {
         .filter(|m| m["kind"] == "eval")
         .map(|m| m["val_loss"].as_f64().unwrap())
         .collect();
-    assert!(evals.len() >= 2 && evals[evals.len() - 1] < evals[0] - 0.5, "val losses {evals:?}");
+    assert!(
+        evals.len() >= 2 && evals[evals.len() - 1] < evals[0] - 0.5,
+        "val losses {evals:?}"
+    );
     assert!(!run.join("step-00000000").exists(), "a step-0 checkpoint was written");
     assert!(run.join("final/config.json").exists() && run.join("final/tokenizer_config.json").exists());
 }

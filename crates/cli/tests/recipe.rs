@@ -41,6 +41,8 @@ fn every_recipe_plans() {
         "gpt2-medium-fineweb",
         "openllama-3b-1b",
         "tiny-full",
+        "smollm2",
+        "smollm2-fineweb",
     ] {
         let plan = dry_run(recipe);
         assert!(

@@ -122,21 +122,42 @@ fn analyze_finds_the_lazy_layers_numpy_finds() {
     for l in 0..30 {
         let (g, w) = (&got["layers"][l], |k: &str| want[k][l].as_f64().unwrap_or(f64::NAN));
         let bi = g["block_influence"].as_f64().unwrap_or(f64::NAN);
-        assert!((bi - w("block_influence")).abs() < 1e-5, "block {l}: BI {bi} vs {}", w("block_influence"));
+        assert!(
+            (bi - w("block_influence")).abs() < 1e-5,
+            "block {l}: BI {bi} vs {}",
+            w("block_influence")
+        );
         let loo = g["loo_nll_increase"].as_f64().unwrap_or(f64::NAN);
-        assert!((loo - w("loo_nll_increase")).abs() < 2e-3, "block {l}: LOO {loo} vs {}", w("loo_nll_increase"));
+        assert!(
+            (loo - w("loo_nll_increase")).abs() < 2e-3,
+            "block {l}: LOO {loo} vs {}",
+            w("loo_nll_increase")
+        );
     }
     for (n, row) in want["angular_distance"].as_object().expect("angular") {
         for (l, v) in row.as_array().expect("row").iter().enumerate() {
             let g = got["angular_distance"][n][l].as_f64().unwrap_or(f64::NAN);
-            assert!((g - v.as_f64().unwrap_or(0.0)).abs() < 1e-4, "angular n={n} l={l}: {g} vs {v}");
+            assert!(
+                (g - v.as_f64().unwrap_or(0.0)).abs() < 1e-4,
+                "angular n={n} l={l}: {g} vs {v}"
+            );
         }
     }
     // The best 8-block run by angular distance starts at 11: keeping 22 drops blocks 11–18.
     let cut = tmp.path().join("angular");
     ok(&run(&[
-        "surgery", "inherit", "--model", s(&gguf), "--layers", "22", "--select", "angular", "--analysis",
-        s(&out_dir), "--out", s(&cut),
+        "surgery",
+        "inherit",
+        "--model",
+        s(&gguf),
+        "--layers",
+        "22",
+        "--select",
+        "angular",
+        "--analysis",
+        s(&out_dir),
+        "--out",
+        s(&cut),
     ]));
     let plan = json(&cut.join("surgery.json"));
     let kept: Vec<i64> = (0..11).chain(19..30).collect();
@@ -148,7 +169,11 @@ fn analyze_finds_the_lazy_layers_numpy_finds() {
     let (student, _) = hf::load(&cut, &LoadOptions::default()).expect("cut folder loads");
     let (r, st) = (reference.named_parameters(), student.named_parameters());
     for (j, &i) in kept.iter().enumerate() {
-        for part in ["self_attn.q_proj.weight", "mlp.down_proj.weight", "input_layernorm.weight"] {
+        for part in [
+            "self_attn.q_proj.weight",
+            "mlp.down_proj.weight",
+            "input_layernorm.weight",
+        ] {
             let (a, b) = (format!("model.layers.{j}.{part}"), format!("model.layers.{i}.{part}"));
             assert!(st[&a].equal(&r[&b]), "{a} is not the reference's {b}");
         }

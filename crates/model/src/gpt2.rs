@@ -17,7 +17,7 @@ use crate::config::{check_eps, check_positive, finish, ParamShape};
 use crate::config::{default_gelu_new, default_init_range, default_ln_eps, default_n_positions, default_true};
 
 use crate::error::Result;
-use crate::layers::{causal_attention, AttentionVisitor, Probe, LayerNorm, Linear};
+use crate::layers::{causal_attention, AttentionVisitor, LayerNorm, Linear, Probe};
 
 #[derive(Debug)]
 struct Attention {

@@ -28,7 +28,7 @@ use crate::config::{check_eps, check_positive, finish, ParamShape};
 use crate::config::{default_init_range, default_max_positions, default_rms_eps, default_silu};
 
 use crate::error::Result;
-use crate::layers::{attention, AttentionMask, AttentionVisitor, Probe, Linear, RmsNorm};
+use crate::layers::{attention, AttentionMask, AttentionVisitor, Linear, Probe, RmsNorm};
 use crate::rope::{Rope, RopeScaling};
 
 /// The `model_type`s of the LLaMA family of decoders.

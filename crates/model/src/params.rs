@@ -150,6 +150,27 @@ pub enum Role {
 }
 
 impl Role {
+    /// The parameter groups, by their names: what surgery's maps copy and `[train] trainable`
+    /// names.
+    pub const GROUPS: [&'static str; 8] = ["embed", "pos", "head", "final-norm", "attn", "ln1", "mlp", "ln2"];
+
+    /// The group of this role: `embed`, `pos`, `head`, `final-norm`, `attn` (projections and q/k
+    /// norms), `ln1` (the norm before attention), `mlp`, `ln2` (the norms around the MLP).
+    pub fn group(&self) -> &'static str {
+        match self {
+            Role::Embedding => "embed",
+            Role::Positions => "pos",
+            Role::Head => "head",
+            Role::FinalNorm(_) => "final-norm",
+            Role::Block { slot, .. } => match slot {
+                Slot::AttnNorm => "ln1",
+                Slot::MlpNorm | Slot::PreFfnNorm | Slot::PostFfnNorm => "ln2",
+                Slot::Qkv | Slot::Q | Slot::K | Slot::V | Slot::AttnOut | Slot::QNorm | Slot::KNorm => "attn",
+                Slot::MlpIn | Slot::Gate | Slot::Up | Slot::GateUp | Slot::MlpOut => "mlp",
+            },
+        }
+    }
+
     /// The Hugging Face key of this role in `family`.
     pub fn hf_key(&self, family: Family) -> String {
         match *self {

@@ -204,6 +204,10 @@ pub struct ReferenceCfg {
     /// A trained checkpoint to use instead of training one (LLaMA low-data regime).
     #[serde(default)]
     pub checkpoint: Option<PathBuf>,
+    /// With a checkpoint: also train it the steps every target trains (`reference-trained`), so
+    /// the targets compare with a reference that saw the same data.
+    #[serde(default)]
+    pub train_too: bool,
 }
 
 /// The shared `[train]` section, resolved against its preset.
@@ -296,6 +300,26 @@ pub struct InherituneCfg {
     pub tolerance: f64,
     /// Rounds at most.
     pub max_rounds: usize,
+    /// The strategy comparison: one target per rule (`first`, `last`, `block-influence`,
+    /// `angular`, `loo`), each inherited by that rule at the same depth and trained on the same
+    /// data, steps and seed (`first` at round 1's depth is round 1 itself).
+    pub selections: Vec<String>,
+    /// The comparison's depth (default: round 1's, Algorithm 1's start depth).
+    pub selection_layers: Option<i64>,
+    /// How the rounds and the comparison's targets heal: `train` (cross-entropy, the paper) or
+    /// `distill` (the same steps with `[distill]`'s loss, the reference as teacher, as Minitron).
+    pub heal: Heal,
+}
+
+/// How an inherited target is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Heal {
+    /// Cross-entropy with the labels (the paper).
+    #[default]
+    Train,
+    /// `[distill]`'s loss with the reference as teacher, on the shared schedule.
+    Distill,
 }
 
 impl Default for InherituneCfg {
@@ -307,7 +331,20 @@ impl Default for InherituneCfg {
             map: MapName::Paper,
             tolerance: 0.005,
             max_rounds: 4,
+            selections: Vec::new(),
+            selection_layers: None,
+            heal: Heal::Train,
         }
+    }
+}
+
+impl InherituneCfg {
+    /// The comparison's rules, parsed.
+    pub fn rules(&self) -> Vec<inheritune_analysis::depth::Rule> {
+        self.selections
+            .iter()
+            .filter_map(|s| inheritune_analysis::depth::Rule::parse(s))
+            .collect()
     }
 }
 
@@ -388,6 +425,8 @@ pub struct AnalysisCfg {
     pub windows: usize,
     /// Tokens per window.
     pub window_len: usize,
+    /// Also the leave-one-out NLL of every block (always, when a selection uses `loo`).
+    pub loo: bool,
 }
 
 impl Default for AnalysisCfg {
@@ -395,6 +434,7 @@ impl Default for AnalysisCfg {
         AnalysisCfg {
             windows: 100,
             window_len: 100,
+            loo: false,
         }
     }
 }
@@ -559,6 +599,22 @@ impl Recipe {
                 self.reference.checkpoint = Some(folder);
             }
         }
+        // `tokenizer = "reference"`: the reference checkpoint's own tokenizer (with the
+        // tokenizer_config.json beside it), once the checkpoint is a folder.
+        let by_reference = matches!(&self.data.tokenizer, TokenizerSpec::File(p) if p.as_os_str() == "reference");
+        let resolve_tokenizer = |r: &mut Self| {
+            if let (true, Some(c)) = (by_reference, &r.reference.checkpoint) {
+                if c.is_dir() {
+                    r.data.tokenizer = TokenizerSpec::File(c.join("tokenizer.json"));
+                }
+            }
+        };
+        resolve_tokenizer(self);
+        if by_reference && self.reference.checkpoint.is_none() {
+            return Err(Error::Invalid(
+                "data.tokenizer = \"reference\" needs reference.checkpoint".into(),
+            ));
+        }
         if let Some(id) = self.hub_reference() {
             let hub = inheritune_hub::Hub::new(inheritune_hub::Settings {
                 offline: !fetch || inheritune_hub::offline(),
@@ -575,6 +631,7 @@ impl Recipe {
                 }
                 Err(_) => {}
             }
+            resolve_tokenizer(self);
         }
         self.check()
     }
@@ -587,6 +644,21 @@ impl Recipe {
         }
         if ic.max_rounds < 1 {
             problems.push("inheritune.max_rounds 0: must be at least 1".to_string());
+        }
+        for s in &ic.selections {
+            if inheritune_analysis::depth::Rule::parse(s).is_none() {
+                problems.push(format!(
+                    "inheritune.selections: unknown rule {s:?} (first, last, block-influence, angular, loo)"
+                ));
+            }
+        }
+        if ic.selection_layers.is_some_and(|l| l < 1) {
+            problems.push("inheritune.selection_layers: must be at least 1".to_string());
+        }
+        if self.reference.train_too && self.reference.checkpoint.is_none() {
+            problems.push(
+                "reference.train_too: needs reference.checkpoint (a reference without one is trained anyway)".into(),
+            );
         }
         if !ic.tolerance.is_finite() {
             problems.push(format!("inheritune.tolerance {}: must be finite", ic.tolerance));
@@ -715,6 +787,19 @@ impl Recipe {
         config.train.min_lr = d.min_lr;
         config.train.warmup_steps = d.warmup_steps;
         config.train.released_loop = false;
+        config.distill = Some(inheritune_train::config::DistillSection {
+            teacher,
+            alpha: d.alpha,
+            temperature: d.temperature,
+        });
+        config
+    }
+
+    /// The run config of a target healed by distillation (`[inheritune] heal = "distill"`): the
+    /// shared training schedule, with `[distill]`'s loss and the reference `teacher`.
+    pub fn heal_run_config(&self, model: ModelSection, data: PathBuf, teacher: PathBuf) -> RunConfig {
+        let d = &self.distill;
+        let mut config = self.run_config(model, data, 1);
         config.distill = Some(inheritune_train::config::DistillSection {
             teacher,
             alpha: d.alpha,

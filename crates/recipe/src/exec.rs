@@ -233,20 +233,39 @@ impl Children<'_> {
         Ok(section(&path))
     }
 
-    /// A surgery into `<dir>/init` (kept when a resumed stage finds it complete), then training.
+    /// A surgery into `<dir>/init` (kept when a resumed stage finds it complete), then training
+    /// (by distillation from `teacher` when given).
     fn surgery_then_train(
         &self,
         stage: &Stage,
         dir: &Path,
         devices: &[DeviceSpec],
         stop: &AtomicBool,
+        surgery: Vec<String>,
+    ) -> Result<ModelFacts> {
+        self.surgery_then_heal(stage, dir, devices, stop, surgery, None)
+    }
+
+    fn surgery_then_heal(
+        &self,
+        stage: &Stage,
+        dir: &Path,
+        devices: &[DeviceSpec],
+        stop: &AtomicBool,
         mut surgery: Vec<String>,
+        teacher: Option<PathBuf>,
     ) -> Result<ModelFacts> {
         let init = dir.join("init");
         // The surgery writes its folder atomically: present means complete.
         if !init.join("config.json").exists() {
             surgery.extend(["--out".to_string(), s(&init)]);
             self.inheritune(&stage.name, dir, &[], &surgery, stop)?;
+        }
+        if let Some(teacher) = teacher {
+            let config = self
+                .recipe
+                .heal_run_config(section(&init.join("config.json")), self.data_dir(), teacher);
+            return self.train_config(stage, dir, devices, stop, config, Some(&init));
         }
         self.train(
             stage,
@@ -367,11 +386,23 @@ impl Children<'_> {
             "--data".into(),
             s(&self.data_dir()),
         ];
-        a.extend(["--out".into(), s(dir), "--num-windows".into(), an.windows.to_string()]);
+        // Its own folder beside the stage's log, replaced whole when the stage reruns.
+        let out = dir.join("analysis");
+        a.extend(["--out".into(), s(&out), "--overwrite".into()]);
+        a.extend(["--num-windows".into(), an.windows.to_string()]);
         a.extend(["--window-len".into(), an.window_len.to_string()]);
+        let loo = an.loo
+            || self
+                .recipe
+                .inheritune
+                .rules()
+                .contains(&inheritune_analysis::depth::Rule::Loo);
+        if loo && of == "reference" {
+            a.push("--loo".into());
+        }
         a.extend(self.device_args(devices, false));
         self.inheritune(&stage.name, dir, devices, &a, stop)?;
-        let path = dir.join("analysis.json");
+        let path = out.join("analysis.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::file(&path, e))?;
         let analysis: inheritune_analysis::Analysis = serde_json::from_str(&text).map_err(|e| Error::file(&path, e))?;
         Ok(StageFacts::Analysis(AnalysisFacts {
@@ -436,6 +467,13 @@ impl Executor for Children<'_> {
     ) -> Result<StageFacts> {
         let reference = || Self::model_of(facts, "reference");
         let ic = &self.recipe.inheritune;
+        // `[inheritune] heal = "distill"`: the targets learn from the reference.
+        let teacher = || -> Result<Option<PathBuf>> {
+            match ic.heal {
+                crate::config::Heal::Distill => Ok(Some(reference()?)),
+                crate::config::Heal::Train => Ok(None),
+            }
+        };
         let model = |f: ModelFacts| Ok(StageFacts::Model(f));
         match &stage.task {
             Task::Tokenizer { vocab } => self.tokenizer(stage, dir, *vocab, stop),
@@ -449,7 +487,7 @@ impl Executor for Children<'_> {
                     (Some(p), Growth::WarmAppend) => vec![
                         "surgery".to_string(),
                         "grow".into(),
-                        "--from".into(),
+                        "--model".into(),
                         s(&Self::model_of(facts, p)?),
                         "--reference".into(),
                         r,
@@ -461,7 +499,7 @@ impl Executor for Children<'_> {
                     _ => vec![
                         "surgery".to_string(),
                         "inherit".into(),
-                        "--from".into(),
+                        "--model".into(),
                         r,
                         "--layers".into(),
                         layers.to_string(),
@@ -469,7 +507,41 @@ impl Executor for Children<'_> {
                         ic.map.arg().into(),
                     ],
                 };
-                model(self.surgery_then_train(stage, dir, devices, stop, argv)?)
+                model(self.surgery_then_heal(stage, dir, devices, stop, argv, teacher()?)?)
+            }
+            Task::Select { rule, layers } => {
+                let analysis = facts
+                    .analysis("analyze-reference")
+                    .map(|a| a.analysis.clone())
+                    .ok_or_else(|| Error::Invalid("stage analyze-reference has no analysis facts".into()))?;
+                let argv = [
+                    "surgery",
+                    "inherit",
+                    "--model",
+                    &s(&reference()?),
+                    "--layers",
+                    &layers.to_string(),
+                    "--map",
+                    ic.map.arg(),
+                    "--select",
+                    rule,
+                    "--analysis",
+                    &s(analysis.parent().unwrap_or(Path::new("."))),
+                ];
+                let argv = argv.map(String::from).to_vec();
+                model(self.surgery_then_heal(stage, dir, devices, stop, argv, teacher()?)?)
+            }
+            Task::ReferenceTrained => {
+                let ckpt = reference()?;
+                model(self.train(
+                    stage,
+                    dir,
+                    devices,
+                    stop,
+                    section(&ckpt.join("config.json")),
+                    Some(&ckpt),
+                    1,
+                )?)
             }
             Task::Scratch { layers, factor } => {
                 let config = self.reference_config()?.with_layers(*layers);
@@ -480,7 +552,7 @@ impl Executor for Children<'_> {
                 let argv = [
                     "surgery",
                     "hybrid-stack",
-                    "--from",
+                    "--model",
                     &s(&reference()?),
                     "--layers",
                     &layers.to_string(),
@@ -489,14 +561,14 @@ impl Executor for Children<'_> {
             }
             Task::HalfWidth => {
                 // ⌊H/2⌋ heads for an odd count, METHOD.md's decision (GPT-2 XL: 12 of 25).
-                let argv = ["surgery", "half-width", "--from", &s(&reference()?), "--floor-heads"];
+                let argv = ["surgery", "half-width", "--model", &s(&reference()?), "--floor-heads"];
                 model(self.surgery_then_train(stage, dir, devices, stop, argv.map(String::from).to_vec())?)
             }
             Task::DistillInit { layers } => {
                 let argv = [
                     "surgery",
                     "distill-init",
-                    "--from",
+                    "--model",
                     &s(&reference()?),
                     "--layers",
                     &layers.to_string(),
@@ -511,7 +583,7 @@ impl Executor for Children<'_> {
                         let argv = [
                             "surgery",
                             "distill-init",
-                            "--from",
+                            "--model",
                             &s(&teacher),
                             "--layers",
                             &layers.to_string(),
@@ -531,7 +603,7 @@ impl Executor for Children<'_> {
                 model(self.train_config(stage, dir, devices, stop, config, init_dir.as_deref())?)
             }
             Task::Stack { of } => {
-                let argv = ["surgery", "stack", "--from", &s(&Self::model_of(facts, of)?)];
+                let argv = ["surgery", "stack", "--model", &s(&Self::model_of(facts, of)?)];
                 model(self.surgery_then_train(stage, dir, devices, stop, argv.map(String::from).to_vec())?)
             }
             Task::Report => {

@@ -133,6 +133,14 @@ pub fn plan(recipe: &Recipe) -> Result<String> {
             Task::HybridStack { layers } | Task::DistillInit { layers } => {
                 (stage.name.clone(), trained(*layers, train.max_steps, &mut total))
             }
+            Task::Select { rule, layers } => (
+                format!("{} (blocks by {rule})", stage.name),
+                trained(*layers, train.max_steps, &mut total),
+            ),
+            Task::ReferenceTrained => (
+                format!("{} (the checkpoint, same steps)", stage.name),
+                trained(l_ref, train.max_steps, &mut total),
+            ),
             Task::Kd { layers, .. } => {
                 // The student's training plus the teacher's forward pass on every token.
                 let config = reference.with_layers(*layers);

@@ -33,6 +33,9 @@ pub enum RowKind {
     Scratch2x,
     /// Another baseline (hybrid stacking, half-width, distill-init, stacking and its half).
     Baseline,
+    /// A target of the strategy comparison (blocks chosen by another rule), or the reference
+    /// checkpoint trained the same steps.
+    Strategy,
 }
 
 impl RowKind {
@@ -44,6 +47,7 @@ impl RowKind {
             RowKind::Scratch => "scratch",
             RowKind::Scratch2x => "scratch_2x",
             RowKind::Baseline => "baseline",
+            RowKind::Strategy => "strategy",
         }
     }
 }
@@ -92,7 +96,7 @@ fn analysis_series(path: &Path, label: &str) -> Result<(Series, Series)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
     let a: Analysis = serde_json::from_str(&text).map_err(|e| Error::file(path, e))?;
     let pick = |f: fn(&inheritune_analysis::LayerResult) -> f64| -> Vec<(f64, f64)> {
-        a.layers.iter().map(|l| (l.layer as f64 + 1.0, f(l))).collect()
+        a.layers.iter().map(|l| (l.layer as f64, f(l))).collect()
     };
     let series = |points| Series {
         label: label.to_string(),
@@ -146,6 +150,7 @@ pub fn write(recipe: &Recipe, out: &Path, facts: &Facts) -> Result<()> {
             | Task::DistillInit { .. }
             | Task::Kd { .. }
             | Task::Stack { .. } => RowKind::Baseline,
+            Task::Select { .. } | Task::ReferenceTrained => RowKind::Strategy,
             _ => continue,
         };
         if facts.has(&stage.name) {
@@ -182,14 +187,14 @@ pub fn write(recipe: &Recipe, out: &Path, facts: &Facts) -> Result<()> {
             out,
             "max_rank",
             "MaxRank per layer (k*, tau = 0.9)",
-            ("layer (1-based)", "MaxRank"),
+            ("layer (0-based, as model.layers.N)", "MaxRank"),
             &rank,
         )?);
         figures.extend(line_chart(
             out,
             "avg_mass",
             "AvgMass per layer (m*, eta = 0.9)",
-            ("layer (1-based)", "AvgMass"),
+            ("layer (0-based, as model.layers.N)", "AvgMass"),
             &mass,
         )?);
     }
@@ -318,6 +323,9 @@ pub fn write(recipe: &Recipe, out: &Path, facts: &Facts) -> Result<()> {
         };
     }
     md += &md_signature;
+    let (md_compare, compare, compare_figures) = comparison(recipe, l_ref, facts, &rows, out)?;
+    md += &md_compare;
+    figures.extend(compare_figures);
     let (md_premise, premise) = premise(&rows, facts, next)?;
     md += &md_premise;
     if !recipe.notes.trim().is_empty() {
@@ -359,12 +367,116 @@ pub fn write(recipe: &Recipe, out: &Path, facts: &Facts) -> Result<()> {
         "rounds": verdicts,
         "rows": summary_rows,
         "signature": signature,
+        "strategies": compare,
         "premise": premise,
         "figures": figures.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
     });
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::file(out.join("summary.json"), e))?;
     inheritune_fs::write_file(&out.join("summary.json"), text.as_bytes())?;
     Ok(())
+}
+
+/// The strategy comparison: every rule's target at the same depth beside same-size scratch and
+/// the reference, with the blocks each kept, the loss right after surgery (the step-0
+/// evaluation), the final loss and the validation curves. Markdown, `summary.json` rows, figures.
+fn comparison(
+    recipe: &Recipe,
+    l_ref: i64,
+    facts: &Facts,
+    rows: &[Row],
+    out: &Path,
+) -> Result<(String, serde_json::Value, Vec<PathBuf>)> {
+    let rules = recipe.inheritune.rules();
+    let round1 = rule(recipe, l_ref, facts).map(|r| r.depth(1));
+    let Some(layers) = recipe.inheritune.selection_layers.or(round1) else {
+        return Ok((String::new(), serde_json::Value::Null, Vec::new()));
+    };
+    if rules.is_empty() {
+        return Ok((String::new(), serde_json::Value::Null, Vec::new()));
+    }
+    let find = |name: &str| rows.iter().find(|r| r.name == name);
+    let mut entries: Vec<(String, &Row)> = Vec::new();
+    for r in &rules {
+        if let Some(row) = find(&crate::stages::selection_stage(r.name(), layers, round1)) {
+            entries.push((r.name().to_string(), row));
+        }
+    }
+    if let Some(row) = rows
+        .iter()
+        .find(|r| r.kind == RowKind::Scratch && r.layers == Some(layers))
+    {
+        entries.push(("scratch".into(), row));
+    }
+    for name in ["reference-trained", "reference"] {
+        if let Some(row) = find(name) {
+            entries.push((name.into(), row));
+        }
+    }
+    let reference = rows[0].final_val;
+    let downstream = |name: &str| -> Result<Option<f64>> {
+        Ok(match facts.eval(&format!("eval-{name}")) {
+            Some(e) => Some(Evaluation::read_results(&e.results)?.reported_average()),
+            None => None,
+        })
+    };
+    let mut md = format!(
+        "## Strategy comparison ({layers} of {l_ref} blocks, the same data, steps and seed)
+
+         Zero-shot: the validation loss of the step-0 evaluation, right after surgery. Blocks are 0-based.
+
+         | rule | run | blocks kept | zero-shot val | final val (full pass) | minus reference | downstream avg |
+         | --- | --- | --- | --- | --- | --- | --- |
+"
+    );
+    let mut json = Vec::new();
+    for (rule, row) in &entries {
+        let plan = row
+            .run
+            .as_ref()
+            .and_then(|r| r.parent())
+            .map(|d| d.join("init/surgery.json"))
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        let kept: Option<Vec<i64>> = plan.and_then(|p| serde_json::from_value(p["settings"]["blocks"].clone()).ok());
+        let zero_shot = row.curves.val.first().filter(|p| p.0 == 0.0).map(|p| p.1);
+        let gap = match (row.final_val, reference) {
+            (Some(a), Some(b)) => Some(a - b),
+            _ => None,
+        };
+        let avg = downstream(&row.name)?;
+        md += &format!(
+            "| {rule} | {} | {} | {} | {} | {} | {} |
+",
+            row.name,
+            kept.as_ref()
+                .map_or("–".into(), |k| inheritune_analysis::depth::runs(k)),
+            fmt(zero_shot),
+            fmt(row.final_val),
+            gap.map_or("–".into(), |g| format!("{g:+.4}")),
+            avg.map_or("–".into(), |a| format!("{a:.2}"))
+        );
+        json.push(serde_json::json!({
+            "rule": rule, "run": row.name, "blocks": kept, "zero_shot_val": zero_shot,
+            "final_val_loss": row.final_val, "minus_reference": gap, "downstream_avg": avg,
+        }));
+    }
+    md += "
+";
+    let runs: Vec<(String, PathBuf)> = entries
+        .iter()
+        .filter_map(|(rule, r)| {
+            r.run
+                .clone()
+                .filter(|d| d.join("metrics.jsonl").exists())
+                .map(|d| (rule.clone(), d))
+        })
+        .collect();
+    let figures = if runs.is_empty() {
+        Vec::new()
+    } else {
+        plot_runs(&runs, out, "strategies", false)?
+    };
+    Ok((md, serde_json::Value::Array(json), figures))
 }
 
 /// The premise the recipe rests on, checked on this run: the larger reference beats same-size

@@ -36,6 +36,17 @@ pub enum Task {
         /// The previous round's stage (warm-append growth starts from its model).
         previous: Option<String>,
     },
+    /// The strategy comparison: the blocks a rule chooses (by the reference's analysis), inherited
+    /// and trained as a round is.
+    Select {
+        /// The rule's name (`last`, `block-influence`, `angular`, `loo`, or `first` at a depth
+        /// no round has).
+        rule: String,
+        /// Depth.
+        layers: i64,
+    },
+    /// The reference checkpoint trained the steps every target trains.
+    ReferenceTrained,
     /// A model of the reference's width trained from scratch.
     Scratch {
         /// Depth.
@@ -83,6 +94,8 @@ impl Task {
             self,
             Task::Reference
                 | Task::Inheritune { .. }
+                | Task::Select { .. }
+                | Task::ReferenceTrained
                 | Task::Scratch { .. }
                 | Task::HybridStack { .. }
                 | Task::HalfWidth
@@ -112,7 +125,9 @@ pub const PATTERNS: &[&str] = &[
     "tokenizer",
     "data",
     "reference",
+    "reference-trained",
     "analyze-reference",
+    "select-",
     "inheritune-l",
     "scratch-l",
     "hybrid-stack-l",
@@ -137,7 +152,7 @@ pub fn is_stage_name(name: &str) -> bool {
                 return false;
             };
             match *s {
-                "eval-" => true,
+                "eval-" | "select-" => true,
                 s if s.ends_with("-l") => {
                     let depth = rest.strip_suffix("-2x").unwrap_or(rest);
                     !depth.is_empty() && depth.bytes().all(|b| b.is_ascii_digit())
@@ -145,6 +160,16 @@ pub fn is_stage_name(name: &str) -> bool {
                 _ => false,
             }
         })
+}
+
+/// The stage of the comparison's `rule` at depth `layers`: round 1 itself for `first` at round
+/// 1's depth (`round1`), else `select-<rule>-l<layers>`.
+pub fn selection_stage(rule: &str, layers: i64, round1: Option<i64>) -> String {
+    if rule == "first" && Some(layers) == round1 {
+        format!("inheritune-l{layers}")
+    } else {
+        format!("select-{rule}-l{layers}")
+    }
 }
 
 /// The first lazy layer (relaxed rule) of the reference's analysis: None while it has not
@@ -264,6 +289,33 @@ pub fn stages(recipe: &Recipe, l_ref: i64, facts: &Facts, eval: bool) -> Vec<Sta
     }
     let last_round = previous.unwrap_or_default();
     let target_layers = next.and_then(Next::final_layers);
+    let mut compared: Vec<String> = Vec::new();
+    if recipe.reference.train_too {
+        add(
+            "reference-trained".into(),
+            with(data.clone(), "reference"),
+            Task::ReferenceTrained,
+        );
+        compared.push("reference-trained".into());
+    }
+    // The strategy comparison, at a fixed depth or round 1's (once the start depth is known).
+    let round1 = rule.as_ref().map(|r| r.depth(1));
+    if let Some(l) = recipe.inheritune.selection_layers.or(round1) {
+        for r in recipe.inheritune.rules() {
+            let name = selection_stage(r.name(), l, round1);
+            if r.name() != "first" || Some(l) != round1 {
+                add(
+                    name.clone(),
+                    with(with(data.clone(), "reference"), "analyze-reference"),
+                    Task::Select {
+                        rule: r.name().into(),
+                        layers: l,
+                    },
+                );
+            }
+            compared.push(name);
+        }
+    }
 
     // Baselines: at a fixed depth at once; at the target's depth once the loop has ended.
     let b = &recipe.baselines;
@@ -275,6 +327,13 @@ pub fn stages(recipe: &Recipe, l_ref: i64, facts: &Facts, eval: bool) -> Vec<Sta
     if target_layers.is_some() {
         models.push(last_round.clone());
     }
+    models.extend(
+        compared
+            .iter()
+            .filter(|c| !models.contains(c))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     if let Some(l) = depth {
         let base = |extra: &[&str]| {
             let mut d = data.clone();

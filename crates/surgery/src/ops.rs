@@ -169,18 +169,8 @@ fn role(config: &ModelConfig, name: &str) -> Result<Role> {
 
 /// The group of a parameter role.
 pub fn group_of(role: Role) -> Group {
-    match role {
-        Role::Embedding => Group::Embed,
-        Role::Positions => Group::Pos,
-        Role::Head => Group::Head,
-        Role::FinalNorm(_) => Group::FinalNorm,
-        Role::Block { slot, .. } => match slot {
-            Slot::AttnNorm => Group::Ln1,
-            Slot::MlpNorm | Slot::PreFfnNorm | Slot::PostFfnNorm => Group::Ln2,
-            Slot::Qkv | Slot::Q | Slot::K | Slot::V | Slot::AttnOut | Slot::QNorm | Slot::KNorm => Group::Attn,
-            Slot::MlpIn | Slot::Gate | Slot::Up | Slot::GateUp | Slot::MlpOut => Group::Mlp,
-        },
-    }
+    let name = role.group();
+    Group::ALL.into_iter().find(|g| g.name() == name).unwrap_or(Group::Attn)
 }
 
 fn with_layers(config: &ModelConfig, n: i64) -> ModelConfig {
@@ -552,4 +542,18 @@ pub fn half_width(reference: &CausalLm, seed: i64) -> Result<(CausalLm, Plan)> {
     plan.setting("n_inner", inner_h);
     let model = plan.apply(&[("reference", reference)])?;
     Ok((model, plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_the_models_groups() {
+        let names: Vec<&str> = Group::ALL.iter().map(|g| g.name()).collect();
+        assert_eq!(names, Role::GROUPS);
+        for g in Group::ALL {
+            assert_eq!(Group::parse(g.name()).unwrap(), g);
+        }
+    }
 }

@@ -136,6 +136,9 @@ pub struct TrainSection {
     pub final_eval_tokens: Option<u64>,
     /// Also write a checkpoint of the untrained weights at step 0.
     pub checkpoint_at_start: bool,
+    /// Train only these parameter groups (`embed`, `pos`, `head`, `final-norm`, `attn`, `ln1`,
+    /// `mlp`, `ln2`); the others stay as loaded. Empty: every parameter.
+    pub trainable: Vec<String>,
     /// Checkpoints kept besides milestones.
     pub keep_last: usize,
     /// Checkpoints at multiples of this step are never deleted (0: none).
@@ -180,6 +183,7 @@ impl Default for TrainSection {
             eval_iters: 200,
             final_eval_tokens: None,
             checkpoint_at_start: false,
+            trainable: Vec::new(),
             keep_last: 2,
             milestone_interval: 0,
             seed: 5000,
@@ -227,7 +231,7 @@ impl TrainSection {
 
     /// Scales the defaults that suit long runs to this run, for the keys the config does not
     /// set (`set`): warmup at most a tenth of `max_steps`, evaluation batches at most the run's
-    /// micro-batches. Returns a line for each change, and for a set warmup the run never leaves.
+    /// micro-batches. Returns a line for each change.
     pub fn size_defaults(&mut self, set: &[String]) -> Vec<String> {
         let is_set = |k: &str| set.iter().any(|s| s == k);
         let mut notes = Vec::new();
@@ -240,11 +244,6 @@ impl TrainSection {
                 self.max_steps / 10
             ));
             self.warmup_steps = self.max_steps / 10;
-        } else if is_set("warmup_steps") && self.warmup_steps >= self.max_steps {
-            notes.push(format!(
-                "train.warmup_steps {} is not below max_steps {}: the learning rate never reaches train.lr",
-                self.warmup_steps, self.max_steps
-            ));
         }
         let micro_batches = self.max_steps.saturating_mul(self.grad_accum.unwrap_or(1) as u64);
         let sized = (micro_batches.clamp(10, default.eval_iters as u64)) as usize;
@@ -480,6 +479,14 @@ impl RunConfig {
         }
         if t.eval_interval == 0 {
             p.push("train.eval_interval must be positive".into());
+        }
+        for g in &t.trainable {
+            if !inheritune_model::Role::GROUPS.contains(&g.as_str()) {
+                p.push(format!(
+                    "train.trainable: unknown group {g:?} (one of {})",
+                    inheritune_model::Role::GROUPS.join(", ")
+                ));
+            }
         }
         if t.log_interval == 0 {
             p.push("train.log_interval must be positive".into());
@@ -743,7 +750,9 @@ fn unknown_keys(table: &toml::Table) -> Result<()> {
     };
     let keys_of = |section: &str| -> Vec<String> {
         match section {
-            "" => ["preset", "model", "data", "train", "distill"].map(String::from).to_vec(),
+            "" => ["preset", "model", "data", "train", "distill"]
+                .map(String::from)
+                .to_vec(),
             "distill" => ["teacher", "alpha", "temperature"].map(String::from).to_vec(),
             "model" => ["preset", "config", "overrides"].map(String::from).to_vec(),
             "data" => ["dir", "order"].map(String::from).to_vec(),
@@ -773,7 +782,13 @@ fn unknown_keys(table: &toml::Table) -> Result<()> {
 
 /// `section.key`, with the closest known key when one is near (as clap suggests flags).
 fn with_suggestion(section: &str, key: &str, known: &[String]) -> String {
-    let full = |k: &str| if section.is_empty() { k.to_string() } else { format!("{section}.{k}") };
+    let full = |k: &str| {
+        if section.is_empty() {
+            k.to_string()
+        } else {
+            format!("{section}.{k}")
+        }
+    };
     let best = known
         .iter()
         .map(|k| (strsim::jaro(key, k), k))

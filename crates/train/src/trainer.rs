@@ -280,7 +280,11 @@ impl Run<'_> {
                         "final validation pass: {total} batches of {} × {} tokens{}",
                         t.micro_batch,
                         t.seq_len,
-                        if limit.is_some() { " (train.final_eval_tokens)" } else { " (the whole split)" }
+                        if limit.is_some() {
+                            " (train.final_eval_tokens)"
+                        } else {
+                            " (the whole split)"
+                        }
                     );
                 }
                 let share = done as f64 / total.max(1) as f64;
@@ -466,6 +470,42 @@ fn check_tokenizer(init: &Path, data: &Path) -> Result<()> {
     ))
 }
 
+/// The parameters the optimizer updates: all of them, or those of the `groups` named (the others
+/// stop requiring gradients, so backward skips them).
+fn trainable_parameters(model: &CausalLm, groups: &[String]) -> Result<std::collections::BTreeMap<String, Tensor>> {
+    let mut params = model.named_parameters();
+    if groups.is_empty() {
+        return Ok(params);
+    }
+    let family = model.config().family();
+    let mut frozen = Vec::new();
+    for (name, p) in params.iter_mut() {
+        let group = inheritune_model::Role::parse(family, name).map(|r| r.group());
+        if !group.is_some_and(|g| groups.iter().any(|x| x == g)) {
+            let _ = p.requires_grad_(false);
+            frozen.push(name.clone());
+        }
+    }
+    params.retain(|name, _| !frozen.contains(name));
+    if params.is_empty() {
+        return Err(Error::Config {
+            path: None,
+            problems: vec![format!(
+                "train.trainable {groups:?}: the model has no parameter in these groups"
+            )],
+        });
+    }
+    let count: i64 = params.values().map(|p| p.numel() as i64).sum();
+    tracing::info!(
+        "training {} of the model's parameters ({} tensors in {}); {} tensors frozen",
+        count,
+        params.len(),
+        groups.join(", "),
+        frozen.len()
+    );
+    Ok(params)
+}
+
 /// Whether every parameter is finite (checked before a checkpoint is written).
 fn weights_finite(model: &CausalLm) -> Result<bool> {
     for p in model.named_parameters().values() {
@@ -592,7 +632,7 @@ pub fn train(
         }
         None => None,
     };
-    let params = model.named_parameters();
+    let params = trainable_parameters(&model, &t.trainable)?;
     let mut opt = AdamW::new(
         &params,
         AdamWConfig {
