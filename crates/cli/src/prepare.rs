@@ -166,8 +166,8 @@ pub fn run(args: &Args) -> Result<()> {
         let bytes: u64 = sources.iter().map(|s| s.bytes).sum();
         let tokens = (bytes / 4 / 20).clamp(1, DEFAULT_VAL_TOKENS);
         config.split = SplitRule::FirstTokens { tokens };
-        eprintln!(
-            "[prepare] val split: the first {tokens} tokens (~5% of the input, at most {DEFAULT_VAL_TOKENS}); \
+        tracing::info!(
+            "val split: the first {tokens} tokens (~5% of the input, at most {DEFAULT_VAL_TOKENS}); \
              --val-tokens, --val-fraction or --val-docs choose another"
         );
     }

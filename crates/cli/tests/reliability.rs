@@ -71,7 +71,7 @@ fn checkpoints(run: &Path) -> Vec<String> {
 fn a_diverging_run_keeps_a_finite_checkpoint_and_resumes_from_it() {
     let (tmp, _, cfg) = setup(
         "diverge.toml",
-        "lr = 1e30\nmax_steps = 30\neval_interval = 3\nkeep_last = 1\ngrad_clip = 0.0\nweight_decay = 0.0",
+        "lr = 1e30\nmax_steps = 30\neval_interval = 3\nkeep_last = 1\ngrad_clip = 0.0\nweight_decay = 0.0\ncheckpoint_at_start = true",
     );
     let run = tmp.path().join("run");
     let out = train(&cfg, &run, &[]);
@@ -129,7 +129,8 @@ fn an_existing_run_is_refused_or_overwritten_never_mixed() {
         "lr = 3e-3\nmax_steps = 2\neval_interval = 1\nkeep_last = 5",
     );
     ok(&train(&short, &run, &["--overwrite"]));
-    assert_eq!(checkpoints(&run), ["step-00000000", "step-00000001", "step-00000002"]);
+    // No checkpoint of the untrained weights unless checkpoint_at_start.
+    assert_eq!(checkpoints(&run), ["step-00000001", "step-00000002"]);
     assert_eq!(metrics(&run).iter().filter(|l| l["kind"] == "train").count(), 2);
 }
 

@@ -826,6 +826,7 @@ impl Recipe {
             },
             train,
             distill: None,
+            notes: Vec::new(),
         }
     }
 }

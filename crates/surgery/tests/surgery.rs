@@ -118,6 +118,24 @@ proptest! {
         let big = config.n_layer();
         let l = 1 + ((big - 1) as f64 * frac) as i64;
         let selection = if last { Selection::Last } else { Selection::First };
+        // A custom map may name only groups the model has (LLaMA has no `pos`, a tied model no
+        // `head`): the others are refused, naming them.
+        let present: std::collections::BTreeSet<Group> = config
+            .parameter_shapes()
+            .iter()
+            .map(|p| inheritune_surgery::ops::group_of(
+                inheritune_model::Role::parse(config.family(), &p.name).expect("a parameter"),
+            ))
+            .collect();
+        let map = match map {
+            InheritMap::Custom(g) if !g.is_subset(&present) => {
+                let absent = g.difference(&present).next().expect("absent").name();
+                let err = inherit(&reference, l, &InheritMap::Custom(g.clone()), &selection, seed).unwrap_err().to_string();
+                prop_assert!(err.contains(absent), "{err}");
+                InheritMap::Custom(g.intersection(&present).copied().collect())
+            }
+            m => m,
+        };
         let (target, plan) = inherit(&reference, l, &map, &selection, seed).map_err(|e| TestCaseError::fail(e.to_string()))?;
         check_copies(&target, &plan, &[("reference", &reference)])?;
         // Block j comes from reference block j (first) or L-l+j (last), for the groups in the map.

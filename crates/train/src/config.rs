@@ -312,6 +312,9 @@ pub struct RunConfig {
     /// Knowledge distillation (absent: plain cross-entropy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<DistillSection>,
+    /// The defaults sized to this run ([`TrainSection::size_defaults`]), said as the run starts.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 impl RunConfig {
@@ -377,9 +380,7 @@ impl RunConfig {
             .map(|t| t.keys().cloned().collect())
             .unwrap_or_default();
         let mut config: Self = toml::Value::Table(table).try_into().map_err(syntax_err)?;
-        for note in config.train.size_defaults(&set) {
-            tracing::warn!("{note}");
-        }
+        config.notes = config.train.size_defaults(&set);
         Ok(config)
     }
 

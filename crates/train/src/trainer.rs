@@ -447,10 +447,14 @@ fn check_tokenizer(init: &Path, data: &Path) -> Result<()> {
     if ours.hash() == manifest.tokenizer.hash {
         return Ok(());
     }
-    const PROBE: &str = "The Inheritune recipe: 12 layers, café, naïve — tokens!\n  indented\tline <|endoftext|>";
+    // Ordinary text only: a tokenizer.json matches its special tokens in any text, which the
+    // built-in encoder's ordinary encoding does not; the end-of-text id is compared instead.
+    const PROBE: &str = "The Inheritune recipe: 12 layers, café, naïve — tokens!\n  indented\tline";
+    const EOT: &str = "<|endoftext|>";
     let builtin = inheritune_data::Tokenizer::gpt2()?;
     let same_as_builtin = builtin.hash() == manifest.tokenizer.hash
         && ours.vocab_size() >= builtin.vocab_size()
+        && ours.token_to_id(EOT) == builtin.token_to_id(EOT)
         && ours.encode_ordinary(PROBE)? == builtin.encode_ordinary(PROBE)?;
     if same_as_builtin {
         return Ok(());
@@ -771,6 +775,11 @@ pub fn train(
         .or_else(|| crate::peak::peak_flops(options.device, dtype))
         .map(|p| p * world as f64);
     let resumed_at = restored.then_some(start);
+    if writer {
+        for note in &config.notes {
+            tracing::warn!("{note}");
+        }
+    }
     let mut step = start;
     loop {
         if (step % t.eval_interval == 0 || step == t.max_steps) && step <= t.max_steps && resumed_at != Some(step) {
