@@ -187,6 +187,13 @@ fn rank_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
         .map_err(|e| e.to_string())?
         .label("lazy, relaxed (MaxRank < 2)")
         .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 6, orange.stroke_width(2)));
+    legend_upper_left(&mut chart)
+}
+
+/// The series labels of a per-layer chart, in its upper left corner.
+fn legend_upper_left<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+) -> std::result::Result<(), String> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
@@ -371,14 +378,7 @@ fn criteria_plot<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(|e| e.to_string())?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(|e| e.to_string())
+    legend_upper_left(&mut chart)
 }
 
 /// Angular distance by block size n (rows) and start l (columns); the least of each row, the

@@ -145,13 +145,7 @@ impl Gpt2 {
 
     /// Final hidden states `(B, T, d)` after `ln_f`, for ids `(B, T)` already checked by the caller.
     pub fn hidden(&self, idx: &Tensor, visitor: Option<AttentionVisitor>) -> Tensor {
-        self.hidden_probed(
-            idx,
-            &mut Probe {
-                attention: visitor,
-                ..Probe::default()
-            },
-        )
+        self.hidden_probed(idx, &mut Probe::attention(visitor))
     }
 
     /// As [`Gpt2::hidden`], reporting to or changing the pass as `probe` asks.

@@ -129,7 +129,10 @@ pub const PICKLE_INDEX_FILE: &str = "pytorch_model.bin.index.json";
 /// The weight files of a checkpoint folder: `model.safetensors`, every shard of its index, or
 /// (as published by older checkpoints such as OpenLLaMA) `pytorch_model.bin` or every shard of
 /// its index; safetensors first when both are present.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+///
+/// # Errors
+/// No weights in the folder, or an unreadable index.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     for (single, index) in [(WEIGHTS_FILE, INDEX_FILE), (PICKLE_FILE, PICKLE_INDEX_FILE)] {
         if dir.join(single).exists() {
             return Ok(vec![dir.join(single)]);

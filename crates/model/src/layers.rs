@@ -54,6 +54,16 @@ pub struct Probe<'a> {
     pub skip: Option<usize>,
 }
 
+impl<'a> Probe<'a> {
+    /// A probe that only visits the attention matrices (when `visitor` is given).
+    pub fn attention(visitor: Option<AttentionVisitor<'a>>) -> Self {
+        Probe {
+            attention: visitor,
+            ..Probe::default()
+        }
+    }
+}
+
 /// A linear map `y = x Wᵀ + b` with `W` of shape `(out, in)`.
 #[derive(Debug)]
 pub struct Linear {

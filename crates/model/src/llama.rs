@@ -457,13 +457,7 @@ impl Llama {
 
     /// Final hidden states `(B, T, d)` after the last norm, for ids `(B, T)` already checked by the caller.
     pub fn hidden(&self, idx: &Tensor, visitor: Option<AttentionVisitor>) -> Tensor {
-        self.hidden_probed(
-            idx,
-            &mut Probe {
-                attention: visitor,
-                ..Probe::default()
-            },
-        )
+        self.hidden_probed(idx, &mut Probe::attention(visitor))
     }
 
     /// As [`Llama::hidden`], reporting to or changing the pass as `probe` asks.

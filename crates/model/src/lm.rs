@@ -260,14 +260,7 @@ impl CausalLm {
     /// # Errors
     /// An invalid input (see [`CausalLm::check_input`]).
     pub fn visit_attention(&self, idx: &Tensor, visitor: AttentionVisitor) -> Result<()> {
-        self.probe(
-            idx,
-            &mut Probe {
-                attention: Some(visitor),
-                ..Probe::default()
-            },
-        )
-        .map(|_| ())
+        self.probe(idx, &mut Probe::attention(Some(visitor))).map(|_| ())
     }
 
     /// Final hidden states `(B, T, d)` (after the last norm) of a pass that reports to or

@@ -612,7 +612,8 @@ pub fn train(
     let dtype = options.compute_dtype();
     let mut model = CausalLm::new(&model_config, options.device, DType::F32)?;
     if let Some(init) = &options.init {
-        let report = hf::load_weights(&mut model, &[init.join(hf::WEIGHTS_FILE)])?;
+        // Any published layout: model.safetensors, its shards, or pytorch_model.bin.
+        let report = hf::load_weights(&mut model, &hf::weight_files(init)?)?;
         if !report.is_clean() {
             return Err(file_err(init, format!("init checkpoint does not fit: {report}")));
         }

@@ -1,0 +1,5 @@
+//! Links libtorch (CUDA included) with an rpath, as every inheritune crate that touches it.
+
+fn main() {
+    inheritune_build::link_torch();
+}
