@@ -420,13 +420,10 @@ fn comparison(
         })
     };
     let mut md = format!(
-        "## Strategy comparison ({layers} of {l_ref} blocks, the same data, steps and seed)
-
-         Zero-shot: the validation loss of the step-0 evaluation, right after surgery. Blocks are 0-based.
-
-         | rule | run | blocks kept | zero-shot val | final val (full pass) | minus reference | downstream avg |
-         | --- | --- | --- | --- | --- | --- | --- |
-"
+        "## Strategy comparison ({layers} of {l_ref} blocks, the same data, steps and seed)\n\n\
+         Zero-shot: the validation loss of the step-0 evaluation, right after surgery. Blocks are 0-based.\n\n\
+         | rule | run | blocks kept | zero-shot val | final val (full pass) | minus reference | downstream avg |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n"
     );
     let mut json = Vec::new();
     for (rule, row) in &entries {

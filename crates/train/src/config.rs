@@ -127,11 +127,11 @@ pub struct TrainSection {
     pub grad_clip: f64,
     /// Evaluate (and checkpoint) when step % eval_interval == 0, before that step's update.
     pub eval_interval: u64,
-    /// Random batches per split at each evaluation (default: 200, or the run's own micro-batch
-    /// count when that is smaller, but at least 10).
+    /// Random batches per split at each evaluation (default: 200, or a quarter of the run's
+    /// micro-batches when that is smaller, but at least 4).
     pub eval_iters: usize,
     /// Tokens of the val split the final pass scores, from its start (default: the whole split,
-    /// or as many tokens as the run trains on when that is smaller, but at least 100 micro-batches;
+    /// or as many tokens as the run trains on when that is smaller, but at least 20 micro-batches;
     /// 0: the whole split).
     pub final_eval_tokens: Option<u64>,
     /// Also write a checkpoint of the untrained weights at step 0.
@@ -245,8 +245,9 @@ impl TrainSection {
             ));
             self.warmup_steps = self.max_steps / 10;
         }
+        // Evaluation stays a small share of a short run: a quarter of its micro-batches per split.
         let micro_batches = self.max_steps.saturating_mul(self.grad_accum.unwrap_or(1) as u64);
-        let sized = (micro_batches.clamp(10, default.eval_iters as u64)) as usize;
+        let sized = ((micro_batches / 4).clamp(4, default.eval_iters as u64)) as usize;
         if !is_set("eval_iters") && sized < self.eval_iters {
             notes.push(format!(
                 "train.eval_iters: {sized} batches per split at each evaluation (the default {} sized to this {}-step run; set train.eval_iters to choose)",
@@ -260,7 +261,7 @@ impl TrainSection {
     /// Windows of `seq_len` tokens the final validation pass scores (`None`: every window), for a
     /// run of `max_steps` steps of `tokens_per_step` tokens (see `final_eval_tokens`).
     pub fn final_eval_windows(&self, tokens_per_step: u64) -> Option<usize> {
-        let floor = 100 * (self.micro_batch * self.seq_len) as u64;
+        let floor = 20 * (self.micro_batch * self.seq_len) as u64;
         let tokens = match self.final_eval_tokens {
             Some(0) => return None,
             Some(n) => n,
