@@ -19,6 +19,9 @@ use inheritune_model::{CausalLm, Probe};
 
 use crate::error::{Error, Result};
 
+/// Angular distances keyed by block size n, each a list over starts l.
+pub type Angular = BTreeMap<String, Vec<f64>>;
+
 /// Accumulates Block Influence and the last-position states over chunks of windows.
 pub(crate) struct ResidualAcc {
     n_layer: usize,
@@ -65,7 +68,7 @@ impl ResidualAcc {
     }
 
     /// Block Influence per block, and angular distance keyed by block size n = 1..N−1.
-    pub(crate) fn finish(self) -> Result<(Vec<f64>, BTreeMap<String, Vec<f64>>)> {
+    pub(crate) fn finish(self) -> Result<(Vec<f64>, Angular)> {
         let bi: Vec<f64> = self
             .cos_sum
             .iter()

@@ -67,6 +67,9 @@ fn every_help_text_is_as_reviewed() {
     }
 }
 
+/// Environment variables of one case.
+type Env<'a> = &'a [(&'a str, &'a str)];
+
 /// Runs the binary in `dir`; the error it ends with, which must be its only `error:` line and
 /// one line, with `dir` and the fixtures folder written as `<tmp>` and `<fixtures>`.
 fn one_line_error(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
@@ -120,7 +123,7 @@ fn newcomer_errors_are_one_line_and_say_what_to_do() {
     )
     .unwrap();
     let mut all = String::new();
-    let cases: Vec<(Vec<&str>, &[(&str, &str)])> = vec![
+    let cases: Vec<(Vec<&str>, Env)> = vec![
         (
             vec!["perplexity", "--model", "models/x", "--text", "text.txt"],
             &offline,
