@@ -6,7 +6,6 @@ use anyhow::{bail, Context, Result};
 use inheritune_analysis::windows::{consecutive_windows, read_windows, sample_offsets, sample_windows};
 use inheritune_analysis::{Analysis, MassOrder, Settings};
 use inheritune_data::loader::TokenStream;
-use inheritune_data::Tokenizer;
 use inheritune_model::hf::{self, LoadOptions};
 use inheritune_model::tch::Tensor;
 
@@ -50,7 +49,7 @@ impl WindowArgs {
     }
 
     /// The windows `(N, T)` and a description of their source; `model` supplies the tokenizer of `--text`.
-    fn read(&self, model: &Path) -> Result<(Tensor, String)> {
+    fn read(&self, model: &Path, config: &inheritune_model::ModelConfig) -> Result<(Tensor, String)> {
         let (windows, source) = if let Some(dir) = &self.data {
             let mut stream = TokenStream::open(dir, &self.split)?;
             let offsets = sample_offsets(stream.len(), self.num_windows, self.window_len, self.window_seed)
@@ -76,7 +75,7 @@ impl WindowArgs {
             if text.trim().is_empty() {
                 bail!("{}: the file holds no text", path.display());
             }
-            let tokens = Tokenizer::for_model_dir(model)?.encode(&text)?;
+            let tokens = crate::tokenizer::of_model(model, config)?.encode(&text)?;
             if self.consecutive {
                 (
                     consecutive_windows(&tokens, self.num_windows, self.window_len)?,
@@ -157,7 +156,14 @@ pub fn compute(
         },
     )
     .with_context(|| format!("loading {}", model.display()))?;
-    let (ids, source) = windows.read(model)?;
+    let context = lm.config().context_length();
+    if windows.window_len as i64 > context && windows.windows.is_none() {
+        bail!(
+            "--window-len {} exceeds the model's context length {context}; pass --window-len {context} or less",
+            windows.window_len
+        );
+    }
+    let (ids, source) = windows.read(model, lm.config())?;
     let bar = crate::progress::Progress::new("{bar:40} {pos}/{len} window passes eta {eta}", "window passes");
     let name = model.display().to_string();
     let analysis = inheritune_analysis::analyze(&lm, &name, &ids, &source, settings, &mut |done, total| {

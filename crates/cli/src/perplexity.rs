@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use inheritune_data::Tokenizer;
 use inheritune_model::hf::{self, LoadOptions};
 
 use crate::args::DTypeArg;
@@ -50,7 +49,7 @@ pub fn run(args: &Args) -> Result<()> {
     if !report.is_clean() {
         tracing::warn!("{}: {report}", args.model.display());
     }
-    let tokenizer = Tokenizer::for_model_dir(&args.model)?;
+    let tokenizer = crate::tokenizer::of_model(&args.model, model.config())?;
     let text = std::fs::read(&args.text).with_context(|| format!("reading {}", args.text.display()))?;
     let text = String::from_utf8(text).with_context(|| format!("{}: not valid UTF-8", args.text.display()))?;
     if text.trim().is_empty() {

@@ -75,3 +75,20 @@ pub fn run(args: &Args) -> Result<()> {
     );
     Ok(())
 }
+
+/// The tokenizer of a checkpoint folder: its `tokenizer.json`, or GPT-2's for a GPT-2 model
+/// without one (as everywhere in this project); another family's is never guessed.
+///
+/// # Errors
+/// A non-GPT-2 folder without `tokenizer.json`, or an unreadable one.
+pub fn of_model(dir: &std::path::Path, config: &inheritune_model::ModelConfig) -> Result<Tokenizer> {
+    let gpt2 = matches!(config, inheritune_model::ModelConfig::Gpt2(_));
+    if !gpt2 && !dir.join(inheritune_data::tokenizer::TOKENIZER_FILE).exists() {
+        bail!(
+            "{}: no tokenizer.json, and a {} model's tokenizer cannot be guessed; copy the model's tokenizer files there, or give token ids (--windows, or --data prepared with its tokenizer)",
+            dir.display(),
+            config.model_type()
+        );
+    }
+    Ok(Tokenizer::for_model_dir(dir)?)
+}

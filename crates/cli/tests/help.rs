@@ -160,6 +160,27 @@ fn newcomer_errors_are_one_line_and_say_what_to_do() {
             ],
             &[],
         ),
+        // A relative path that is not there is not tried as a Hub id.
+        (vec!["perplexity", "--model", "./models/x", "--text", "text.txt"], &[]),
+        // The fixture's context is 64 tokens; the default window is 100.
+        (vec!["analyze", "--model", llama, "--data", "data", "--out", "b"], &[]),
+        // No tokenizer.json in a LLaMA folder: GPT-2's is not guessed for it.
+        (
+            vec![
+                "analyze",
+                "--model",
+                llama,
+                "--text",
+                "text.txt",
+                "--window-len",
+                "8",
+                "--num-windows",
+                "1",
+                "--out",
+                "c",
+            ],
+            &[],
+        ),
     ];
     for (args, env) in cases {
         all += &one_line_error(d, &args, env);

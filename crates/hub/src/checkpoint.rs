@@ -38,6 +38,7 @@ const WEIGHTS: [(&str, bool); 4] = [
 /// folder searched), no such repository or revision, no weights in it, or a failed download.
 pub fn resolve_checkpoint(spec: &str) -> Result<PathBuf> {
     match Source::classify(spec) {
+        Source::Local(p) if !p.exists() => Err(Error::Msg(format!("no folder {spec}"))),
         Source::Local(p) => Ok(p),
         Source::Hub(id) => Hub::from_env()?
             .checkpoint(&id)
