@@ -81,6 +81,11 @@ fn bad_inputs_give_one_line_errors_naming_the_file() -> anyhow::Result<()> {
 
     let missing = tmp.path().join("no-such-model");
     let err = stderr_line(&perplexity(&missing, &text, &[])?);
+    assert!(err.contains("no folder") && err.contains("no-such-model"), "{err}");
+    // A folder without config.json names the file.
+    let empty = tmp.path().join("empty-model");
+    std::fs::create_dir(&empty)?;
+    let err = stderr_line(&perplexity(&empty, &text, &[])?);
     assert!(err.contains("config.json"), "{err}");
 
     let missing_text = tmp.path().join("missing.txt");
@@ -92,14 +97,14 @@ fn bad_inputs_give_one_line_errors_naming_the_file() -> anyhow::Result<()> {
     let err = stderr_line(&perplexity(&fixture("llama_gqa_tied"), &bad_utf8, &[])?);
     assert!(err.contains("latin1.txt") && err.contains("UTF-8"), "{err}");
 
-    // GPT-2 token ids (up to 50256) do not fit a 300-token model without its own tokenizer.
+    // A LLaMA folder without its tokenizer.json: GPT-2's is not guessed for it.
     let no_tok = tmp.path().join("no-tokenizer");
     std::fs::create_dir(&no_tok)?;
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(fixture("llama_gqa_tied").join(f), no_tok.join(f))?;
     }
     let err = stderr_line(&perplexity(&no_tok, &text, &[])?);
-    assert!(err.contains("outside the vocabulary"), "{err}");
+    assert!(err.contains("no tokenizer.json") && err.contains("no-tokenizer"), "{err}");
 
     let err = stderr_line(&perplexity(
         &fixture("llama_gqa_tied"),
