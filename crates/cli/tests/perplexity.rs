@@ -104,7 +104,10 @@ fn bad_inputs_give_one_line_errors_naming_the_file() -> anyhow::Result<()> {
         std::fs::copy(fixture("llama_gqa_tied").join(f), no_tok.join(f))?;
     }
     let err = stderr_line(&perplexity(&no_tok, &text, &[])?);
-    assert!(err.contains("no tokenizer.json") && err.contains("no-tokenizer"), "{err}");
+    assert!(
+        err.contains("no tokenizer.json") && err.contains("no-tokenizer"),
+        "{err}"
+    );
 
     let err = stderr_line(&perplexity(
         &fixture("llama_gqa_tied"),
