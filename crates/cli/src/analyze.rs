@@ -8,6 +8,7 @@ use inheritune_analysis::{Analysis, MassOrder, Settings};
 use inheritune_data::loader::TokenStream;
 use inheritune_model::hf::{self, LoadOptions};
 use inheritune_model::tch::Tensor;
+use inheritune_model::CausalLm;
 
 use crate::args::DTypeArg;
 use inheritune_model::DeviceSpec;
@@ -156,6 +157,11 @@ pub fn compute(
         },
     )
     .with_context(|| format!("loading {}", model.display()))?;
+    compute_on(&lm, model, windows, settings)
+}
+
+/// As [`compute`], for the already loaded checkpoint `lm` of the folder `model`.
+pub fn compute_on(lm: &CausalLm, model: &Path, windows: &WindowArgs, settings: &Settings) -> Result<Analysis> {
     let context = lm.config().context_length();
     if windows.window_len as i64 > context && windows.windows.is_none() {
         bail!(
@@ -166,7 +172,7 @@ pub fn compute(
     let (ids, source) = windows.read(model, lm.config())?;
     let bar = crate::progress::Progress::new("{bar:40} {pos}/{len} window passes eta {eta}", "window passes");
     let name = model.display().to_string();
-    let analysis = inheritune_analysis::analyze(&lm, &name, &ids, &source, settings, &mut |done, total| {
+    let analysis = inheritune_analysis::analyze(lm, &name, &ids, &source, settings, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64)
     })

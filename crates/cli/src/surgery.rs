@@ -232,7 +232,10 @@ fn parse_indices(list: &str) -> Result<Selection> {
 }
 
 /// The blocks of `a.select` and, for a criterion rule, the settings to record (rule, values, kept).
-fn inherit_selection(a: &InheritArgs) -> Result<(Selection, Vec<(&'static str, serde_json::Value)>)> {
+fn inherit_selection(
+    a: &InheritArgs,
+    reference: &CausalLm,
+) -> Result<(Selection, Vec<(&'static str, serde_json::Value)>)> {
     let Some(rule) = Rule::parse(&a.select) else {
         return Ok((parse_indices(&a.select)?, Vec::new()));
     };
@@ -248,14 +251,26 @@ fn inherit_selection(a: &InheritArgs) -> Result<(Selection, Vec<(&'static str, s
         Some(dir) => {
             let path = dir.join("analysis.json");
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{}: not an analysis.json", path.display()))?
+            let analysis: Analysis =
+                serde_json::from_str(&text).with_context(|| format!("{}: not an analysis.json", path.display()))?;
+            let n = reference.config().n_layer() as usize;
+            if analysis.n_layer != n {
+                bail!(
+                    "{}: an analysis of a {}-layer model ({}), but {} has {n} layers",
+                    path.display(),
+                    analysis.n_layer,
+                    analysis.model,
+                    a.from.display()
+                );
+            }
+            analysis
         }
         None if a.windows.given() => {
             let settings = inheritune_analysis::Settings {
                 loo: rule == Rule::Loo,
                 ..inheritune_analysis::Settings::default()
             };
-            crate::analyze::compute(&a.from, &a.windows, &settings, a.common.device, DTypeArg::F32)?
+            crate::analyze::compute_on(reference, &a.from, &a.windows, &settings)?
         }
         None => bail!(
             "--select {}: give the criteria: --analysis DIR (an inheritune analyze folder{}) or windows to compute them on (--data, --windows or --text)",
@@ -375,8 +390,8 @@ pub fn inherit(a: &InheritArgs) -> Result<()> {
     if a.common.out.exists() {
         bail!("{}: already exists; choose a new --out folder", a.common.out.display());
     }
-    let (selection, settings) = inherit_selection(a)?;
     let reference = load(&a.from, &a.common)?;
+    let (selection, settings) = inherit_selection(a, &reference)?;
     let (model, mut plan) =
         inheritune_surgery::inherit(&reference, a.layers, &a.map.map()?, &selection, a.common.seed)?;
     for (key, value) in settings {

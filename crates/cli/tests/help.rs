@@ -217,3 +217,59 @@ fn a_tokenizer_mismatch_names_the_prepare_to_run() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_analysis_of_another_model_is_refused_by_inherit_select() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = workspace().join("crates/model/tests/fixtures");
+    // Windows of token ids both vocabularies hold (79 and 97 tokens).
+    let windows = dir.path().join("windows.json");
+    std::fs::write(&windows, "[[1, 2, 3, 4, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14, 15, 16]]").unwrap();
+    let analysis = dir.path().join("a3");
+    let out = bin()
+        .args(["analyze", "--model"])
+        .arg(fixtures.join("fam_llama3"))
+        .arg("--windows")
+        .arg(&windows)
+        .arg("--out")
+        .arg(&analysis)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let inherit = |model: &str, out: &str| {
+        bin()
+            .args(["surgery", "inherit", "--model"])
+            .arg(fixtures.join(model))
+            .args(["--layers", "2", "--select", "block-influence", "--analysis"])
+            .arg(&analysis)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap()
+    };
+    // The 2-layer Qwen3 fixture with the 3-layer LLaMA's analysis.
+    let o = inherit("fam_qwen3", "q");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("3-layer model") && err.contains("analysis.json"),
+        "{err}"
+    );
+    assert!(!dir.path().join("q").exists());
+    // The model it was made for: the rule's blocks, recorded in surgery.json.
+    let o = inherit("fam_llama3", "l");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("l/surgery.json")).unwrap()).unwrap();
+    let a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(analysis.join("analysis.json")).unwrap()).unwrap();
+    let bi: Vec<f64> = (0..3)
+        .map(|l| a["layers"][l]["block_influence"].as_f64().unwrap())
+        .collect();
+    // The two of highest Block Influence, in model order (hand-applied rule).
+    let mut order = [0usize, 1, 2];
+    order.sort_by(|&x, &y| bi[y].total_cmp(&bi[x]));
+    let mut want = vec![order[0], order[1]];
+    want.sort();
+    assert_eq!(plan["settings"]["blocks"], serde_json::json!(want));
+    assert_eq!(plan["settings"]["rule"], "block-influence");
+}
