@@ -14,33 +14,33 @@ use crate::args::DTypeArg;
 use inheritune_model::DeviceSpec;
 
 /// Where the analysed windows come from (shared by `analyze` and `surgery inherit --select`).
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").args(["data", "windows", "text"])))]
 pub struct WindowArgs {
     /// Prepared data folder (inheritune prepare): --num-windows windows drawn from --split with --window-seed.
     #[arg(long)]
-    data: Option<PathBuf>,
+    pub data: Option<PathBuf>,
     /// With --data: the split to draw windows from.
     #[arg(long, default_value = "val")]
-    split: String,
+    pub split: String,
     /// JSON file holding a list of token-id lists (all the same length) to analyse.
     #[arg(long)]
-    windows: Option<PathBuf>,
+    pub windows: Option<PathBuf>,
     /// UTF-8 text file: tokenized with the model's tokenizer; --num-windows windows drawn from it with --window-seed.
     #[arg(long)]
-    text: Option<PathBuf>,
+    pub text: Option<PathBuf>,
     /// Number of windows N (the paper: 100).
     #[arg(long, default_value_t = 100, value_parser = crate::args::positive)]
-    num_windows: usize,
+    pub num_windows: usize,
     /// Tokens per window T (the paper: 100).
     #[arg(long, default_value_t = 100, value_parser = crate::args::positive)]
-    window_len: usize,
+    pub window_len: usize,
     /// Seed of the window offsets (logged in analysis.json).
     #[arg(long, default_value_t = 1337)]
-    window_seed: u64,
+    pub window_seed: u64,
     /// With --text: take consecutive windows from the start instead of random offsets.
     #[arg(long)]
-    consecutive: bool,
+    pub consecutive: bool,
 }
 
 impl WindowArgs {
@@ -100,43 +100,43 @@ impl WindowArgs {
 }
 
 /// Arguments of `inheritune analyze`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 #[command(after_help = "Examples:
   inheritune analyze --model .smollm2.gguf --text speech.txt --out runs/smollm2-analysis
   inheritune analyze --model HuggingFaceTB/SmolLM2-135M --data data/owt --split val --loo --out runs/a")]
 pub struct Args {
     /// Checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
     #[arg(long, value_parser = crate::args::checkpoint)]
-    model: PathBuf,
+    pub model: PathBuf,
     #[command(flatten)]
-    windows: WindowArgs,
+    pub windows: WindowArgs,
     /// Output folder for analysis.json, summary.txt and the plots (must be new unless --overwrite).
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Replace what an existing --out folder holds.
     #[arg(long)]
-    overwrite: bool,
+    pub overwrite: bool,
     /// Energy threshold τ of the approximate rank.
     #[arg(long, default_value_t = 0.9)]
-    tau: f64,
+    pub tau: f64,
     /// Mass threshold η of the column mass.
     #[arg(long, default_value_t = 0.9)]
-    eta: f64,
+    pub eta: f64,
     /// Accumulate column shares in index order instead of largest first (the paper's printed formula).
     #[arg(long)]
-    mass_index_order: bool,
+    pub mass_index_order: bool,
     /// Also compute each block's leave-one-out NLL increase (N + 1 more passes through the head).
     #[arg(long)]
-    loo: bool,
+    pub loo: bool,
     /// Windows per forward pass.
     #[arg(long, default_value_t = 100, value_parser = crate::args::positive)]
-    batch_size: usize,
+    pub batch_size: usize,
     /// Device to run on.
     #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
-    device: DeviceSpec,
+    pub device: DeviceSpec,
     /// Format of the weights (the paper uses f32; metrics are always f64).
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
-    dtype: DTypeArg,
+    pub dtype: DTypeArg,
 }
 
 /// Analyses the checkpoint `model` on the windows of `windows`, with a progress bar.

@@ -5,7 +5,7 @@ use clap::ValueEnum;
 use inheritune_model::DType;
 
 /// Floating-point format of weights and compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DTypeArg {
     /// 32-bit float.
     F32,

@@ -9,7 +9,7 @@ use inheritune_hub::{Hub, HubId, Source};
 use serde::Deserialize;
 
 /// Arguments of `inheritune download`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 #[command(after_help = "Examples:
   inheritune download eval --tasks arc_easy,piqa
   inheritune download openwebtext
@@ -19,20 +19,20 @@ pub struct Args {
     /// `fineweb-edu-sample-100BT`, `redpajama-1t-sample`, or a `.json` manifest file), `eval`
     /// (the downstream tasks), or a Hub dataset id `org/name[@revision]`.
     #[arg(required_unless_present = "manifest")]
-    what: Option<String>,
+    pub what: Option<String>,
     /// Destination folder (default: the manifest's `local_dir`, `data/eval` for `eval`; required
     /// for a Hub id).
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub out: Option<PathBuf>,
     /// With `eval`: only the folders these tasks read (comma-separated; default every task).
     #[arg(long, value_delimiter = ',')]
-    tasks: Vec<String>,
+    pub tasks: Vec<String>,
     /// With a Hub id: files to fetch (glob patterns, `*` also matching `/`; default all).
     #[arg(long)]
-    include: Vec<String>,
+    pub include: Vec<String>,
     /// A corpus manifest file (as those in `datasets/`) instead of a built-in name.
     #[arg(long, conflicts_with = "what")]
-    manifest: Option<PathBuf>,
+    pub manifest: Option<PathBuf>,
 }
 
 /// A corpus manifest (`datasets/<name>.json`; only the keys used here).

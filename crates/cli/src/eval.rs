@@ -22,69 +22,69 @@ pub enum EvalCommand {
 }
 
 /// Arguments of `inheritune eval tasks`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 #[command(after_help = "Example:
   inheritune download eval --tasks arc_easy,piqa
   inheritune eval tasks --model runs/a/final --tasks arc_easy,piqa --data-dir data/eval --out runs/a/eval")]
 pub struct TasksArgs {
     /// Checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
     #[arg(long, value_parser = crate::args::checkpoint)]
-    model: PathBuf,
+    pub model: PathBuf,
     /// Comma-separated tasks: arc_easy, piqa, sciq, hellaswag, lambada_openai, winogrande, boolq,
     /// wsc, wnli, qnli, mnli, logiqa, truthfulqa_mc1, truthfulqa_mc2, mmlu (or `mmlu_<subject>`), wikitext.
     #[arg(long, required = true, value_delimiter = ',')]
-    tasks: Vec<String>,
+    pub tasks: Vec<String>,
     /// Folder with one subfolder per task holding the hub's files (see datasets/eval.md).
     #[arg(long)]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// Evaluate only the first N documents of each task.
     #[arg(long, value_parser = crate::args::positive)]
-    limit: Option<usize>,
+    pub limit: Option<usize>,
     /// Few-shot examples for MMLU (default 5; the other tasks are zero-shot).
     #[arg(long)]
-    num_fewshot: Option<usize>,
+    pub num_fewshot: Option<usize>,
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 16, value_parser = crate::args::positive)]
-    batch_size: usize,
+    pub batch_size: usize,
     /// Device.
     #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
-    device: DeviceSpec,
+    pub device: DeviceSpec,
     /// Forward-pass precision (f32 for parity; bf16 autocast is faster on GPUs).
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
-    dtype: DTypeArg,
+    pub dtype: DTypeArg,
     /// Output folder: results.json, results.md, and samples.jsonl with --log-samples.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Write every request (context, continuation, loglikelihood, is_greedy) to samples.jsonl.
     #[arg(long)]
-    log_samples: bool,
+    pub log_samples: bool,
 }
 
 /// Arguments of `inheritune eval loss`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 #[command(after_help = "Example:\n  inheritune eval loss --model runs/a/final --data data/sotu --split val")]
 pub struct LossArgs {
     /// Checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
     #[arg(long, value_parser = crate::args::checkpoint)]
-    model: PathBuf,
+    pub model: PathBuf,
     /// A folder written by `inheritune prepare`.
     #[arg(long)]
-    data: PathBuf,
+    pub data: PathBuf,
     /// Split.
     #[arg(long, default_value = "val")]
-    split: String,
+    pub split: String,
     /// Window length (default: the model's context length).
     #[arg(long, value_parser = crate::args::positive)]
-    seq_len: Option<usize>,
+    pub seq_len: Option<usize>,
     /// Windows per forward pass.
     #[arg(long, default_value_t = 8, value_parser = crate::args::positive)]
-    batch_size: usize,
+    pub batch_size: usize,
     /// Device.
     #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
-    device: DeviceSpec,
+    pub device: DeviceSpec,
     /// Forward-pass precision.
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
-    dtype: DTypeArg,
+    pub dtype: DTypeArg,
 }
 
 fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
@@ -99,7 +99,7 @@ pub fn run(command: &EvalCommand) -> Result<()> {
     }
 }
 
-fn tasks(args: &TasksArgs) -> Result<()> {
+pub fn tasks(args: &TasksArgs) -> Result<()> {
     let (model, data_dir, out) = (&args.model, &args.data_dir, &args.out);
     let mut seen = std::collections::BTreeSet::new();
     if let Some(twice) = args.tasks.iter().find(|t| !seen.insert(t.trim())) {
@@ -167,6 +167,13 @@ fn tasks(args: &TasksArgs) -> Result<()> {
 }
 
 fn loss(a: &LossArgs) -> Result<()> {
+    let report = loss_report(a)?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// `eval loss`: the mean cross-entropy over every window of the split.
+pub fn loss_report(a: &LossArgs) -> Result<inheritune_train::val::LossReport> {
     let device = a.device.checked()?;
     let (model, _) = hf::load(
         &a.model,
@@ -208,6 +215,5 @@ fn loss(a: &LossArgs) -> Result<()> {
         loss: mean,
         tokens,
     };
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(())
+    Ok(report)
 }

@@ -2,23 +2,34 @@
 //! `--nproc` launcher set the variables) and launching one on this machine (`--nproc N`, like
 //! torchrun's standalone mode).
 
-use std::process::{Child, Command, ExitStatus};
+use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use inheritune_dist::{LaunchEnv, ProcessGroup};
 use inheritune_model::tch::{self, Device};
 use inheritune_train::Dist;
 
+use crate::supervise;
+
 use inheritune_model::DeviceSpec;
 
 /// How long a rank waits for the others (rendezvous and every collective) before failing.
 pub const DEFAULT_TIMEOUT_S: u64 = 600;
 
+impl Default for DistArgs {
+    fn default() -> Self {
+        DistArgs {
+            nproc: None,
+            dist_timeout: DEFAULT_TIMEOUT_S,
+        }
+    }
+}
+
 /// Arguments shared by the verbs that can run on several ranks.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, Clone, clap::Args)]
 pub struct DistArgs {
     /// Start N local ranks (data parallel, like `torchrun --standalone --nproc-per-node N`).
     /// Not needed under torchrun, srun or mpirun: their variables are read.
@@ -77,39 +88,6 @@ extern "C" fn on_signal(sig: libc::c_int) {
     SIGNAL.store(sig, Ordering::SeqCst);
 }
 
-fn describe(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(sig)) => format!("signal {sig}{}", if sig == libc::SIGKILL { " (killed)" } else { "" }),
-        _ => status.to_string(),
-    }
-}
-
-fn signal_all(children: &mut [(usize, Child)], sig: libc::c_int) {
-    for (_, child) in children.iter_mut() {
-        if let Ok(None) = child.try_wait() {
-            // SAFETY: kill(2) on a child we spawned and have not reaped.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, sig);
-            }
-        }
-    }
-}
-
-/// Stops every rank still running: SIGTERM, then SIGKILL after a grace period.
-fn stop_all(children: &mut [(usize, Child)]) {
-    signal_all(children, libc::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && children.iter_mut().any(|(_, c)| matches!(c.try_wait(), Ok(None))) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    signal_all(children, libc::SIGKILL);
-    for (_, c) in children.iter_mut() {
-        let _ = c.wait();
-    }
-}
-
 /// Runs this program again as `nproc` local ranks with `args` (the verb's arguments without
 /// `--nproc`), meeting on a free port of 127.0.0.1. SIGINT and SIGTERM are forwarded; as soon as
 /// one rank fails every other rank is stopped and the launcher fails, naming the rank.
@@ -138,7 +116,7 @@ pub fn launch_local(nproc: usize, args: &[String]) -> Result<()> {
         match cmd.spawn() {
             Ok(child) => children.push((rank, child)),
             Err(e) => {
-                stop_all(&mut children);
+                supervise::stop_all(&mut children);
                 return Err(e).with_context(|| format!("starting rank {rank} ({})", exe.display()));
             }
         }
@@ -147,8 +125,8 @@ pub fn launch_local(nproc: usize, args: &[String]) -> Result<()> {
         let sig = SIGNAL.swap(0, Ordering::SeqCst);
         if sig != 0 {
             eprintln!("[launch] signal {sig}: forwarding it to every rank");
-            signal_all(&mut children, sig);
-            stop_all(&mut children);
+            supervise::signal_all(&mut children, sig);
+            supervise::stop_all(&mut children);
             bail!("interrupted by signal {sig}");
         }
         let mut failed = None;
@@ -163,10 +141,10 @@ pub fn launch_local(nproc: usize, args: &[String]) -> Result<()> {
         if let Some((rank, status)) = failed {
             eprintln!(
                 "[launch] rank {rank} of {nproc} failed ({}); stopping the other ranks",
-                describe(status)
+                supervise::describe(status)
             );
-            stop_all(&mut children);
-            bail!("rank {rank} of {nproc} failed ({})", describe(status));
+            supervise::stop_all(&mut children);
+            bail!("rank {rank} of {nproc} failed ({})", supervise::describe(status));
         }
         if running == 0 {
             return Ok(());

@@ -6,6 +6,7 @@
 mod analyze;
 mod args;
 mod bench;
+mod children;
 mod convert;
 mod download;
 mod eval;
@@ -14,6 +15,8 @@ mod perplexity;
 mod prepare;
 mod progress;
 mod recipe;
+mod stage;
+mod supervise;
 mod surgery;
 mod tokenizer;
 mod train;
@@ -71,11 +74,15 @@ enum Command {
     /// Benchmarks, printed as JSON lines comparable with the PyTorch reference scripts.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// One step of a recipe stage from its typed spec (run by `inheritune recipe`).
+    #[command(hide = true)]
+    Stage(stage::Args),
 }
 
 /// `inheritune surgery <op>` (the top-level `inheritune <op>` names stay as hidden aliases).
-#[derive(Debug, Subcommand)]
-enum SurgeryCommand {
+#[derive(Debug, serde::Serialize, serde::Deserialize, Subcommand)]
+#[serde(tag = "op", content = "args", rename_all = "kebab-case")]
+pub enum SurgeryCommand {
     /// Build a shallower model from the first (or chosen) blocks of a reference.
     Inherit(surgery::InheritArgs),
     /// Add blocks of the reference to a trained model (restart or warm-append).
@@ -91,7 +98,8 @@ enum SurgeryCommand {
 }
 
 impl SurgeryCommand {
-    fn run(&self) -> anyhow::Result<()> {
+    /// Runs the operation.
+    pub fn run(&self) -> anyhow::Result<()> {
         match self {
             SurgeryCommand::Inherit(a) => surgery::inherit(a),
             SurgeryCommand::Grow(a) => surgery::grow(a),
@@ -164,6 +172,7 @@ fn main() {
         Command::HalfWidth(args) => surgery::half_width(&args),
         Command::DistillInit(args) => surgery::distill_init(&args),
         Command::Bench(command) => bench::run(&command),
+        Command::Stage(args) => stage::run(&args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

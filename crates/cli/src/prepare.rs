@@ -5,87 +5,64 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::ValueEnum;
-use inheritune_data::prepare::{EotPlacement, PrepareConfig, SplitRule};
+use inheritune_data::prepare::{EotPlacement, PrepareConfig, Preset, SplitRule};
 use inheritune_data::source::discover;
 use inheritune_data::Tokenizer;
 
-/// Data-preparation presets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PresetArg {
-    /// EOT appended; a seeded 0.0005 document-level val split (or --val-docs).
-    Openwebtext,
-    /// EOT prepended; the first shard's worth of tokens is val.
-    FinewebEdu,
-    /// EOT appended; val split from the flags, else the first ~5% of tokens (at most 1M).
-    Generic,
-}
-
-/// EOT placement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EotArg {
-    /// After each document.
-    Append,
-    /// Before each document.
-    Prepend,
-    /// Not added.
-    None,
-}
-
 /// Arguments of `inheritune prepare`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 #[command(after_help = "Examples:
   inheritune prepare --text datasets/sotu --tokenizer models/smollm2/tokenizer.json --out data/sotu-smollm2
   inheritune prepare --text owt/ --preset openwebtext --out data/owt")]
 pub struct Args {
     /// Raw text: files or folders (searched recursively) of .parquet, .jsonl[.gz|.zst], .txt (one document per file).
     #[arg(long, alias = "input", required = true, num_args = 1..)]
-    text: Vec<PathBuf>,
+    pub text: Vec<PathBuf>,
     /// Output folder for train-NNNNNN.parquet, val-NNNNNN.parquet and manifest.json (rerun on the same
     /// folder with the same settings: resumes or does nothing).
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Replace a preparation the --out folder already holds (written beside it, swapped in when complete).
     #[arg(long)]
-    overwrite: bool,
+    pub overwrite: bool,
     /// Preset.
-    #[arg(long, value_enum, default_value_t = PresetArg::Generic)]
-    preset: PresetArg,
+    #[arg(long, value_enum, default_value_t = Preset::Generic)]
+    pub preset: Preset,
     /// tokenizer.json to use, e.g. the model's own (default: the built-in GPT-2 tokenizer, tiktoken-exact).
     #[arg(long)]
-    tokenizer: Option<PathBuf>,
+    pub tokenizer: Option<PathBuf>,
     /// Text column (Parquet) or field (JSONL).
     #[arg(long, default_value = "text")]
-    column: String,
+    pub column: String,
     /// Tokens per shard.
     #[arg(long, default_value_t = 100_000_000)]
-    shard_tokens: u64,
+    pub shard_tokens: u64,
     /// Override the EOT placement of the preset.
     #[arg(long, value_enum)]
-    eot: Option<EotArg>,
+    pub eot: Option<EotPlacement>,
     /// The token used as EOT (default: the tokenizer's end-of-text token: `<|endoftext|>`, else
     /// `<|end_of_text|>`, else the `eos_token` of a tokenizer_config.json beside tokenizer.json).
     #[arg(long)]
-    eot_token: Option<String>,
+    pub eot_token: Option<String>,
     /// Apply the tokenizer's own special-token rules (e.g. LLaMA's BOS) to every document
     /// (default: as the tokenizer's post-processor does, like transformers' `tokenizer(text)`).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "true|false")]
-    add_special_tokens: Option<bool>,
+    pub add_special_tokens: Option<bool>,
     /// JSON list of 0-based document indices that form the val split (e.g. nanoGPT's exact split).
     #[arg(long, conflicts_with_all = ["val_fraction", "val_tokens"])]
-    val_docs: Option<PathBuf>,
+    pub val_docs: Option<PathBuf>,
     /// Val share of documents, chosen by a seeded hash of the document index.
     #[arg(long, conflicts_with = "val_tokens", allow_negative_numbers = true)]
-    val_fraction: Option<f64>,
+    pub val_fraction: Option<f64>,
     /// The first N tokens of the stream are val (the generic preset's default: ~5% of the input, at most 1M).
     #[arg(long)]
-    val_tokens: Option<u64>,
+    pub val_tokens: Option<u64>,
     /// Seed of the document-level val split.
     #[arg(long, default_value_t = 2357)]
-    split_seed: u64,
+    pub split_seed: u64,
     /// Worker threads for tokenization (default: all cores).
     #[arg(long)]
-    threads: Option<usize>,
+    pub threads: Option<usize>,
 }
 
 /// The most tokens of the generic preset's default val split.
@@ -100,23 +77,19 @@ pub fn run(args: &Args) -> Result<()> {
             .context("setting the thread count")?;
     }
     let mut config = match args.preset {
-        PresetArg::Openwebtext => PrepareConfig::openwebtext(),
-        PresetArg::FinewebEdu => PrepareConfig {
+        Preset::Openwebtext => PrepareConfig::openwebtext(),
+        Preset::FinewebEdu => PrepareConfig {
             split: SplitRule::FirstTokens {
                 tokens: args.shard_tokens,
             },
             ..PrepareConfig::fineweb_edu()
         },
-        PresetArg::Generic => PrepareConfig::generic(),
+        Preset::Generic => PrepareConfig::generic(),
     };
     config.column = args.column.clone();
     config.shard_tokens = args.shard_tokens;
     if let Some(e) = args.eot {
-        config.eot = match e {
-            EotArg::Append => EotPlacement::Append,
-            EotArg::Prepend => EotPlacement::Prepend,
-            EotArg::None => EotPlacement::None,
-        };
+        config.eot = e;
     }
     if let Some(path) = &args.val_docs {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -160,7 +133,7 @@ pub fn run(args: &Args) -> Result<()> {
         let names: Vec<String> = sources.iter().take(3).map(|s| s.path.display().to_string()).collect();
         anyhow::bail!("--text: every input file is empty ({})", names.join(", "));
     }
-    if args.preset == PresetArg::Generic && matches!(config.split, SplitRule::None) {
+    if args.preset == Preset::Generic && matches!(config.split, SplitRule::None) {
         // A small val split by default: about 5% of the tokens (estimated at 4 bytes each from the
         // input's size), at most a million; the first tokens of the stream, as FineWeb-Edu's preset.
         let bytes: u64 = sources.iter().map(|s| s.bytes).sum();

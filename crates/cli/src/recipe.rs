@@ -76,11 +76,17 @@ pub fn run(args: &Args) -> Result<()> {
             .run
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name)),
-        exe: std::env::current_exe().context("locating the inheritune binary")?,
         devices,
         selection,
     };
-    inheritune_recipe::run(&recipe, &args.config, &options)?;
+    let children = crate::children::Children {
+        recipe: &recipe,
+        run: options.run.clone(),
+        exe: std::env::current_exe().context("locating the inheritune binary")?,
+        ranks: recipe.hardware.gpus,
+        all_devices: options.devices.len(),
+    };
+    inheritune_recipe::run(&recipe, &args.config, &options, &children)?;
     let report = options.run.join("report/report.md");
     if report.exists() {
         eprintln!("[recipe] report: {}", report.display());

@@ -5,66 +5,54 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::ValueEnum;
 use inheritune_analysis::depth::Rule;
 use inheritune_analysis::Analysis;
 use inheritune_data::tokenizer::TOKENIZER_FILE;
 use inheritune_data::Tokenizer;
 use inheritune_model::hf::{self, LoadOptions};
 use inheritune_model::CausalLm;
-use inheritune_surgery::{Group, GrowMode, InheritMap, Plan, Selection};
+use inheritune_surgery::{Group, GrowMode, InheritMap, MapKind, Plan, Selection};
 
 use crate::args::DTypeArg;
 use inheritune_model::DeviceSpec;
 
 /// Options every surgery verb shares.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 pub struct Common {
     /// Output folder (must not exist; written under a temporary name and renamed when complete).
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Seed of every freshly initialised tensor (recorded in surgery.json).
     #[arg(long, default_value_t = 1337)]
-    seed: i64,
+    pub seed: i64,
     /// Device to run on.
     #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
-    device: DeviceSpec,
+    pub device: DeviceSpec,
     /// Format of the weights written.
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
-    dtype: DTypeArg,
-}
-
-/// Inheritance maps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MapArg {
-    /// Embeddings, positions, head, blocks and final norm (the paper).
-    Paper,
-    /// Blocks and the tied embedding/head only (the released OWT code).
-    ReleasedCode,
-    /// The groups named by --groups.
-    Custom,
+    pub dtype: DTypeArg,
 }
 
 /// Map options shared by the verbs that take one.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 pub struct MapOpts {
     /// Which parameter groups to copy from the reference.
-    #[arg(long, value_enum, default_value_t = MapArg::Paper)]
-    map: MapArg,
+    #[arg(long, value_enum, default_value_t = MapKind::Paper)]
+    pub map: MapKind,
     /// With --map custom: comma-separated groups (embed, pos, head, final-norm, attn, ln1, mlp, ln2).
     #[arg(long, value_delimiter = ',')]
-    groups: Vec<String>,
+    pub groups: Vec<String>,
 }
 
 impl MapOpts {
     fn map(&self) -> Result<InheritMap> {
         match (self.map, self.groups.is_empty()) {
-            (MapArg::Paper, true) => Ok(InheritMap::Paper),
-            (MapArg::ReleasedCode, true) => Ok(InheritMap::ReleasedCode),
-            (MapArg::Custom, true) => {
+            (MapKind::Paper, true) => Ok(InheritMap::Paper),
+            (MapKind::ReleasedCode, true) => Ok(InheritMap::ReleasedCode),
+            (MapKind::Custom, true) => {
                 bail!("--map custom needs --groups (a comma-separated subset of embed, pos, head, final-norm, attn, ln1, mlp, ln2)")
             }
-            (MapArg::Custom, false) => {
+            (MapKind::Custom, false) => {
                 let groups = self
                     .groups
                     .iter()
@@ -78,7 +66,7 @@ impl MapOpts {
 }
 
 /// `inheritune inherit`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 #[command(after_help = "Examples:
   inheritune surgery inherit --model .smollm2.gguf --layers 15 --out runs/smollm2-l15
   inheritune surgery inherit --model .smollm2.gguf --layers 22 --select angular --analysis runs/smollm2-analysis --out runs/a22
@@ -86,125 +74,116 @@ impl MapOpts {
 pub struct InheritArgs {
     /// Reference checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
     #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
-    from: PathBuf,
+    pub from: PathBuf,
     /// Number of blocks of the new model.
     #[arg(long)]
-    layers: i64,
+    pub layers: i64,
     #[command(flatten)]
-    map: MapOpts,
+    pub map: MapOpts,
     /// Which reference blocks: first (Inheritune), last, block-influence (the highest, ShortGPT),
     /// angular (all but the closest contiguous run, Gromov et al.), loo (the costliest to skip), or
     /// 0-based indices `i,j,k`. The criteria come from --analysis or from windows (--data, --windows, --text).
     #[arg(long, default_value = "first", value_name = "RULE|i,j,k")]
-    select: String,
+    pub select: String,
     /// An `inheritune analyze` folder whose criteria --select uses.
     #[arg(long, conflicts_with_all = ["data", "windows", "text"])]
-    analysis: Option<PathBuf>,
+    pub analysis: Option<PathBuf>,
     #[command(flatten)]
-    windows: crate::analyze::WindowArgs,
+    pub windows: crate::analyze::WindowArgs,
     #[command(flatten)]
-    common: Common,
+    pub common: Common,
 }
 
 /// `inheritune grow`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 #[command(
     after_help = "Example:\n  inheritune surgery grow --model runs/l6/final --reference gpt2-large --add 2 --out runs/l8"
 )]
 pub struct GrowArgs {
     /// The trained (shallower) model: a folder, or a Hub id.
     #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
-    from: PathBuf,
+    pub from: PathBuf,
     /// The reference model whose next blocks are added: a folder, or a Hub id.
     #[arg(long, value_parser = crate::args::checkpoint)]
-    reference: PathBuf,
+    pub reference: PathBuf,
     /// Blocks to add (Δ; the paper uses 2).
     #[arg(long, default_value_t = 2)]
-    add: i64,
+    pub add: i64,
     /// restart: re-inherit l + Δ blocks from the reference (the paper's logs); warm-append: keep the trained model.
-    #[arg(long, value_enum, default_value_t = ModeArg::Restart)]
-    mode: ModeArg,
+    #[arg(long, value_enum, default_value_t = GrowMode::Restart)]
+    pub mode: GrowMode,
     /// With warm-append: zero the new blocks' output projections so the logits do not change.
     #[arg(long)]
-    function_preserving: bool,
+    pub function_preserving: bool,
     #[command(flatten)]
-    map: MapOpts,
+    pub map: MapOpts,
     #[command(flatten)]
-    common: Common,
-}
-
-/// Growth modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModeArg {
-    /// Re-inherit from the reference.
-    Restart,
-    /// Keep the trained blocks and append.
-    WarmAppend,
+    pub common: Common,
 }
 
 /// `inheritune stack`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 #[command(after_help = "Example:\n  inheritune surgery stack --model runs/l6/final --out runs/l12-stacked")]
 pub struct StackArgs {
     /// The trained n-layer model to duplicate into 2n layers: a folder, or a Hub id.
     #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
-    from: PathBuf,
+    pub from: PathBuf,
     #[command(flatten)]
-    common: Common,
+    pub common: Common,
 }
 
 /// `inheritune hybrid-stack`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 #[command(after_help = "Example:\n  inheritune surgery hybrid-stack --model gpt2-medium --layers 12 --out runs/hybrid")]
 pub struct HybridArgs {
     /// Reference checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
     #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
-    from: PathBuf,
+    pub from: PathBuf,
     /// Blocks of the new model (even); reference blocks 0..l/2-1 are placed twice.
     #[arg(long)]
-    layers: i64,
+    pub layers: i64,
     #[command(flatten)]
-    map: MapOpts,
+    pub map: MapOpts,
     #[command(flatten)]
-    common: Common,
+    pub common: Common,
 }
 
 /// `inheritune half-width`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 #[command(
     after_help = "Example:\n  inheritune surgery half-width --model openai-community/gpt2-medium --out runs/half"
 )]
 pub struct HalfWidthArgs {
     /// Reference GPT-2 checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
     #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
-    from: PathBuf,
+    pub from: PathBuf,
     /// With an odd head count, keep ⌊H/2⌋ heads (GPT-2 XL keeps 12 of 25);
     /// without it an odd head count is refused.
     #[arg(long)]
-    floor_heads: bool,
+    pub floor_heads: bool,
     #[command(flatten)]
-    common: Common,
+    pub common: Common,
 }
 
 /// `inheritune distill-init`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 #[command(
     after_help = "Example:\n  inheritune surgery distill-init --model openai-community/gpt2 --layers 6 --out runs/distil"
 )]
 pub struct DistillArgs {
     /// Teacher checkpoint: a Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
     #[arg(long = "model", alias = "from", value_name = "MODEL", value_parser = crate::args::checkpoint)]
-    from: PathBuf,
+    pub from: PathBuf,
     /// Blocks of the student.
     #[arg(long)]
-    layers: i64,
+    pub layers: i64,
     /// Teacher block for each student block (default: 0, 2, 4, ... then from 3L/4 on).
     #[arg(long, value_delimiter = ',')]
-    indices: Vec<i64>,
+    pub indices: Vec<i64>,
     #[command(flatten)]
-    map: MapOpts,
+    pub map: MapOpts,
     #[command(flatten)]
-    common: Common,
+    pub common: Common,
 }
 
 fn load(dir: &Path, common: &Common) -> Result<CausalLm> {
@@ -404,15 +383,11 @@ pub fn inherit(a: &InheritArgs) -> Result<()> {
 pub fn grow(a: &GrowArgs) -> Result<()> {
     let trained = load(&a.from, &a.common)?;
     let reference = load(&a.reference, &a.common)?;
-    let mode = match a.mode {
-        ModeArg::Restart => GrowMode::Restart,
-        ModeArg::WarmAppend => GrowMode::WarmAppend,
-    };
     let (model, plan) = inheritune_surgery::grow(
         &trained,
         &reference,
         a.add,
-        mode,
+        a.mode,
         &a.map.map()?,
         a.function_preserving,
         a.common.seed,

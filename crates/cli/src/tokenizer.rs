@@ -9,23 +9,23 @@ use inheritune_data::source::{discover, for_each_batch};
 use inheritune_data::Tokenizer;
 
 /// Arguments of `inheritune train-tokenizer`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 #[command(
     after_help = "Example:\n  inheritune train-tokenizer --text datasets/sotu --vocab-size 512 --out tokenizers/sotu-512"
 )]
 pub struct Args {
     /// Raw text: Parquet, JSONL or .txt files or folders (as for `prepare`).
     #[arg(long, alias = "input", required = true, num_args = 1..)]
-    text: Vec<PathBuf>,
+    pub text: Vec<PathBuf>,
     /// Text column (Parquet) or field (JSONL).
     #[arg(long, default_value = "text")]
-    column: String,
+    pub column: String,
     /// Tokens in the vocabulary, `<|endoftext|>` included (id 0).
     #[arg(long, default_value_t = 4096)]
-    vocab_size: usize,
+    pub vocab_size: usize,
     /// Output folder.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
 }
 
 /// Runs the verb.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use inheritune_recipe::report::plot_runs;
-use inheritune_train::{train, MetricKind, Options, RunConfig};
+use inheritune_train::{train, MetricKind, Options, RunConfig, Summary};
 
 use crate::args::DTypeArg;
 use crate::launch;
@@ -22,38 +22,71 @@ pub struct Args {
     /// Run config (TOML with `[model]`, `[data]`, `[train]`).
     #[arg(long)]
     config: PathBuf,
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+/// Everything `inheritune train` takes besides the run config: the same struct in the verb and in
+/// a recipe's training stage ([`crate::stage::Job::Train`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, clap::Args)]
+pub struct Opts {
     /// Run folder (checkpoints, metrics.jsonl, config.toml, final/). `--run-dir` is the same flag,
     /// for torchrun, whose argument parser takes `--run` for its own `--run-path`.
     #[arg(long, alias = "run-dir")]
-    run: PathBuf,
+    pub run: PathBuf,
     /// Start from this checkpoint (e.g. an inherited model), which also fixes the architecture: a
     /// Hugging Face folder, a Hub id `org/name[@revision]`, or a .gguf file.
     #[arg(long, value_parser = crate::args::checkpoint)]
-    init: Option<PathBuf>,
+    pub init: Option<PathBuf>,
     /// Continue from the newest complete checkpoint in the run folder (a fresh start if none).
     #[arg(long, conflicts_with = "overwrite")]
-    resume: bool,
+    pub resume: bool,
     /// Replace a run the folder already holds (its metrics, checkpoints and final model).
     #[arg(long)]
-    overwrite: bool,
+    pub overwrite: bool,
     /// Device to run on.
     #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
-    device: DeviceSpec,
+    pub device: DeviceSpec,
     /// Compute precision (default: bf16 autocast on CUDA, f32 on CPU); weights stay f32.
     #[arg(long, value_enum)]
-    dtype: Option<DTypeArg>,
+    pub dtype: Option<DTypeArg>,
     /// Data-parallel ranks.
     #[command(flatten)]
-    dist: launch::DistArgs,
+    pub dist: launch::DistArgs,
+}
+
+impl Opts {
+    /// A single-process run into `run` on `device`, as the flags' defaults give it.
+    pub fn new(run: PathBuf, device: DeviceSpec) -> Self {
+        Opts {
+            run,
+            init: None,
+            resume: false,
+            overwrite: false,
+            device,
+            dtype: None,
+            dist: launch::DistArgs::default(),
+        }
+    }
 }
 
 /// Runs the verb and prints the summary as JSON.
 pub fn run(args: &Args) -> Result<()> {
-    let config = RunConfig::from_file_with_init(&args.config, args.init.as_deref())?;
+    let config = RunConfig::from_file_with_init(&args.config, args.opts.init.as_deref())?;
+    if let Some(summary) = execute(&config, &args.opts, &launch::args_without_nproc())? {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    Ok(())
+}
+
+/// Trains `config` as `args` say; the summary on rank 0 of a run it trained itself, `None` on the
+/// other ranks and in a launcher of `--nproc` ranks (which run this program with `rank_args`).
+pub fn execute(config: &RunConfig, args: &Opts, rank_args: &[String]) -> Result<Option<Summary>> {
     if let Some(n) = args.dist.nproc.filter(|&n| n > 1) {
         // Fail here, once, rather than in every rank.
         config.accum(n as u64)?;
-        return launch::launch_local(n, &launch::args_without_nproc());
+        launch::launch_local(n, rank_args)?;
+        return Ok(None);
     }
     let (device, dist) = launch::join(args.device, args.dist.dist_timeout)?;
     let rank = dist.0.rank();
@@ -85,7 +118,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut first_step = None;
     let max_steps = config.train.max_steps;
     let log_every = config.train.log_interval;
-    let summary = train(&config, &args.run, &options, &mut |m| {
+    let summary = train(config, &args.run, &options, &mut |m| {
         if log_lines && m.kind == MetricKind::Train {
             let first = *first_step.get_or_insert(m.step);
             if (m.step + 1) % log_every == 0 || m.step + 1 == max_steps {
@@ -134,7 +167,7 @@ pub fn run(args: &Args) -> Result<()> {
     .with_context(|| format!("{who}training {}", args.run.display()))?;
     bar.finish_and_clear();
     if rank != 0 {
-        return Ok(());
+        return Ok(None);
     }
     let name = args
         .run
@@ -152,8 +185,7 @@ pub fn run(args: &Args) -> Result<()> {
         fin.display(),
         fin.display()
     );
-    println!("{}", serde_json::to_string(&summary)?);
-    Ok(())
+    Ok(Some(summary))
 }
 
 /// `h:mm:ss`.

@@ -23,16 +23,34 @@ use crate::tokenizer::Tokenizer;
 pub const MANIFEST_FILE: &str = "manifest.json";
 const STATE_FILE: &str = "prepare-state.json";
 
-/// Where the end-of-text token goes.
+/// Where the end-of-text token goes: after each document (OpenWebText, nanoGPT), before each
+/// (FineWeb-Edu, build_fineweb), or nowhere. The one definition the prepare flags, the run
+/// configs and the recipes share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum EotPlacement {
-    /// After every document (OpenWebText, nanoGPT).
+    /// After each document.
     Append,
-    /// Before every document (FineWeb-Edu, build_fineweb).
+    /// Before each document.
     Prepend,
     /// Not added.
     None,
+}
+
+/// The data-preparation presets ([`PrepareConfig::openwebtext`], [`PrepareConfig::fineweb_edu`],
+/// [`PrepareConfig::generic`]), as `prepare --preset` and a recipe's `[data] preset` name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// EOT appended; a seeded 0.0005 document-level val split (or --val-docs).
+    Openwebtext,
+    /// EOT prepended; the first shard's worth of tokens is val.
+    FinewebEdu,
+    /// EOT appended; val split from the flags, else the first ~5% of tokens (at most 1M).
+    #[default]
+    Generic,
 }
 
 /// How documents are assigned to the val split.

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub use inheritune_data::prepare::{EotPlacement, Preset};
+pub use inheritune_surgery::{GrowMode, MapKind};
+
 /// A recipe, read and resolved.
 #[derive(Debug, Clone)]
 pub struct Recipe {
@@ -135,8 +138,8 @@ pub struct DataCfg {
     #[serde(default)]
     pub prepared: Option<PathBuf>,
     /// `prepare` preset.
-    #[serde(default = "generic")]
-    pub preset: String,
+    #[serde(default)]
+    pub preset: Preset,
     /// Val split: the first N tokens.
     #[serde(default)]
     pub val_tokens: Option<u64>,
@@ -163,32 +166,6 @@ pub struct DataCfg {
     pub download: Option<String>,
 }
 
-/// Where `prepare` puts the end-of-text token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EotPlacement {
-    /// After each document.
-    Append,
-    /// Before each document.
-    Prepend,
-    /// Not added.
-    None,
-}
-
-impl EotPlacement {
-    /// The `--eot` value.
-    pub fn arg(self) -> &'static str {
-        match self {
-            EotPlacement::Append => "append",
-            EotPlacement::Prepend => "prepend",
-            EotPlacement::None => "none",
-        }
-    }
-}
-
-fn generic() -> String {
-    "generic".into()
-}
 fn gpt2() -> TokenizerSpec {
     TokenizerSpec::Gpt2
 }
@@ -219,36 +196,6 @@ pub struct TrainCfg {
     pub order: Order,
     /// Every training key, preset defaults filled in.
     pub section: TrainSection,
-}
-
-/// How the target grows between rounds (METHOD.md §1.6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Growth {
-    /// Re-inherit l + Δ blocks from the reference and train from there (the DECISION).
-    Restart,
-    /// Keep the trained target and append the reference's next Δ blocks.
-    WarmAppend,
-}
-
-/// The inheritance map (METHOD.md §1.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MapName {
-    /// Embeddings, positions, head, blocks and final norm (the paper; the DECISION).
-    Paper,
-    /// Blocks and the tied embedding/head only (the released code).
-    ReleasedCode,
-}
-
-impl MapName {
-    /// The `--map` value of `inheritune inherit`.
-    pub fn arg(self) -> &'static str {
-        match self {
-            MapName::Paper => "paper",
-            MapName::ReleasedCode => "released-code",
-        }
-    }
 }
 
 /// Where the growth loop starts.
@@ -292,10 +239,10 @@ pub struct InherituneCfg {
     pub start_depth: StartDepth,
     /// Layers added per round (Δ).
     pub grow_by: i64,
-    /// How the target grows.
-    pub growth: Growth,
-    /// The inheritance map.
-    pub map: MapName,
+    /// How the target grows: `restart` (the DECISION) or `warm-append`.
+    pub growth: GrowMode,
+    /// The inheritance map: `paper` (the DECISION) or `released-code`.
+    pub map: MapKind,
     /// Match when target ≤ reference + tolerance (METHOD.md §1.6 DECISION: 0.005).
     pub tolerance: f64,
     /// Rounds at most.
@@ -327,8 +274,8 @@ impl Default for InherituneCfg {
         InherituneCfg {
             start_depth: StartDepth::Half,
             grow_by: 2,
-            growth: Growth::Restart,
-            map: MapName::Paper,
+            growth: GrowMode::Restart,
+            map: MapKind::Paper,
             tolerance: 0.005,
             max_rounds: 4,
             selections: Vec::new(),
@@ -644,6 +591,9 @@ impl Recipe {
         }
         if ic.max_rounds < 1 {
             problems.push("inheritune.max_rounds 0: must be at least 1".to_string());
+        }
+        if ic.map == MapKind::Custom {
+            problems.push("inheritune.map custom: a recipe takes paper or released-code".to_string());
         }
         for s in &ic.selections {
             if inheritune_analysis::depth::Rule::parse(s).is_none() {

@@ -2,8 +2,16 @@
 //! ([`Recipe`]), its stages as a graph over the finished stages' facts ([`stages`]), Algorithm
 //! 1's growth loop as a pure function ([`growth::Rule`]), a runner that skips finished stages,
 //! honours `--from` / `--only` and runs independent stages at once on disjoint devices
-//! ([`Graph`]), the stages as child `inheritune` processes ([`Children`]), the dry-run plan
-//! ([`plan()`]) and the report ([`report::write`]).
+//! ([`Graph`]) through an [`Executor`] that runs one stage, the dry-run plan ([`plan()`]) and the
+//! report ([`report::write`]).
+//!
+//! The `inheritune` binary's executor runs each stage as child `inheritune stage` processes, each
+//! given a typed, versioned spec (the verb's own argument struct) and writing a typed outcome
+//! file; the recipe assembles no command line and reads no output. Child processes earn their
+//! place: every stage gets its own devices (`CUDA_VISIBLE_DEVICES`, its share of the CPU threads)
+//! and its own libtorch state, stages on disjoint devices run at once, and a training stage can be
+//! stopped with SIGTERM and resumed from its last checkpoint without taking the recipe down. The
+//! report stage runs in process.
 //!
 //! tokenizer (optional BPE) → data → reference (trained, or a given checkpoint scored on val) →
 //! analyze the reference → Inheritune rounds (inherit l0 = L/2 blocks, train the same budget,
@@ -36,7 +44,6 @@
 
 pub mod config;
 pub mod error;
-pub mod exec;
 pub mod facts;
 pub mod graph;
 pub mod growth;
@@ -50,7 +57,6 @@ use inheritune_model::DeviceSpec;
 
 pub use config::Recipe;
 pub use error::{Error, Result};
-pub use exec::Children;
 pub use facts::{Facts, StageFacts};
 pub use graph::{Executor, Graph, Outcome, Selection};
 pub use plan::plan;
@@ -60,8 +66,6 @@ pub use plan::plan;
 pub struct RunOptions {
     /// The run folder.
     pub run: PathBuf,
-    /// The `inheritune` binary the stages run as.
-    pub exe: PathBuf,
     /// Devices the stages share.
     pub devices: Vec<DeviceSpec>,
     /// Which stages.
@@ -101,11 +105,11 @@ pub fn parse_devices(text: &str) -> Result<Vec<DeviceSpec>> {
 }
 
 /// Runs `recipe` (read from `source`, whose text is copied into the run folder with the plan):
-/// every stage not finished, as child processes of `options.exe`, then the report.
+/// every stage not finished, each through `executor`, then the report.
 ///
 /// # Errors
 /// An unwritable run folder, an invalid selection, or the first failing stage.
-pub fn run(recipe: &Recipe, source: &Path, options: &RunOptions) -> Result<Outcome> {
+pub fn run(recipe: &Recipe, source: &Path, options: &RunOptions, executor: &impl Executor) -> Result<Outcome> {
     let dir = &options.run;
     std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
     let text = std::fs::read(source).map_err(|e| Error::file(source, e))?;
@@ -123,13 +127,6 @@ pub fn run(recipe: &Recipe, source: &Path, options: &RunOptions) -> Result<Outco
             d.display()
         );
     }
-    let children = Children {
-        recipe,
-        run: dir.clone(),
-        exe: options.exe.clone(),
-        ranks: recipe.hardware.gpus,
-        all_devices: options.devices.len(),
-    };
     let graph = Graph {
         run: dir.clone(),
         devices: options.devices.clone(),
@@ -137,7 +134,7 @@ pub fn run(recipe: &Recipe, source: &Path, options: &RunOptions) -> Result<Outco
         log: &|line| eprintln!("[recipe] {line}"),
     };
     let plan = |facts: &Facts| stages::stages(recipe, l_ref, facts, eval);
-    graph.run(&plan, &children)
+    graph.run(&plan, executor)
 }
 
 #[cfg(test)]

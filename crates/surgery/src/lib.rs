@@ -11,5 +11,5 @@ pub mod plan;
 
 pub use error::{Error, Result};
 pub use ops::{distill_init, grow, half_width, hybrid_stack, inherit, select_blocks, stack, truncate};
-pub use ops::{Group, GrowMode, InheritMap, Selection};
+pub use ops::{Group, GrowMode, InheritMap, MapKind, Selection};
 pub use plan::{DimSlice, Entry, Plan, Source};

@@ -151,14 +151,33 @@ pub enum Selection {
     Indices(Vec<i64>),
 }
 
-/// How growth initialises the deeper model (METHOD.md §1.6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How growth initialises the deeper model (METHOD.md §1.6): re-inherit l + Δ blocks from the
+/// reference (the paper's logs; default), or keep the trained model and append the reference's
+/// next Δ blocks. The one definition `surgery grow --mode` and a recipe's `growth` share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum GrowMode {
-    /// Re-inherit l + Δ blocks from the reference (the paper's logs; default).
+    /// Re-inherit from the reference.
+    #[default]
     Restart,
-    /// Keep the trained model and append the reference's next Δ blocks.
+    /// Keep the trained blocks and append.
     WarmAppend,
+}
+
+/// Which inheritance map, by name ([`InheritMap`] with its groups): the one definition
+/// `--map` and a recipe's `map` share (a recipe takes `paper` or `released-code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum MapKind {
+    /// Embeddings, positions, head, blocks and final norm (the paper).
+    #[default]
+    Paper,
+    /// Blocks and the tied embedding/head only (the released OWT code).
+    ReleasedCode,
+    /// The groups named by --groups.
+    Custom,
 }
 
 /// The role of one of `config`'s parameters (every name of its parameter list has one).

@@ -3,6 +3,7 @@
 //! is assembled under `.tmp` and renamed. The last N are kept, plus milestones. What a resume may
 //! change is checked against the run's `config.toml` (every differing key named), not a hash.
 
+use crate::run_dir::RunDir;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -39,7 +40,7 @@ fn one() -> u64 {
 
 /// The folder name of a checkpoint.
 pub fn step_dir(run: &Path, step: u64) -> PathBuf {
-    run.join(format!("step-{step:08}"))
+    RunDir::new(run).step(step)
 }
 
 /// Writes a checkpoint of `model` and `opt` at `state.step`, with copies of `extra` files (the
@@ -82,25 +83,14 @@ pub fn save_to(dir: &Path, model: &CausalLm, opt: Option<&AdamW>, state: &TrainS
         serde_json::to_string_pretty(state).map_err(|e| file_err(&path, e))? + "\n",
     )
     .map_err(|e| file_err(&path, e))?;
-    let done = tmp.join("DONE");
+    let done = tmp.join(crate::run_dir::DONE);
     std::fs::write(&done, "").map_err(|e| file_err(&done, e))?;
     inheritune_fs::commit_dir(&tmp, dir).map_err(|e| file_err(&e.path, format!("{}: {}", e.op, e.source)))
 }
 
 /// Complete checkpoints of a run (those with `DONE`), by step.
 pub fn list(run: &Path) -> Vec<(u64, PathBuf)> {
-    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(run)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            let step = name.strip_prefix("step-")?.parse().ok()?;
-            e.path().join("DONE").exists().then(|| (step, e.path()))
-        })
-        .collect();
-    out.sort();
-    out
+    RunDir::new(run).checkpoints()
 }
 
 /// The retention rule: of the complete checkpoints at `steps` (ascending), the ones to delete:

@@ -335,36 +335,68 @@ impl RunConfig {
     /// As [`RunConfig::from_file`].
     pub fn from_file_with_init(path: &Path, init: Option<&Path>) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| crate::error::file_err(path, e))?;
-        let mut config = Self::parse(&text).map_err(|e| match e {
+        let config = Self::parse(&text).map_err(|e| match e {
             Error::Config { problems, .. } => Error::Config {
                 path: Some(path.to_path_buf()),
                 problems,
             },
             other => other,
         })?;
+        config.completed(init).map_err(|e| match e {
+            Error::Config { problems, .. } => Error::Config {
+                path: Some(path.to_path_buf()),
+                problems,
+            },
+            other => other,
+        })
+    }
+
+    /// A parsed (or built) config made ready to train from the checkpoint folder `init`, as
+    /// [`RunConfig::from_file_with_init`] does after parsing: an empty `[model]` means the
+    /// checkpoint's own `config.json`, a GGUF teacher is converted once into a cached Hugging Face
+    /// folder, and every value is checked.
+    ///
+    /// # Errors
+    /// [`Error::Config`] listing every invalid value.
+    pub fn completed(mut self, init: Option<&Path>) -> Result<Self> {
         if let Some(init) = init {
-            let m = &config.model;
+            let m = &self.model;
             if m.preset.is_none() && m.config.is_none() && m.overrides.is_empty() {
-                config.model.config = Some(init.join("config.json"));
+                self.model.config = Some(init.join("config.json"));
             }
         }
-        // A GGUF teacher is converted once into a cached Hugging Face folder.
-        if let Some(d) = config.distill.as_mut() {
+        if let Some(d) = self.distill.as_mut() {
             if d.teacher.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) && d.teacher.is_file() {
-                d.teacher = inheritune_model::gguf::convert::cached_folder(&d.teacher).map_err(|e| Error::Config {
-                    path: Some(path.to_path_buf()),
-                    problems: vec![format!("distill.teacher: {e}")],
-                })?;
+                d.teacher = inheritune_model::gguf::convert::cached_folder(&d.teacher)
+                    .map_err(|e| config_err(format!("distill.teacher: {e}")))?;
             }
         }
-        config.validate().map_err(|e| match e {
-            Error::Config { problems, .. } => Error::Config {
-                path: Some(path.to_path_buf()),
-                problems,
-            },
-            other => other,
-        })?;
-        Ok(config)
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// The keys (outside [`RESUMABLE_KEYS`]) whose values differ between `saved` (the config a
+    /// run was started with) and this one, as `key (old → new)`: empty when the run may resume.
+    ///
+    /// # Errors
+    /// A config that does not serialize (not possible for a parsed one).
+    pub fn changed_keys(&self, saved: &RunConfig) -> Result<Vec<String>> {
+        let flat = |c: &RunConfig| -> Result<BTreeMap<String, toml::Value>> {
+            let value = toml::Value::try_from(c).map_err(|e| config_err(format!("serializing the run config: {e}")))?;
+            let mut out = BTreeMap::new();
+            flatten("", value, &mut out);
+            Ok(out)
+        };
+        let (a, b) = (flat(saved)?, flat(self)?);
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        Ok(keys
+            .into_iter()
+            .filter(|k| !RESUMABLE_KEYS.contains(&k.as_str()) && a.get(*k) != b.get(*k))
+            .map(|k| {
+                let show = |v: Option<&toml::Value>| v.map_or_else(|| "unset".into(), |v| v.to_string());
+                format!("{k} ({} → {})", show(a.get(k)), show(b.get(k)))
+            })
+            .collect())
     }
 
     /// Parses TOML text (without validating values), applying the named preset's defaults.
@@ -806,5 +838,38 @@ fn config_err(problem: String) -> Error {
     Error::Config {
         path: None,
         problems: vec![problem],
+    }
+}
+
+/// Keys of the resolved run config that may differ when a run resumes: they change neither the
+/// steps already taken nor the data order (a changed global batch is checked separately). With
+/// `decay_steps` unset, a new `max_steps` also stretches the cosine from the resume point on.
+pub const RESUMABLE_KEYS: &[&str] = &[
+    "train.max_steps",
+    "train.eval_interval",
+    "train.eval_iters",
+    "train.keep_last",
+    "train.milestone_interval",
+    "train.peak_tflops",
+    "train.overlap",
+    "train.fused_adamw",
+    "train.log_interval",
+    "train.tensorboard",
+    "train.grad_accum",
+    "train.tokens_per_step",
+];
+
+/// `value`'s leaves under dotted keys (`train.lr`).
+fn flatten(prefix: &str, value: toml::Value, out: &mut BTreeMap<String, toml::Value>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        leaf => {
+            out.insert(prefix.to_string(), leaf);
+        }
     }
 }

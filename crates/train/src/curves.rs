@@ -26,7 +26,7 @@ pub struct Curves {
 /// # Errors
 /// The file cannot be read.
 pub fn read_curves(run: &Path) -> Result<Curves> {
-    let path = run.join("metrics.jsonl");
+    let path = crate::RunDir::new(run).metrics();
     let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
     let mut c = Curves::default();
     for line in text.lines() {
