@@ -5,30 +5,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// SplitMix64: a small, fully specified generator, so a seed names the same windows everywhere.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator started from `seed`.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (multiply-shift; n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-}
+/// SplitMix64 (the project's one generator, [`inheritune_data::rng`]): a seed names the same
+/// windows everywhere.
+pub use inheritune_data::rng::SplitMix64;
 
 /// `n` offsets uniform in `[0, len − t)` (METHOD.md §2.2 DECISION, like nanoGPT's `get_batch`), from `seed`.
 ///

@@ -207,12 +207,10 @@ pub fn run(args: &Args) -> Result<()> {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {}", tmp.display()))?;
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    write_atomic(
-        &tmp.join("analysis.json"),
-        &(serde_json::to_string_pretty(&analysis)? + "\n"),
-    )?;
+    let json = serde_json::to_string_pretty(&analysis)? + "\n";
+    inheritune_fs::write_file(&tmp.join("analysis.json"), json.as_bytes())?;
     let summary = analysis.summary();
-    write_atomic(&tmp.join("summary.txt"), &summary)?;
+    inheritune_fs::write_file(&tmp.join("summary.txt"), summary.as_bytes())?;
     inheritune_analysis::plot::write_plots(&analysis, &tmp)?;
     inheritune_fs::commit_dir(&tmp, &args.out)?;
     print!("{summary}");
@@ -229,6 +227,3 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
-    Ok(inheritune_fs::write_file(path, text.as_bytes())?)
-}

@@ -87,9 +87,6 @@ pub struct LossArgs {
     pub dtype: DTypeArg,
 }
 
-fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
-    Ok(hf::write_atomic(path, text.as_bytes())?)
-}
 
 /// Runs the verb.
 pub fn run(command: &EvalCommand) -> Result<()> {
@@ -142,20 +139,20 @@ pub fn tasks(args: &TasksArgs) -> Result<()> {
         "harness_semantics": "lm-evaluation-harness 0.4.13",
     });
     let results = eval.results_json(config);
-    write_atomic(&out.join("results.json"), &serde_json::to_string_pretty(&results)?)?;
+    inheritune_fs::write_file(&out.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
     let name = model
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let table = eval.markdown_table(&name);
-    write_atomic(&out.join("results.md"), &table)?;
+    inheritune_fs::write_file(&out.join("results.md"), table.as_bytes())?;
     if args.log_samples {
         let lines: Vec<String> = eval
             .samples
             .iter()
             .map(serde_json::to_string)
             .collect::<Result<_, _>>()?;
-        write_atomic(&out.join("samples.jsonl"), &(lines.join("\n") + "\n"))?;
+        inheritune_fs::write_file(&out.join("samples.jsonl"), (lines.join("\n") + "\n").as_bytes())?;
     }
     print!("{table}");
     eprintln!(

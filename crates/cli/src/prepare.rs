@@ -216,7 +216,7 @@ pub fn run(args: &Args) -> Result<()> {
             serde_json::to_vec_pretty(&c)?
         }
     };
-    inheritune_model::hf::write_atomic(&dir.join("tokenizer_config.json"), &tokenizer_config)?;
+    inheritune_fs::write_file(&dir.join("tokenizer_config.json"), &tokenizer_config)?;
     if replace {
         inheritune_fs::commit_dir(&dir, &args.out)?;
     }

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod loader;
+pub mod rng;
 pub mod prepare;
 pub mod shards;
 pub mod source;

@@ -198,13 +198,6 @@ pub struct Loader {
     world: u64,
 }
 
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl Loader {
     /// A loader over `stream`.
     ///
@@ -265,11 +258,11 @@ impl Loader {
         let mut y = Vec::with_capacity(b * t);
         match self.order {
             Order::Random => {
-                let mut state = mix(mix(mix(self.seed) ^ step) ^ index);
+                let mut state = crate::rng::mix(crate::rng::mix(crate::rng::mix(self.seed) ^ step) ^ index);
                 let span = self.stream.len() - t as u64;
                 for _ in 0..b {
-                    state = mix(state);
-                    let offset = ((state as u128 * span as u128) >> 64) as u64;
+                    state = crate::rng::mix(state);
+                    let offset = crate::rng::below(state, span);
                     let w = self.stream.read(offset, t + 1)?;
                     x.extend(w[..t].iter().map(|&v| v as i64));
                     y.extend(w[1..].iter().map(|&v| v as i64));

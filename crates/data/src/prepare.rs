@@ -354,11 +354,7 @@ impl SplitWriter {
 
 /// Deterministic [0, 1) value of (seed, document index).
 fn doc_hash(seed: u64, doc: u64) -> f64 {
-    let mut z = seed ^ doc.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
+    crate::rng::unit(crate::rng::finalize(seed ^ doc.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
 }
 
 fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {

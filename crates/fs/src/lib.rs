@@ -13,6 +13,10 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+pub mod lock;
+
+pub use lock::Lock;
+
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;

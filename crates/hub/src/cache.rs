@@ -12,7 +12,7 @@
 //! `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub` (hf-hub's own resolution,
 //! the same as Python's).
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -111,25 +111,18 @@ impl Cache {
     }
 
     /// Takes `.locks/<repo folder>/<etag>.lock` (an exclusive `flock`, waited for), held until the
-    /// returned file is dropped, so two processes never write one blob at once.
+    /// returned lock is dropped, so two processes never write one blob at once.
     ///
     /// # Errors
     /// An I/O error, naming the lock file.
-    pub fn lock(&self, kind: RepoKind, repo: &str, etag: &str) -> Result<File> {
+    pub fn lock(&self, kind: RepoKind, repo: &str, etag: &str) -> Result<inheritune_fs::Lock> {
         let dir = self
             .root
             .join(".locks")
             .join(format!("{}--{}", kind.plural(), repo.replace('/', "--")));
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let path = dir.join(format!("{etag}.lock"));
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        flock(&file).map_err(io_err(&path))?;
-        Ok(file)
+        inheritune_fs::Lock::acquire(&path).map_err(|e| crate::Error::Msg(e.to_string()))
     }
 }
 
@@ -167,22 +160,3 @@ fn symlink(_target: &Path, _link: &Path) -> io::Result<()> {
     ))
 }
 
-#[cfg(unix)]
-fn flock(file: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    loop {
-        // SAFETY: the descriptor is owned by `file`, open for the whole call.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn flock(_file: &File) -> io::Result<()> {
-    Ok(())
-}

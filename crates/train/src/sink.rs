@@ -6,7 +6,7 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use inheritune_model::{hf, CausalLm};
+use inheritune_model::CausalLm;
 
 use crate::adamw::AdamW;
 use crate::checkpoint::{self, TrainState};
@@ -59,7 +59,7 @@ impl<'a> Sink<'a> {
                 None => {}
             }
             let resolved = toml::to_string(o.config).map_err(|e| file_err(dir.root(), e))?;
-            hf::write_atomic(&dir.config(), resolved.as_bytes())?;
+            write(&dir.config(), resolved.as_bytes())?;
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -156,7 +156,7 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
         })
         .collect();
     let text: String = kept.iter().map(|l| format!("{l}\n")).collect();
-    hf::write_atomic(path, text.as_bytes())?;
+    write(path, text.as_bytes())?;
     Ok(())
 }
 
@@ -170,3 +170,8 @@ fn weights_finite(model: &CausalLm) -> Result<bool> {
     Ok(true)
 }
 
+
+/// Writes a run file crash-safely ([`inheritune_fs::write_file`]).
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    inheritune_fs::write_file(path, bytes).map_err(|e| file_err(&e.path, format!("{}: {}", e.op, e.source)))
+}
