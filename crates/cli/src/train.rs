@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use inheritune_recipe::report::plot_runs;
+use inheritune_train::curves::plot_runs;
 use inheritune_train::{train, MetricKind, Options, RunConfig, Summary};
 
 use crate::args::DTypeArg;

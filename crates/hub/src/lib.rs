@@ -30,6 +30,7 @@ pub mod dataset;
 pub mod id;
 mod meter;
 mod net;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 use std::path::{Path, PathBuf};

@@ -170,7 +170,7 @@ pub fn write(recipe: &Recipe, out: &Path, facts: &Facts) -> Result<()> {
         })
         .collect();
     if !runs.is_empty() {
-        figures.extend(plot_runs(&runs, out, "val_loss", false)?);
+        figures.extend(inheritune_train::curves::plot_runs(&runs, out, "val_loss", false)?);
     }
     let analyses: Vec<(PathBuf, &str)> = [("analyze-reference", "reference"), ("analyze-target", "target")]
         .iter()
@@ -471,7 +471,7 @@ fn comparison(
     let figures = if runs.is_empty() {
         Vec::new()
     } else {
-        plot_runs(&runs, out, "strategies", false)?
+        inheritune_train::curves::plot_runs(&runs, out, "strategies", false)?
     };
     Ok((md, serde_json::Value::Array(json), figures))
 }
@@ -550,47 +550,3 @@ fn premise(rows: &[Row], facts: &Facts, next: Option<Next>) -> Result<(String, s
     Ok((md, json))
 }
 
-/// Writes `<stem>.png/.svg` in `out`: each (label, run folder)'s validation loss (solid) and,
-/// with `train_too`, its per-step train loss (light) against tokens.
-pub fn plot_runs(runs: &[(String, PathBuf)], out: &Path, stem: &str, train_too: bool) -> Result<Vec<PathBuf>> {
-    let curves = runs
-        .iter()
-        .map(|(_, r)| inheritune_train::curves::read_curves(r))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    // Only once every run has been read, so a bad run leaves no empty output folder.
-    std::fs::create_dir_all(out).map_err(|e| Error::file(out, e))?;
-    let most = curves
-        .iter()
-        .flat_map(|c| c.train.iter().chain(&c.val))
-        .map(|p| p.0)
-        .fold(0.0, f64::max);
-    let (unit, scale) = if most >= 1e7 {
-        ("millions", 1e6)
-    } else if most >= 1e4 {
-        ("thousands", 1e3)
-    } else {
-        ("", 1.0)
-    };
-    let x_desc = if unit.is_empty() {
-        "training tokens".to_string()
-    } else {
-        format!("training tokens ({unit})")
-    };
-    let mut series = Vec::new();
-    for ((name, _), c) in runs.iter().zip(curves) {
-        let m = |(t, l): (f64, f64)| (t / scale, l);
-        series.push(Series {
-            label: format!("{name} val"),
-            points: c.val.into_iter().map(m).collect(),
-            light: false,
-        });
-        if train_too {
-            series.push(Series {
-                label: format!("{name} train"),
-                points: c.train.into_iter().map(m).collect(),
-                light: true,
-            });
-        }
-    }
-    Ok(line_chart(out, stem, "loss", (&x_desc, "cross-entropy"), &series)?)
-}

@@ -1,6 +1,8 @@
 //! Reading a run's `metrics.jsonl` back as loss curves (for plots and reports).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use inheritune_analysis::plot::{line_chart, Series};
 
 use crate::error::{file_err, Result};
 use crate::trainer::{MetricKind, Metrics};
@@ -53,4 +55,52 @@ pub fn read_curves(run: &Path) -> Result<Curves> {
         }
     }
     Ok(c)
+}
+
+/// Writes `<stem>.png/.svg` in `out`: each (label, run folder)'s validation loss (solid) and,
+/// with `train_too`, its per-step train loss (light) against tokens.
+///
+/// # Errors
+/// A run without a readable `metrics.jsonl`, or an unwritable figure.
+pub fn plot_runs(runs: &[(String, PathBuf)], out: &Path, stem: &str, train_too: bool) -> Result<Vec<PathBuf>> {
+    let curves = runs
+        .iter()
+        .map(|(_, r)| read_curves(r))
+        .collect::<Result<Vec<_>>>()?;
+    // Only once every run has been read, so a bad run leaves no empty output folder.
+    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    let most = curves
+        .iter()
+        .flat_map(|c| c.train.iter().chain(&c.val))
+        .map(|p| p.0)
+        .fold(0.0, f64::max);
+    let (unit, scale) = if most >= 1e7 {
+        ("millions", 1e6)
+    } else if most >= 1e4 {
+        ("thousands", 1e3)
+    } else {
+        ("", 1.0)
+    };
+    let x_desc = if unit.is_empty() {
+        "training tokens".to_string()
+    } else {
+        format!("training tokens ({unit})")
+    };
+    let mut series = Vec::new();
+    for ((name, _), c) in runs.iter().zip(curves) {
+        let m = |(t, l): (f64, f64)| (t / scale, l);
+        series.push(Series {
+            label: format!("{name} val"),
+            points: c.val.into_iter().map(m).collect(),
+            light: false,
+        });
+        if train_too {
+            series.push(Series {
+                label: format!("{name} train"),
+                points: c.train.into_iter().map(m).collect(),
+                light: true,
+            });
+        }
+    }
+    line_chart(out, stem, "loss", (&x_desc, "cross-entropy"), &series).map_err(|e| file_err(out, e))
 }
