@@ -170,7 +170,7 @@ pub fn compute_on(lm: &CausalLm, model: &Path, windows: &WindowArgs, settings: &
         );
     }
     let (ids, source) = windows.read(model, lm.config())?;
-    let bar = crate::progress::Progress::new("{bar:40} {pos}/{len} window passes eta {eta}", "window passes");
+    let bar = inheritune_fs::Progress::new("{bar:40} {pos}/{len} window passes eta {eta}", "window passes");
     let name = model.display().to_string();
     let analysis = inheritune_analysis::analyze(lm, &name, &ids, &source, settings, &mut |done, total| {
         bar.set_length(total as u64);
@@ -226,4 +226,3 @@ pub fn run(args: &Args) -> Result<()> {
     );
     Ok(())
 }
-

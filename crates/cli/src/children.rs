@@ -23,7 +23,7 @@ use inheritune_recipe::facts::{
 use inheritune_recipe::stages::{Stage, Task};
 use inheritune_recipe::{Error, Executor, Result};
 use inheritune_train::config::ModelSection;
-use inheritune_train::RunConfig;
+use inheritune_train::{RunConfig, RunDir};
 
 use crate::stage::{self, Job, Outcome, Spec, TrainJob};
 use crate::surgery::{self, MapOpts};
@@ -105,7 +105,12 @@ impl Children<'_> {
             .append(true)
             .open(&log_path)
             .map_err(|e| Error::file(&log_path, e))?;
-        let _ = writeln!(log, "$ inheritune stage --spec {}", spec_path.display());
+        // The verb, then how it runs: the spec holds its arguments.
+        let _ = writeln!(
+            log,
+            "$ inheritune {name}: inheritune stage --spec {}",
+            spec_path.display()
+        );
         eprintln!("[{}] {name}: {}", at.stage.name, spec_path.display());
         let mut cmd = Command::new(&self.exe);
         cmd.arg("stage")
@@ -134,9 +139,12 @@ impl Children<'_> {
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let log = std::sync::Mutex::new(log);
         let status = std::thread::scope(|s| {
-            for pipe in [stdout.map(|o| Box::new(o) as Box<dyn Read + Send>), stderr.map(|e| Box::new(e) as _)]
-                .into_iter()
-                .flatten()
+            for pipe in [
+                stdout.map(|o| Box::new(o) as Box<dyn Read + Send>),
+                stderr.map(|e| Box::new(e) as _),
+            ]
+            .into_iter()
+            .flatten()
             {
                 let (log, stage) = (&log, &at.stage.name);
                 s.spawn(move || {
@@ -173,24 +181,24 @@ impl Children<'_> {
         let path = at.dir.join("config.toml");
         let text = toml::to_string(&config).map_err(|e| Error::file(&path, e))?;
         inheritune_fs::write_file(&path, text.as_bytes())?;
-        let run = at.dir.join("run");
+        let run = RunDir::new(at.dir.join("run"));
         let cuda = at.devices.iter().any(|d| d.is_cuda());
         let ranks = if cuda { at.devices.len() } else { self.ranks };
-        let mut opts = train::Opts::new(run.clone(), at.device()).ranks((ranks > 1).then_some(ranks));
+        let mut opts = train::Opts::new(run.root().to_path_buf(), at.device()).ranks((ranks > 1).then_some(ranks));
         opts.init = init.map(Path::to_path_buf);
-        opts.resume = inheritune_train::RunDir::new(&run).metrics().exists();
+        opts.resume = run.metrics().exists();
         let summary = match self.step(at, "train", Job::Train(TrainJob { config, opts }))? {
             Outcome::Trained(s) => s,
             other => return Err(Error::Invalid(format!("train: unexpected outcome {other:?}"))),
         };
-        self.copy_tokenizer(&run.join("final"))?;
+        self.copy_tokenizer(&run.final_model())?;
         Ok(ModelFacts {
-            model: run.join("final"),
+            model: run.final_model(),
             layers,
             final_val_loss: summary.final_val_loss,
             final_val_tokens: summary.final_val_tokens,
             steps: Some(summary.steps),
-            run: Some(run),
+            run: Some(run.root().to_path_buf()),
         })
     }
 

@@ -87,7 +87,6 @@ pub struct LossArgs {
     pub dtype: DTypeArg,
 }
 
-
 /// Runs the verb.
 pub fn run(command: &EvalCommand) -> Result<()> {
     match command {
@@ -105,7 +104,7 @@ pub fn tasks(args: &TasksArgs) -> Result<()> {
     let device = args.device.checked()?;
     let dtype = DType::from(args.dtype);
     let scorer = Scorer::load(model, device, dtype, args.batch_size)?;
-    let bar = crate::progress::Progress::new("{msg:>24} {bar:40} {pos}/{len} requests eta {eta}", "requests");
+    let bar = inheritune_fs::Progress::new("{msg:>24} {bar:40} {pos}/{len} requests eta {eta}", "requests");
     let began = std::time::Instant::now();
     let eval = evaluate(
         &scorer,
@@ -139,7 +138,10 @@ pub fn tasks(args: &TasksArgs) -> Result<()> {
         "harness_semantics": "lm-evaluation-harness 0.4.13",
     });
     let results = eval.results_json(config);
-    inheritune_fs::write_file(&out.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
+    inheritune_fs::write_file(
+        &out.join("results.json"),
+        serde_json::to_string_pretty(&results)?.as_bytes(),
+    )?;
     let name = model
         .file_name()
         .map(|n| n.to_string_lossy().to_string())

@@ -13,7 +13,6 @@ mod eval;
 mod launch;
 mod perplexity;
 mod prepare;
-mod progress;
 mod recipe;
 mod stage;
 mod supervise;

@@ -63,7 +63,7 @@ pub fn run(args: &Args) -> Result<()> {
         "--context-length {ctx} exceeds the model's context length {max}"
     );
     tracing::info!("{} tokens ({}), windows of {ctx}", tokens.len(), tokenizer.name());
-    let bar = crate::progress::Progress::new("{bar:40} {pos}/{len} windows {per_sec} eta {eta}", "windows");
+    let bar = inheritune_fs::Progress::new("{bar:40} {pos}/{len} windows {per_sec} eta {eta}", "windows");
     let result =
         inheritune_eval::perplexity::score_windows(&model, &tokens, ctx, args.batch_size, &mut |done, total| {
             bar.set_length(total as u64);

@@ -157,7 +157,7 @@ pub fn run(args: &Args) -> Result<()> {
             EotPlacement::Prepend => format!("{} prepended", config.eot_token),
         }
     );
-    let bar = crate::progress::Progress::new("{bar:40} {pos}/{len} docs {msg} eta {eta}", "documents");
+    let bar = inheritune_fs::Progress::new("{bar:40} {pos}/{len} docs {msg} eta {eta}", "documents");
     let start = std::time::Instant::now();
     // --overwrite on a used folder prepares beside it and swaps the new folder in when complete.
     let replace = args.overwrite && args.out.exists();

@@ -126,8 +126,8 @@ impl Outcome {
     /// # Errors
     /// A missing or invalid file (the step did not finish).
     pub fn read(path: &Path) -> Result<Outcome> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: the step wrote no outcome", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("{}: the step wrote no outcome", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{}: not a step outcome", path.display()))
     }
 }
@@ -463,7 +463,18 @@ mod tests {
                 json(eval::LossArgs::new(p.clone(), "d".into())),
             ),
             (
-                vec!["eval", "tasks", "--model", m, "--tasks", "a,b", "--data-dir", "d", "--out", "o"],
+                vec![
+                    "eval",
+                    "tasks",
+                    "--model",
+                    m,
+                    "--tasks",
+                    "a,b",
+                    "--data-dir",
+                    "d",
+                    "--out",
+                    "o",
+                ],
                 json(eval::TasksArgs::new(
                     p.clone(),
                     vec!["a".into(), "b".into()],
@@ -477,23 +488,42 @@ mod tests {
             ),
             (
                 vec!["surgery", "inherit", "--model", m, "--layers", "3", "--out", "o"],
-                json(SurgeryCommand::Inherit(surgery::InheritArgs::new(p.clone(), 3, o.clone()))),
+                json(SurgeryCommand::Inherit(surgery::InheritArgs::new(
+                    p.clone(),
+                    3,
+                    o.clone(),
+                ))),
             ),
             (
                 vec!["surgery", "grow", "--model", m, "--reference", m, "--out", "o"],
-                json(SurgeryCommand::Grow(surgery::GrowArgs::new(p.clone(), p.clone(), o.clone()))),
+                json(SurgeryCommand::Grow(surgery::GrowArgs::new(
+                    p.clone(),
+                    p.clone(),
+                    o.clone(),
+                ))),
             ),
             (
                 vec!["surgery", "hybrid-stack", "--model", m, "--layers", "4", "--out", "o"],
-                json(SurgeryCommand::HybridStack(surgery::HybridArgs::new(p.clone(), 4, o.clone()))),
+                json(SurgeryCommand::HybridStack(surgery::HybridArgs::new(
+                    p.clone(),
+                    4,
+                    o.clone(),
+                ))),
             ),
             (
                 vec!["surgery", "distill-init", "--model", m, "--layers", "4", "--out", "o"],
-                json(SurgeryCommand::DistillInit(surgery::DistillArgs::new(p.clone(), 4, o.clone()))),
+                json(SurgeryCommand::DistillInit(surgery::DistillArgs::new(
+                    p.clone(),
+                    4,
+                    o.clone(),
+                ))),
             ),
             (
                 vec!["surgery", "half-width", "--model", m, "--out", "o"],
-                json(SurgeryCommand::HalfWidth(surgery::HalfWidthArgs::new(p.clone(), o.clone()))),
+                json(SurgeryCommand::HalfWidth(surgery::HalfWidthArgs::new(
+                    p.clone(),
+                    o.clone(),
+                ))),
             ),
             (
                 vec!["surgery", "stack", "--model", m, "--out", "o"],
@@ -521,7 +551,9 @@ mod tests {
         };
         spec.write(&path).unwrap();
         assert!(matches!(Spec::read(&path).unwrap().job, Job::Download(_)));
-        let text = std::fs::read_to_string(&path).unwrap().replace("\"version\": 1", "\"version\": 99");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"version\": 1", "\"version\": 99");
         std::fs::write(&path, text).unwrap();
         let e = Spec::read(&path).unwrap_err().to_string();
         assert!(e.contains("step.json") && e.contains("version 99"), "{e}");

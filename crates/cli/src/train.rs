@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use inheritune_fs::Progress;
 use inheritune_train::curves::plot_runs;
 use inheritune_train::{train, MetricKind, Options, RunConfig, Summary};
 
@@ -103,17 +103,17 @@ pub fn execute(config: &RunConfig, args: &Opts, rank_args: &[String]) -> Result<
         dist,
         ..Options::new(device)
     };
-    let bar = if rank == 0 {
-        ProgressBar::new(config.train.max_steps)
-    } else {
-        ProgressBar::hidden()
+    // Rank 0 shows the run: a bar on a terminal; without one (nohup, Slurm, CI) log lines.
+    let bar = (rank == 0).then(|| Progress::own_lines("{bar:40} step {pos}/{len} {msg} eta {eta}"));
+    if let Some(bar) = &bar {
+        bar.set_length(config.train.max_steps);
+    }
+    let log_lines = bar.as_ref().is_some_and(|b| !b.on_terminal());
+    let say = |line: String| {
+        if let Some(b) = &bar {
+            b.println(line);
+        }
     };
-    let bar = bar.with_style(
-        ProgressStyle::with_template("{bar:40} step {pos}/{len} {msg} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    // Without a terminal (nohup, Slurm, CI) the bar hides itself: log lines instead.
-    let log_lines = rank == 0 && !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let began = std::time::Instant::now();
     let mut first_step = None;
     let max_steps = config.train.max_steps;
@@ -125,7 +125,7 @@ pub fn execute(config: &RunConfig, args: &Opts, rank_args: &[String]) -> Result<
                 let elapsed = began.elapsed().as_secs_f64();
                 let done = (m.step + 1 - first) as f64;
                 let eta = elapsed / done * (max_steps - m.step - 1) as f64;
-                eprintln!(
+                say(format!(
                     "step {}/{max_steps} | loss {:.4} | lr {:.3e} | grad norm {:.3} | {:.0} tok/s | MFU {} | elapsed {} | ETA {}",
                     m.step + 1,
                     m.loss.unwrap_or(f64::NAN),
@@ -135,18 +135,21 @@ pub fn execute(config: &RunConfig, args: &Opts, rank_args: &[String]) -> Result<
                     m.mfu.map_or("-".into(), |u| format!("{:.1}%", u * 100.0)),
                     clock(elapsed),
                     clock(eta)
-                );
+                ));
             }
         } else if log_lines && m.kind != MetricKind::Train {
-            eprintln!(
+            say(format!(
                 "{} at step {}: train {} val {:.4} | elapsed {}",
                 if m.kind == MetricKind::Final { "final" } else { "eval" },
                 m.step,
                 m.loss.map_or("-".into(), |l| format!("{l:.4}")),
                 m.val_loss.unwrap_or(f64::NAN),
                 clock(began.elapsed().as_secs_f64())
-            );
+            ));
         }
+        let Some(bar) = bar.as_ref().filter(|b| b.on_terminal()) else {
+            return ControlFlow::Continue(());
+        };
         if m.kind == MetricKind::Train {
             bar.set_position(m.step + 1);
             bar.set_message(format!(
@@ -165,17 +168,17 @@ pub fn execute(config: &RunConfig, args: &Opts, rank_args: &[String]) -> Result<
         ControlFlow::Continue(())
     })
     .with_context(|| format!("{who}training {}", args.run.display()))?;
-    bar.finish_and_clear();
-    if rank != 0 {
+    let Some(bar) = bar else {
         return Ok(None);
-    }
+    };
+    bar.finish();
     let name = args
         .run
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     plot_runs(&[(name, args.run.clone())], &args.run, "loss", true)?;
-    let fin = args.run.join("final");
+    let fin = inheritune_train::RunDir::new(&args.run).final_model();
     eprintln!(
         "[train] wrote {} (the trained model), loss.png and metrics.jsonl in {}; final val loss {:.4}\n\
          next: inheritune perplexity --model {} --text FILE   or   inheritune eval tasks --model {} --tasks arc_easy --data-dir data/eval --out DIR",

@@ -7,8 +7,8 @@
 
 pub mod error;
 pub mod loader;
-pub mod rng;
 pub mod prepare;
+pub mod rng;
 pub mod shards;
 pub mod source;
 pub mod tokenizer;

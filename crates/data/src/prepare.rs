@@ -405,16 +405,7 @@ fn prepare_inner(
     if sources.is_empty() {
         return Err(Error::Invalid("no input files".into()));
     }
-    let eot_id = match config.eot {
-        EotPlacement::None => None,
-        _ => Some(tokenizer.token_to_id(&config.eot_token).ok_or_else(|| {
-            Error::Invalid(format!(
-                "the tokenizer {} has no token {:?} to use as EOT",
-                tokenizer.name(),
-                config.eot_token
-            ))
-        })?),
-    };
+    let eot_id = eot_id(tokenizer, config)?;
     let tok_info = TokenizerInfo {
         name: tokenizer.name().to_string(),
         hash: tokenizer.hash(),
@@ -423,12 +414,93 @@ fn prepare_inner(
     let dtype = TokenDtype::for_vocab(tok_info.vocab_size);
     let fingerprint =
         serde_json::to_string(&(config, &tok_info, sources)).map_err(|e| Error::Invalid(e.to_string()))?;
+    let state = match open_folder(out, config, &fingerprint)? {
+        Opened::Finished(manifest) => return Ok(*manifest),
+        Opened::Continue(state) => state,
+    };
+    let mut router = Router::new(config, out, dtype, &state);
+    let skip = router.resume_doc();
+    let mut report = Progress {
+        documents: skip,
+        total_documents: count_documents(sources),
+        tokens: 0,
+    };
+    if let Some(total) = report.total_documents {
+        past_corpus(config, total)?;
+    }
+    let state_path = out.join(STATE_FILE);
+    let mut process = |first: u64, texts: Vec<String>| -> Result<()> {
+        let mut shard_done = false;
+        for (k, tokens) in tokenize(tokenizer, config, eot_id, &texts).into_iter().enumerate() {
+            let tokens = tokens?;
+            report.tokens += tokens.len() as u64;
+            shard_done |= router.route(first + k as u64, &tokens)?;
+        }
+        // Each finished shard is recorded, so an interrupted run resumes after it.
+        if shard_done {
+            write_json_atomic(&state_path, &router.state(&fingerprint))?;
+        }
+        report.documents = first + texts.len() as u64;
+        match progress(report) {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(()) => Err(Error::Interrupted),
+        }
+    };
+    let documents = read_and_process(sources, config, skip, &mut process)?;
+    if documents == 0 {
+        return Err(Error::Invalid("the inputs hold no documents".into()));
+    }
+    past_corpus(config, documents)?;
+    let (shards, splits) = router.finish()?;
+    let manifest = Manifest {
+        format: "inheritune-tokens-v1".into(),
+        config: config.clone(),
+        tokenizer: tok_info,
+        eot_id,
+        token_dtype: dtype,
+        sources: sources.to_vec(),
+        documents,
+        shards,
+        splits,
+    };
+    write_json_atomic(&out.join(MANIFEST_FILE), &manifest)?;
+    let _ = std::fs::remove_file(&state_path);
+    Ok(manifest)
+}
+
+/// The id of the EOT token the config places (none for `EotPlacement::None`).
+fn eot_id(tokenizer: &Tokenizer, config: &PrepareConfig) -> Result<Option<u32>> {
+    if config.eot == EotPlacement::None {
+        return Ok(None);
+    }
+    let id = tokenizer.token_to_id(&config.eot_token).ok_or_else(|| {
+        Error::Invalid(format!(
+            "the tokenizer {} has no token {:?} to use as EOT",
+            tokenizer.name(),
+            config.eot_token
+        ))
+    })?;
+    Ok(Some(id))
+}
+
+/// What an output folder holds for a preparation with this `fingerprint`.
+enum Opened {
+    /// A finished preparation with the same settings: returned as it is.
+    Finished(Box<Manifest>),
+    /// Nothing, or an interrupted preparation with the same settings to continue.
+    Continue(State),
+}
+
+/// Opens `out` (created if missing): a finished preparation with the same settings, an
+/// interrupted one to continue (its half-written shards discarded), or a fresh start; a folder
+/// holding other settings is refused.
+fn open_folder(out: &Path, config: &PrepareConfig, fingerprint: &str) -> Result<Opened> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     if let Ok(existing) = Manifest::read(out) {
         let same = serde_json::to_string(&(&existing.config, &existing.tokenizer, &existing.sources)).ok()
-            == Some(fingerprint.clone());
+            == Some(fingerprint.to_string());
         if same {
-            return Ok(existing);
+            return Ok(Opened::Finished(Box::new(existing)));
         }
         return Err(Error::Invalid(format!(
             "{}: holds a preparation with other settings or inputs; choose a new output folder (or replace it: prepare --overwrite)",
@@ -436,6 +508,10 @@ fn prepare_inner(
         )));
     }
     let state_path = out.join(STATE_FILE);
+    let fresh = || State {
+        fingerprint: fingerprint.to_string(),
+        splits: BTreeMap::new(),
+    };
     let state: State = match std::fs::read_to_string(&state_path) {
         Ok(text) => {
             let s: State = serde_json::from_str(&text).map_err(|e| Error::input(&state_path, "", e))?;
@@ -447,143 +523,173 @@ fn prepare_inner(
             }
             s
         }
-        Err(_) => State {
-            fingerprint: fingerprint.clone(),
-            splits: BTreeMap::new(),
-        },
+        Err(_) => fresh(),
     };
     // Half-written shards of an interrupted run are discarded.
     remove_partial_shards(out);
-    let first_tokens_done = |s: &State| match config.split {
+    // A FirstTokens split can resume only once its val part is complete (train follows val).
+    let val_done = match config.split {
         SplitRule::FirstTokens { tokens } => {
-            s.splits
+            state
+                .splits
                 .get("val")
                 .map_or(0, |v| v.shards.iter().map(|x| x.tokens).sum::<u64>())
                 >= tokens
         }
         _ => true,
     };
-    // A FirstTokens split can resume only once its val part is complete (train follows val).
-    let state = if first_tokens_done(&state) {
-        state
-    } else {
-        State {
-            fingerprint: fingerprint.clone(),
-            splits: BTreeMap::new(),
+    Ok(Opened::Continue(if val_done { state } else { fresh() }))
+}
+
+/// A val document list must name documents of the corpus.
+fn past_corpus(config: &PrepareConfig, documents: u64) -> Result<()> {
+    if let SplitRule::DocList { docs } = &config.split {
+        if let Some(&last) = docs.iter().max().filter(|&&d| d >= documents) {
+            return Err(Error::Invalid(format!(
+                "val document index {last} is past the corpus, which has {documents} documents (indices are 0-based)"
+            )));
         }
-    };
-    let mut writers: BTreeMap<&str, SplitWriter> = ["train", "val"]
-        .into_iter()
-        .map(|s| {
-            (
-                s,
-                SplitWriter::new(
-                    s,
-                    out,
-                    dtype,
-                    config.shard_tokens,
-                    state.splits.get(s).cloned().unwrap_or_default(),
-                ),
-            )
-        })
-        .collect();
-    let resumed = !state.splits.is_empty();
-    let skip = if resumed {
-        writers.values().map(|w| w.state.resume_doc).min().unwrap_or(0)
-    } else {
-        0
-    };
-    let mut stream_tokens: u64 = if resumed { u64::MAX / 2 } else { 0 };
-    let mut report = Progress {
-        documents: skip,
-        total_documents: count_documents(sources),
-        tokens: 0,
-    };
-    // A val document list must name documents of the corpus.
-    let past_corpus = |documents: u64| -> Result<()> {
-        if let SplitRule::DocList { docs } = &config.split {
-            if let Some(&last) = docs.iter().max().filter(|&&d| d >= documents) {
-                return Err(Error::Invalid(format!(
-                    "val document index {last} is past the corpus, which has {documents} documents (indices are 0-based)"
-                )));
-            }
-        }
-        Ok(())
-    };
-    if let Some(total) = report.total_documents {
-        past_corpus(total)?;
     }
-    let save_state = |writers: &BTreeMap<&str, SplitWriter>| -> Result<()> {
-        let s = State {
-            fingerprint: fingerprint.clone(),
-            splits: writers.iter().map(|(k, w)| (k.to_string(), w.state.clone())).collect(),
-        };
-        write_json_atomic(&state_path, &s)
-    };
-    let mut process = |first: u64, texts: Vec<String>| -> Result<()> {
-        let encoded: Vec<Result<Vec<u32>>> = texts
-            .par_iter()
-            .map(|t| {
-                if config.add_special_tokens {
-                    tokenizer.encode(t)
-                } else {
-                    tokenizer.encode_ordinary(t)
-                }
-            })
-            .collect();
-        let mut shard_done = false;
-        for (k, tokens) in encoded.into_iter().enumerate() {
-            let doc = first + k as u64;
-            let mut tokens = tokens?;
+    Ok(())
+}
+
+/// The documents' tokens (on the thread pool, in order), EOT placed.
+fn tokenize(
+    tokenizer: &Tokenizer,
+    config: &PrepareConfig,
+    eot_id: Option<u32>,
+    texts: &[String],
+) -> Vec<Result<Vec<u32>>> {
+    texts
+        .par_iter()
+        .map(|t| {
+            let mut tokens = if config.add_special_tokens {
+                tokenizer.encode(t)?
+            } else {
+                tokenizer.encode_ordinary(t)?
+            };
             match (config.eot, eot_id) {
                 (EotPlacement::Append, Some(id)) => tokens.push(id),
                 (EotPlacement::Prepend, Some(id)) => tokens.insert(0, id),
                 _ => {}
             }
-            report.tokens += tokens.len() as u64;
-            let mut route = |split: &str, part: &[u32], starts: bool| -> Result<()> {
-                if let Some(w) = writers.get_mut(split) {
-                    shard_done |= w.push(doc, part, starts)?;
+            Ok(tokens)
+        })
+        .collect()
+}
+
+/// Sends each document's tokens to its split's writer by the config's split rule.
+struct Router<'c> {
+    rule: &'c SplitRule,
+    writers: BTreeMap<&'static str, SplitWriter>,
+    /// Tokens of the stream so far (`FirstTokens`; past any bound when resumed, since a resumed
+    /// `FirstTokens` preparation has its val part complete).
+    stream_tokens: u64,
+    resumed: bool,
+}
+
+impl<'c> Router<'c> {
+    fn new(config: &'c PrepareConfig, out: &Path, dtype: TokenDtype, state: &State) -> Self {
+        let writers = ["train", "val"]
+            .into_iter()
+            .map(|s| {
+                let split = state.splits.get(s).cloned().unwrap_or_default();
+                (s, SplitWriter::new(s, out, dtype, config.shard_tokens, split))
+            })
+            .collect();
+        let resumed = !state.splits.is_empty();
+        Router {
+            rule: &config.split,
+            writers,
+            stream_tokens: if resumed { u64::MAX / 2 } else { 0 },
+            resumed,
+        }
+    }
+
+    /// The first document not yet written (0 for a fresh start).
+    fn resume_doc(&self) -> u64 {
+        if !self.resumed {
+            return 0;
+        }
+        self.writers.values().map(|w| w.state.resume_doc).min().unwrap_or(0)
+    }
+
+    /// Writes document `doc`; whether a shard was completed.
+    fn route(&mut self, doc: u64, tokens: &[u32]) -> Result<bool> {
+        let mut shard_done = false;
+        let mut push = |split: &str, part: &[u32], starts: bool| -> Result<()> {
+            if let Some(w) = self.writers.get_mut(split) {
+                shard_done |= w.push(doc, part, starts)?;
+            }
+            Ok(())
+        };
+        match self.rule {
+            SplitRule::DocFraction { fraction, seed } => push(
+                if doc_hash(*seed, doc) < *fraction {
+                    "val"
+                } else {
+                    "train"
+                },
+                tokens,
+                true,
+            )?,
+            SplitRule::DocList { docs } => push(if docs.contains(&doc) { "val" } else { "train" }, tokens, true)?,
+            SplitRule::None => push("train", tokens, true)?,
+            SplitRule::FirstTokens { tokens: n } => {
+                let to_val = n.saturating_sub(self.stream_tokens).min(tokens.len() as u64) as usize;
+                if to_val > 0 {
+                    push("val", &tokens[..to_val], true)?;
                 }
-                Ok(())
-            };
-            match &config.split {
-                SplitRule::DocFraction { fraction, seed } => route(
-                    if doc_hash(*seed, doc) < *fraction {
-                        "val"
-                    } else {
-                        "train"
-                    },
-                    &tokens,
-                    true,
-                )?,
-                SplitRule::DocList { docs } => route(if docs.contains(&doc) { "val" } else { "train" }, &tokens, true)?,
-                SplitRule::None => route("train", &tokens, true)?,
-                SplitRule::FirstTokens { tokens: n } => {
-                    let to_val = n.saturating_sub(stream_tokens).min(tokens.len() as u64) as usize;
-                    if to_val > 0 {
-                        route("val", &tokens[..to_val], true)?;
-                    }
-                    if to_val < tokens.len() {
-                        route("train", &tokens[to_val..], to_val == 0)?;
-                    }
-                    stream_tokens += tokens.len() as u64;
+                if to_val < tokens.len() {
+                    push("train", &tokens[to_val..], to_val == 0)?;
                 }
+                self.stream_tokens += tokens.len() as u64;
             }
         }
-        if shard_done {
-            save_state(&writers)?;
+        Ok(shard_done)
+    }
+
+    /// The resume state of the shards written so far.
+    fn state(&self, fingerprint: &str) -> State {
+        State {
+            fingerprint: fingerprint.to_string(),
+            splits: self
+                .writers
+                .iter()
+                .map(|(k, w)| (k.to_string(), w.state.clone()))
+                .collect(),
         }
-        report.documents = first + texts.len() as u64;
-        match progress(report) {
-            ControlFlow::Continue(()) => Ok(()),
-            ControlFlow::Break(()) => Err(Error::Interrupted),
+    }
+
+    /// Closes every split: all the shards, and each split's totals.
+    fn finish(self) -> Result<(Vec<ShardInfo>, BTreeMap<String, SplitTotals>)> {
+        let mut shards = Vec::new();
+        let mut splits = BTreeMap::new();
+        for (name, w) in self.writers {
+            let s = w.finish()?;
+            let totals = SplitTotals {
+                tokens: s.shards.iter().map(|x| x.tokens).sum(),
+                documents: s.documents,
+                shards: s.shards.len(),
+            };
+            shards.extend(s.shards);
+            splits.insert(name.to_string(), totals);
         }
-    };
-    // A reader thread decodes the inputs while the pool tokenizes the previous batch; output order
-    // is the input order either way.
+        Ok((shards, splits))
+    }
+}
+
+/// A reader thread decodes the inputs (from document `skip` on) in batches while `process`
+/// handles the previous batch; output order is the input order either way. Returns the documents
+/// read.
+fn read_and_process(
+    sources: &[SourceFile],
+    config: &PrepareConfig,
+    skip: u64,
+    process: &mut dyn FnMut(u64, Vec<String>) -> Result<()>,
+) -> Result<u64> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<String>)>(2);
-    let documents = std::thread::scope(|scope| -> Result<u64> {
+    std::thread::scope(|scope| -> Result<u64> {
         let reader = scope.spawn(move || {
             for_each_batch(sources, &config.column, config.batch_docs, skip, &mut |first, texts| {
                 tx.send((first, texts)).map_err(|_| Error::Interrupted)
@@ -603,35 +709,5 @@ fn prepare_inner(
             .map_err(|_| Error::Invalid("the input reader panicked".into()))?;
         outcome?;
         read
-    })?;
-    if documents == 0 {
-        return Err(Error::Invalid("the inputs hold no documents".into()));
-    }
-    past_corpus(documents)?;
-    let mut shards = Vec::new();
-    let mut splits = BTreeMap::new();
-    for (name, w) in writers {
-        let s = w.finish()?;
-        let totals = SplitTotals {
-            tokens: s.shards.iter().map(|x| x.tokens).sum(),
-            documents: s.documents,
-            shards: s.shards.len(),
-        };
-        shards.extend(s.shards);
-        splits.insert(name.to_string(), totals);
-    }
-    let manifest = Manifest {
-        format: "inheritune-tokens-v1".into(),
-        config: config.clone(),
-        tokenizer: tok_info,
-        eot_id,
-        token_dtype: dtype,
-        sources: sources.to_vec(),
-        documents,
-        shards,
-        splits,
-    };
-    write_json_atomic(&out.join(MANIFEST_FILE), &manifest)?;
-    let _ = std::fs::remove_file(&state_path);
-    Ok(manifest)
+    })
 }

@@ -5,6 +5,9 @@
 //! never a part. A leftover `*.tmp` is the only trace of an interrupted write; callers remove
 //! them when they next open the folder.
 //!
+//! Beside it, the other plumbing every crate shares: exclusive file locks ([`lock`]) and
+//! progress in a terminal and a log file ([`progress`]).
+//!
 //! ```
 //! let dir = std::env::temp_dir().join(format!("inheritune-fs-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir).unwrap();
@@ -14,8 +17,10 @@
 //! ```
 
 pub mod lock;
+pub mod progress;
 
 pub use lock::Lock;
+pub use progress::Progress;
 
 use std::ffi::OsString;
 use std::fs::File;

@@ -79,7 +79,9 @@ mod tests {
         drop(held);
         let again = Lock::acquire(&path).unwrap();
         assert_eq!(again.path(), path);
-        let e = Lock::acquire(&dir.path().join("missing/x.lock")).unwrap_err().to_string();
+        let e = Lock::acquire(&dir.path().join("missing/x.lock"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing/x.lock") && e.contains("opening the lock"), "{e}");
     }
 }

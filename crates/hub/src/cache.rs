@@ -159,4 +159,3 @@ fn symlink(_target: &Path, _link: &Path) -> io::Result<()> {
         "the Hub cache needs symbolic links",
     ))
 }
-

@@ -28,7 +28,6 @@ pub mod cache;
 pub mod checkpoint;
 pub mod dataset;
 pub mod id;
-mod meter;
 mod net;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::Cache;
 use crate::id::{HubId, RepoKind};
-use crate::meter::Meter;
 use crate::{io_err, Error, Result};
+use inheritune_fs::progress::Progress;
 
 /// A file of a repository at a commit, as the Hub lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,10 +159,10 @@ impl Hub {
             .collect();
         if !missing.is_empty() {
             let total = missing.iter().map(|e| e.size).sum();
-            let mut meter = Meter::new(id.to_string(), total);
+            let mut meter = Progress::bytes(id.to_string(), total);
             let (org, name) = id.parts();
             for entry in missing {
-                meter.file(&entry.path);
+                meter.set_message(format!("{id} {}", entry.path));
                 self.rt.block_on(async {
                     match kind {
                         RepoKind::Model => {
@@ -188,19 +188,19 @@ impl Hub {
         id: &HubId,
         commit: &str,
         entry: &Entry,
-        meter: &mut Meter,
+        meter: &mut Progress,
     ) -> Result<()> {
         let cache = &self.cache;
         let snap = cache.snapshot(kind, &id.repo, commit).join(&entry.path);
         let whole = |p: &Path| fs::metadata(p).is_ok_and(|m| m.len() == entry.size);
         if !entry.lfs && whole(&cache.blob(kind, &id.repo, &entry.oid)) {
             cache.link(kind, &id.repo, commit, &entry.path, &entry.oid)?;
-            meter.add(entry.size);
+            meter.inc(entry.size);
             return Ok(());
         }
         let _lock = cache.lock(kind, &id.repo, &entry.oid)?;
         if whole(&snap) {
-            meter.add(entry.size);
+            meter.inc(entry.size);
             return Ok(()); // another process finished it while this one waited
         }
         let blobs = cache.repo_dir(kind, &id.repo).join("blobs");
@@ -237,7 +237,7 @@ impl Hub {
             if have > 0 {
                 eprintln!("{what}: resuming at byte {have} of {}", entry.size);
             }
-            meter.add(have);
+            meter.inc(have);
             let mut got = have;
             while let Some(chunk) = stream.next().await {
                 let chunk = match chunk {
@@ -258,7 +258,7 @@ impl Hub {
                 }
                 file.write_all(&chunk).map_err(io_err(&part))?;
                 got += chunk.len() as u64;
-                meter.add(chunk.len() as u64);
+                meter.inc(chunk.len() as u64);
             }
             if got != entry.size {
                 let _ = file.sync_all();
@@ -268,7 +268,7 @@ impl Hub {
                 )));
             }
         } else {
-            meter.add(entry.size);
+            meter.inc(entry.size);
         }
         file.sync_all().map_err(io_err(&part))?;
         let etag = if entry.lfs {

@@ -63,10 +63,7 @@ pub fn read_curves(run: &Path) -> Result<Curves> {
 /// # Errors
 /// A run without a readable `metrics.jsonl`, or an unwritable figure.
 pub fn plot_runs(runs: &[(String, PathBuf)], out: &Path, stem: &str, train_too: bool) -> Result<Vec<PathBuf>> {
-    let curves = runs
-        .iter()
-        .map(|(_, r)| read_curves(r))
-        .collect::<Result<Vec<_>>>()?;
+    let curves = runs.iter().map(|(_, r)| read_curves(r)).collect::<Result<Vec<_>>>()?;
     // Only once every run has been read, so a bad run leaves no empty output folder.
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
     let most = curves

@@ -74,14 +74,17 @@ impl RunDir {
 
     /// A TensorBoard event file's name for this host and time.
     pub fn events(&self, unix_seconds: u64, host: &str) -> PathBuf {
-        self.root.join(format!("{EVENTS_PREFIX}{unix_seconds}.{host}.inheritune"))
+        self.root
+            .join(format!("{EVENTS_PREFIX}{unix_seconds}.{host}.inheritune"))
     }
 
     /// Whether the entry `name` is part of a run (what `--overwrite` replaces): metrics, config,
     /// plots, checkpoints (complete or not), the final model, TensorBoard events.
     pub fn is_run_entry(name: &str) -> bool {
-        matches!(name, "metrics.jsonl" | "config.toml" | "loss.png" | "loss.svg" | "final")
-            || name.starts_with(STEP_PREFIX)
+        matches!(
+            name,
+            "metrics.jsonl" | "config.toml" | "loss.png" | "loss.svg" | "final"
+        ) || name.starts_with(STEP_PREFIX)
             || name.starts_with(EVENTS_PREFIX)
     }
 

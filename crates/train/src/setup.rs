@@ -262,7 +262,10 @@ fn check_tokenizer(init: &Path, data: &Path) -> Result<()> {
 
 /// The parameters the optimizer updates: all of them, or those of the `groups` named (the others
 /// stop requiring gradients, so backward skips them).
-pub(crate) fn trainable_parameters(model: &CausalLm, groups: &[String]) -> Result<std::collections::BTreeMap<String, Tensor>> {
+pub(crate) fn trainable_parameters(
+    model: &CausalLm,
+    groups: &[String],
+) -> Result<std::collections::BTreeMap<String, Tensor>> {
     let mut params = model.named_parameters();
     if groups.is_empty() {
         return Ok(params);
@@ -323,4 +326,3 @@ fn check_resume(dir: &Path, state: &TrainState, world: u64, accum: u64, t: &Trai
     }
     Ok(())
 }
-

@@ -170,7 +170,6 @@ fn weights_finite(model: &CausalLm) -> Result<bool> {
     Ok(true)
 }
 
-
 /// Writes a run file crash-safely ([`inheritune_fs::write_file`]).
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     inheritune_fs::write_file(path, bytes).map_err(|e| file_err(&e.path, format!("{}: {}", e.op, e.source)))

@@ -268,7 +268,7 @@ impl Run<'_> {
     /// Whether step `step` begins with an evaluation (and a checkpoint).
     fn evaluates_at(&self, step: u64) -> bool {
         let t = &self.config.train;
-        (step % t.eval_interval == 0 || step == t.max_steps) && step <= t.max_steps
+        (step.is_multiple_of(t.eval_interval) || step == t.max_steps) && step <= t.max_steps
     }
 
     /// The loop ends before the update of this step (one more with `released_loop`).
@@ -303,7 +303,14 @@ impl Run<'_> {
         let t = &self.config.train;
         let (accum, world) = (self.accum, self.dist.0.world());
         let began = Instant::now();
-        let lr = lr_at(t.schedule, step, t.lr, t.min_lr, t.warmup_steps, t.decay_steps.unwrap_or(t.max_steps));
+        let lr = lr_at(
+            t.schedule,
+            step,
+            t.lr,
+            t.min_lr,
+            t.warmup_steps,
+            t.decay_steps.unwrap_or(t.max_steps),
+        );
         // Losses stay on the device until the end of the step: one host synchronisation per step.
         let mut loss_sum = Tensor::f_zeros([], (Kind::Float, self.device))?;
         let mut parts_sum = Tensor::f_zeros([2], (Kind::Float, self.device))?;
@@ -439,7 +446,6 @@ impl Run<'_> {
         let count = total[1].round() as u64;
         Ok((if count > 0 { total[0] / count as f64 } else { f64::NAN }, count))
     }
-
 }
 
 /// Trains per `config` in `run_dir`; `on_metrics` sees every metrics line and may stop the run.
@@ -487,11 +493,16 @@ pub fn train(
         },
     )?;
     let overlap = match t.overlap && world > 1 {
-        true => dist.0.overlapped(&params.values().map(Tensor::shallow_clone).collect::<Vec<_>>())?,
+        true => dist
+            .0
+            .overlapped(&params.values().map(Tensor::shallow_clone).collect::<Vec<_>>())?,
         false => None,
     };
     let dtype = options.compute_dtype();
-    let peak = t.peak_tflops.map(|p| p * 1e12).or_else(|| crate::peak::peak_flops(options.device, dtype));
+    let peak = t
+        .peak_tflops
+        .map(|p| p * 1e12)
+        .or_else(|| crate::peak::peak_flops(options.device, dtype));
     let mut run = Run {
         config,
         model,
@@ -517,12 +528,18 @@ pub fn train(
     loop {
         if run.evaluates_at(step) && resumed_at != Some(step) {
             if step == start {
-                tracing::info!("step {step}: evaluating {} batches of each split (train.eval_iters)", t.eval_iters);
+                tracing::info!(
+                    "step {step}: evaluating {} batches of each split (train.eval_iters)",
+                    t.eval_iters
+                );
             }
             let m = run.evaluate(step, &mut data)?;
             sink.log(&m)?;
             if step > 0 || t.checkpoint_at_start {
-                let state = run.state(step, "stateless: batches are functions of (seed, step, global micro-batch)");
+                let state = run.state(
+                    step,
+                    "stateless: batches are functions of (seed, step, global micro-batch)",
+                );
                 sink.checkpoint(&run.model, &run.opt, &state)?;
             }
             sink.notify(&m)?;
