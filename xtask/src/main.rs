@@ -37,6 +37,7 @@ const USAGE: &str = "details:
 
 mod bench;
 mod gate;
+mod record;
 mod reproduce;
 mod setup;
 
