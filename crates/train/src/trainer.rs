@@ -14,6 +14,12 @@
 //! sum averaged over ranks, as DDP with the released code), the logged loss and every evaluation
 //! are reduced over ranks, evaluation batches and the final pass are shared out by index, and
 //! rank 0 writes while the others wait at a barrier.
+//!
+//! Where things are: [`train`] is the loop (set-up, then evaluate / step / log, then the final
+//! pass); the set-up steps are in `setup.rs` (architecture, run folder, model, teacher, optimizer,
+//! resume), every output goes through the sink of `sink.rs` (metrics.jsonl, TensorBoard, the
+//! caller's progress callback, checkpoints, `final/`), and the run folder's names are
+//! [`crate::RunDir`]'s.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
