@@ -35,6 +35,7 @@ use crate::checkpoint::TrainState;
 use crate::config::RunConfig;
 use crate::dist::{Dist, OverlappedReduce};
 use crate::error::{Error, Result};
+use crate::lock::RunLock;
 use crate::run_dir::RunDir;
 use crate::schedule::lr_at;
 use crate::setup;
@@ -270,6 +271,63 @@ struct Run<'a> {
     peak: Option<f64>,
 }
 
+impl<'a> Run<'a> {
+    /// Sets a run up in `dir` (see `setup.rs`): the config checked, the folder claimed (the lock
+    /// returned), the model seeded and built (or loaded from `--init`), the teacher, the optimizer,
+    /// the newest checkpoint restored on `--resume` (its step returned), and every rank given rank
+    /// 0's parameters.
+    fn start(
+        config: &'a RunConfig,
+        options: &'a Options,
+        dir: &RunDir,
+    ) -> Result<(Self, Option<u64>, Option<RunLock>)> {
+        config.validate()?;
+        let t = &config.train;
+        let dist = &options.dist;
+        let world = dist.0.world();
+        let accum = config.accum(world)? as u64;
+        let model_config = setup::model_config(config, options.init.as_deref())?;
+        let lock = setup::claim(dir, options)?;
+        tch::manual_seed(t.seed as i64);
+        let mut model = setup::model(&model_config, options)?;
+        let teacher = setup::teacher(config, options.device)?;
+        let params = setup::trainable_parameters(&model, &t.trainable)?;
+        let mut opt = setup::optimizer(&params, t, options.device)?;
+        let resumed_at = setup::resume(dir, config, options, &mut model, &mut opt, accum)?;
+        if world > 1 {
+            for p in params.values() {
+                dist.0.broadcast(&p.detach(), 0)?;
+            }
+        }
+        let overlap = match t.overlap && world > 1 {
+            true => dist
+                .0
+                .overlapped(&params.values().map(Tensor::shallow_clone).collect::<Vec<_>>())?,
+            false => None,
+        };
+        let dtype = options.compute_dtype();
+        let peak = t
+            .peak_tflops
+            .map(|p| p * 1e12)
+            .or_else(|| crate::peak::peak_flops(options.device, dtype));
+        let run = Run {
+            config,
+            model,
+            opt,
+            teacher,
+            device: options.device,
+            dtype,
+            dist,
+            overlap,
+            accum,
+            tokens_per_step: config.tokens_per_step(world),
+            flops_per_token: flops_per_token(&model_config, t.seq_len),
+            peak: peak.map(|p| p * world as f64),
+        };
+        Ok((run, resumed_at, lock))
+    }
+}
+
 impl Run<'_> {
     /// Whether step `step` begins with an evaluation (and a checkpoint).
     fn evaluates_at(&self, step: u64) -> bool {
@@ -468,61 +526,19 @@ pub fn train(
     options: &Options,
     on_metrics: &mut dyn FnMut(&Metrics) -> ControlFlow<()>,
 ) -> Result<Summary> {
-    config.validate()?;
     let t = &config.train;
-    let dist = &options.dist;
-    let (rank, world) = (dist.0.rank(), dist.0.world());
-    let accum = config.accum(world)? as u64;
+    let (rank, world) = (options.dist.0.rank(), options.dist.0.world());
     let dir = RunDir::new(run_dir);
-    let model_config = setup::model_config(config, options.init.as_deref())?;
-    let _lock = setup::claim(&dir, options)?;
-    tch::manual_seed(t.seed as i64);
-    let mut model = setup::model(&model_config, options)?;
-    let teacher = setup::teacher(config, options.device)?;
-    let params = setup::trainable_parameters(&model, &t.trainable)?;
-    let mut opt = setup::optimizer(&params, t, options.device)?;
-    let resumed_at = setup::resume(&dir, config, options, &mut model, &mut opt, accum)?;
-    // Every rank starts from rank 0's parameters.
-    if world > 1 {
-        for p in params.values() {
-            dist.0.broadcast(&p.detach(), 0)?;
-        }
-    }
-    let mut sink = Sink::open(
-        dir,
-        SinkOptions {
-            dist,
-            resumed_at,
-            config,
-            tokenizer_files: setup::tokenizer_files(config, options.init.as_deref()),
-            on_metrics,
-        },
-    )?;
-    let overlap = match t.overlap && world > 1 {
-        true => dist
-            .0
-            .overlapped(&params.values().map(Tensor::shallow_clone).collect::<Vec<_>>())?,
-        false => None,
-    };
-    let dtype = options.compute_dtype();
-    let peak = t
-        .peak_tflops
-        .map(|p| p * 1e12)
-        .or_else(|| crate::peak::peak_flops(options.device, dtype));
-    let mut run = Run {
+    let (mut run, resumed_at, _lock) = Run::start(config, options, &dir)?;
+    let tokenizer_files = setup::tokenizer_files(config, options.init.as_deref());
+    let sink = SinkOptions {
+        dist: &options.dist,
+        resumed_at,
         config,
-        model,
-        opt,
-        teacher,
-        device: options.device,
-        dtype,
-        dist,
-        overlap,
-        accum,
-        tokens_per_step: config.tokens_per_step(world),
-        flops_per_token: flops_per_token(&model_config, t.seq_len),
-        peak: peak.map(|p| p * world as f64),
+        tokenizer_files,
+        on_metrics,
     };
+    let mut sink = Sink::open(dir, sink)?;
     let mut data = Data::open(config, rank, world)?;
     if rank == 0 {
         for note in &config.notes {
