@@ -831,7 +831,10 @@ pub fn bench_analyze_model(model: &Path) -> Result<()> {
     record(&Record {
         bench: "analyze --model",
         ours: Side {
-            what: format!("inheritune analyze, whole process ({})", folder.display()),
+            what: format!(
+                "inheritune analyze, whole process ({})",
+                folder.file_name().unwrap_or_default().to_string_lossy()
+            ),
             value: ours_secs,
             unit: "s",
         },

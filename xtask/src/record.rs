@@ -76,6 +76,25 @@ fn date(unix: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// A measure with four significant digits (`7.669 M`, `4.780`, `356.9`).
+fn number(v: f64) -> String {
+    let (v, suffix) = if v.abs() >= 1e6 {
+        (v / 1e6, " M")
+    } else if v.abs() >= 1e4 {
+        (v / 1e3, " k")
+    } else {
+        (v, "")
+    };
+    let digits = if v.abs() >= 100.0 {
+        1
+    } else if v.abs() >= 10.0 {
+        2
+    } else {
+        3
+    };
+    format!("{v:.digits$}{suffix}")
+}
+
 const TABLE: &str = "## Records (appended by `cargo xtask bench`)";
 
 /// Writes the record's JSON file and appends its row to `docs/benchmarks.md`; prints where.
@@ -98,7 +117,7 @@ pub fn record(r: &Record) -> Result<()> {
     });
     let dir = root.join("target").join("bench").join("records");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let file = dir.join(format!("{}-{unix}.json", r.bench));
+    let file = dir.join(format!("{}-{unix}.json", r.bench.replace(" --", "-").replace(' ', "-")));
     std::fs::write(&file, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", file.display()))?;
     let doc = root.join("docs").join("benchmarks.md");
@@ -108,7 +127,7 @@ pub fn record(r: &Record) -> Result<()> {
             "\n{TABLE}\n\n| date | bench | ours | reference | speed-up (ours) | machine | commit |\n| --- | --- | --- | --- | --- | --- | --- |\n"
         );
     }
-    let side = |s: &Side| format!("{}: {:.4} {}", s.what, s.value, s.unit);
+    let side = |s: &Side| format!("{}: {} {}", s.what, number(s.value), s.unit);
     text += &format!(
         "| {date} | `bench {}` | {} | {} | {:.2}× | {machine} | {commit} |\n",
         r.bench,
@@ -128,5 +147,9 @@ mod tests {
         assert_eq!(super::date(0), "1970-01-01");
         assert_eq!(super::date(951_782_400), "2000-02-29");
         assert_eq!(super::date(1_796_601_600), "2026-12-07");
+        assert_eq!(super::number(7_668_754.9), "7.669 M");
+        assert_eq!(super::number(4.7812), "4.781");
+        assert_eq!(super::number(356.94), "356.9");
+        assert_eq!(super::number(25_100.0), "25.10 k");
     }
 }
