@@ -143,6 +143,24 @@ pub fn write(dir: &Path, facts: &StageFacts) -> Result<()> {
     Ok(())
 }
 
+/// The wall time of a stage's last run, beside its facts.
+pub const TIME: &str = "time.json";
+
+/// Records that the stage in `dir` ran for `seconds` (before its facts are written).
+///
+/// # Errors
+/// The folder cannot be written.
+pub fn write_seconds(dir: &Path, seconds: f64) -> Result<()> {
+    let text = serde_json::json!({ "seconds": seconds }).to_string();
+    Ok(inheritune_fs::write_file(&dir.join(TIME), text.as_bytes())?)
+}
+
+/// The wall time recorded for the stage in `dir` (None: not recorded, e.g. a stage of an older run).
+pub fn seconds(dir: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(dir.join(TIME)).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?["seconds"].as_f64()
+}
+
 /// The facts of a finished stage folder; None when it has no `DONE`.
 ///
 /// # Errors

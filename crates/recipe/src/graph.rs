@@ -208,10 +208,14 @@ impl Graph<'_> {
                         let dir = self.run.join(&stage.name);
                         let stage = stage.clone();
                         scope.spawn(move || {
+                            let began = std::time::Instant::now();
                             let result = std::fs::create_dir_all(&dir)
                                 .map_err(|e| Error::file(&dir, e))
                                 .and_then(|_| exec.run(&stage, &dir, &devices, &facts, stop))
-                                .and_then(|f| facts::write(&dir, &f).map(|_| f));
+                                .and_then(|f| {
+                                    facts::write_seconds(&dir, began.elapsed().as_secs_f64())?;
+                                    facts::write(&dir, &f).map(|_| f)
+                                });
                             let _ = tx.send((stage.name.clone(), result));
                         });
                     }
@@ -460,5 +464,18 @@ mod tests {
         assert!(dir.path().join("data/DONE").exists());
         assert!(!dir.path().join("inheritune-l2").exists());
         assert!(!dir.path().join("report/DONE").exists());
+    }
+
+    #[test]
+    fn each_stage_records_its_wall_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Fake {
+            sleep_ms: 50,
+            ..Fake::default()
+        };
+        graph(dir.path(), 1, None, None).run(&plan, &fake).unwrap();
+        let data = facts::seconds(&dir.path().join("data")).expect("data/time.json");
+        assert!((0.05..60.0).contains(&data), "{data}");
+        assert!(facts::seconds(&dir.path().join("nowhere")).is_none());
     }
 }

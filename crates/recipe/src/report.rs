@@ -8,6 +8,7 @@
 //! [`Report::build`] reads the facts and the run files into a typed [`Report`] (and draws the
 //! figures); `summary.json` is its serialization and `report.md` its rendering ([`Report::markdown`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use inheritune_analysis::plot::{line_chart, Series};
@@ -181,6 +182,8 @@ pub struct Report {
     pub premise: Premise,
     /// The figures written.
     pub figures: Vec<PathBuf>,
+    /// Wall seconds of each finished stage's last run (the report's own excepted).
+    pub stage_seconds: BTreeMap<String, f64>,
     #[serde(skip)]
     text: Text,
 }
@@ -199,6 +202,8 @@ struct Text {
     compare_depth: Option<(i64, i64)>,
     /// Each evaluated model's downstream results.
     downstream: Vec<Downstream>,
+    /// The timed stages in the order they finished.
+    stage_order: Vec<String>,
 }
 
 /// One model's reported downstream columns and their average.
@@ -385,7 +390,24 @@ impl Report {
                 });
             }
         }
+        let run = out.parent().unwrap_or(Path::new("."));
+        let stage_seconds: BTreeMap<String, f64> = facts
+            .0
+            .keys()
+            .filter_map(|name| Some((name.clone(), crate::facts::seconds(&run.join(name))?)))
+            .collect();
+        // In the order they finished (their time files' ages).
+        let mut finished: Vec<(std::time::SystemTime, String)> = stage_seconds
+            .keys()
+            .map(|name| {
+                let path = run.join(name).join(crate::facts::TIME);
+                let when = std::fs::metadata(path).and_then(|m| m.modified());
+                (when.unwrap_or(std::time::UNIX_EPOCH), name.clone())
+            })
+            .collect();
+        finished.sort();
         Ok(Report {
+            stage_seconds,
             recipe: recipe.name.clone(),
             reference_final_val_loss: rows[0].final_val,
             tolerance: recipe.inheritune.tolerance,
@@ -405,6 +427,7 @@ impl Report {
                 next,
                 compare_depth,
                 downstream,
+                stage_order: finished.into_iter().map(|(_, name)| name).collect(),
             },
         })
     }
@@ -480,6 +503,7 @@ impl Report {
                 self.text.notes.trim()
             );
         }
+        md += &self.times_markdown();
         md += "## Figures\n\n";
         for f in self
             .figures
@@ -503,6 +527,27 @@ impl Report {
             }
             md += "\n";
         }
+        md
+    }
+
+    /// How long each stage took (its last run), and all of them.
+    fn times_markdown(&self) -> String {
+        if self.stage_seconds.is_empty() {
+            return String::new();
+        }
+        let clock = |s: f64| {
+            let s = s.round() as u64;
+            format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+        };
+        let mut md =
+            "## Stage times (wall clock of each stage's last run)\n\n| stage | time |\n| --- | --- |\n".to_string();
+        for stage in &self.text.stage_order {
+            md += &format!("| {stage} | {} |\n", clock(self.stage_seconds[stage]));
+        }
+        md += &format!(
+            "| all (one after another) | {} |\n\n",
+            clock(self.stage_seconds.values().sum())
+        );
         md
     }
 
