@@ -243,7 +243,10 @@ fn tiny_recipe_runs_resumes_and_reports() -> anyhow::Result<()> {
     }
     assert!(report.contains("## Growth (Algorithm 1)"), "{report}");
     // Each stage's wall time, in the report and in summary.json.
-    assert!(report.contains("## Stage times") && report.contains("| reference | "), "{report}");
+    assert!(
+        report.contains("## Stage times") && report.contains("| reference | "),
+        "{report}"
+    );
     assert!(
         summary["stage_seconds"]["reference"].as_f64().is_some_and(|s| s > 0.0),
         "{}",
