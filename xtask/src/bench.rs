@@ -341,10 +341,7 @@ pub fn bench_train() -> Result<()> {
         bail!("BENCH_SHAPE must be L,H,D,B,T, got {shape:?}");
     };
     let steps = std::env::var("BENCH_STEPS").unwrap_or_else(|_| "5".into());
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
+    let rounds = rounds()?;
     let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
     let common = [
         "--n-layer",
@@ -430,10 +427,7 @@ pub fn bench_allreduce() -> Result<()> {
         .join("torch_allreduce.py");
     let numel = std::env::var("BENCH_NUMEL").unwrap_or_else(|_| "100000000".into());
     let ranks = std::env::var("BENCH_RANKS").unwrap_or_else(|_| "2".into());
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
+    let rounds = rounds()?;
     let common = ["--numel", numel.as_str(), "--iters", "5", "--warmup", "1"];
     let time_of = |cmd: &mut Command, what: &str| timed_json(cmd, what, "median_s");
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());

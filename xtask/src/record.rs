@@ -118,8 +118,7 @@ pub fn record(r: &Record) -> Result<()> {
     let dir = root.join("target").join("bench").join("records");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let file = dir.join(format!("{}-{unix}.json", r.bench.replace(" --", "-").replace(' ', "-")));
-    std::fs::write(&file, serde_json::to_string_pretty(&json)? + "\n")
-        .with_context(|| format!("writing {}", file.display()))?;
+    inheritune_fs::write_file(&file, (serde_json::to_string_pretty(&json)? + "\n").as_bytes())?;
     let doc = root.join("docs").join("benchmarks.md");
     let mut text = std::fs::read_to_string(&doc).with_context(|| format!("reading {}", doc.display()))?;
     if !text.contains(TABLE) {
@@ -135,7 +134,8 @@ pub fn record(r: &Record) -> Result<()> {
         side(&r.theirs),
         r.speedup
     );
-    std::fs::write(&doc, text).with_context(|| format!("writing {}", doc.display()))?;
+    // Crash-safe: the page is either as it was or has the new row.
+    inheritune_fs::write_file(&doc, text.as_bytes())?;
     println!("recorded: {} and a row of {}", file.display(), doc.display());
     Ok(())
 }

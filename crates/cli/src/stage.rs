@@ -398,7 +398,8 @@ impl surgery::StackArgs {
 }
 
 impl train::Opts {
-    /// With `launch`'s defaults (one process).
+    /// Run as `nproc` local data-parallel ranks (`None`: one process), the other launch flags at
+    /// their defaults.
     pub fn ranks(mut self, nproc: Option<usize>) -> Self {
         self.dist = launch::DistArgs {
             nproc,

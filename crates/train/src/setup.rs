@@ -163,7 +163,15 @@ fn check_config(dir: &RunDir, config: &RunConfig) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(());
     };
-    let saved: RunConfig = toml::from_str(&text).map_err(|e| file_err(&path, e))?;
+    let saved: RunConfig = toml::from_str(&text).map_err(|e| {
+        file_err(
+            &path,
+            format!(
+                "not a run config this version reads ({}); start a new run folder",
+                e.message()
+            ),
+        )
+    })?;
     let changed = config.changed_keys(&saved)?;
     if changed.is_empty() {
         return Ok(());

@@ -20,6 +20,8 @@ use crate::trainer::{MetricKind, Metrics};
 pub(crate) struct Sink<'a> {
     dir: RunDir,
     dist: &'a Dist,
+    /// Rank 0: the one rank that writes.
+    writer: bool,
     /// `metrics.jsonl`, open for appending (rank 0).
     metrics: Option<std::fs::File>,
     /// TensorBoard events (rank 0, with `train.tensorboard = true`).
@@ -73,6 +75,7 @@ impl<'a> Sink<'a> {
         Ok(Sink {
             dir,
             dist: o.dist,
+            writer,
             metrics,
             events,
             tokenizer_files: o.tokenizer_files,
@@ -125,7 +128,7 @@ impl<'a> Sink<'a> {
         if !weights_finite(model)? {
             return Err(Error::NonFiniteWeights { step: state.step });
         }
-        if self.metrics.is_some() {
+        if self.writer {
             checkpoint::save(self.dir.root(), model, opt, state, &self.tokenizer_files)?;
             checkpoint::prune(self.dir.root(), self.keep, self.milestone);
         }
@@ -134,7 +137,7 @@ impl<'a> Sink<'a> {
 
     /// Rank 0 writes the trained model as `final/`; every rank then waits for it.
     pub(crate) fn final_model(&self, model: &CausalLm, state: &TrainState) -> Result<()> {
-        if self.metrics.is_some() {
+        if self.writer {
             checkpoint::save_to(&self.dir.final_model(), model, None, state, &self.tokenizer_files)?;
         }
         self.dist.0.barrier()
