@@ -284,6 +284,7 @@ pub fn analyze(
                     attention: Some(&mut visitor),
                     residual: Some(&mut on_residual),
                     skip: None,
+                    packing: None,
                 },
             )
         })?;

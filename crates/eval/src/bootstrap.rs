@@ -7,6 +7,8 @@
 /// CPython's `random.Random`: MT19937 with `init_by_array` seeding and 53-bit `random()`.
 pub struct PyRandom {
     mt: [u32; 624],
+    /// The tempered outputs of the current `mt`.
+    out: [u32; 624],
     index: usize,
 }
 
@@ -25,6 +27,7 @@ impl PyRandom {
         }
         let mut r = PyRandom {
             mt: [0; 624],
+            out: [0; 624],
             index: 624,
         };
         r.init_by_array(&key);
@@ -72,24 +75,38 @@ impl PyRandom {
         self.mt[0] = 0x8000_0000;
     }
 
+    /// MT19937's regeneration of all 624 words (the reference loop, split where `k + 1` and
+    /// `k + 397` wrap, so no index needs a modulo).
+    fn twist(&mut self) {
+        let mt = &mut self.mt;
+        let mix = |a: u32, b: u32, far: u32| {
+            let y = (a & 0x8000_0000) | (b & 0x7fff_ffff);
+            far ^ (y >> 1) ^ if y & 1 != 0 { 0x9908_b0df } else { 0 }
+        };
+        for k in 0..227 {
+            mt[k] = mix(mt[k], mt[k + 1], mt[k + 397]);
+        }
+        for k in 227..623 {
+            mt[k] = mix(mt[k], mt[k + 1], mt[k - 227]);
+        }
+        mt[623] = mix(mt[623], mt[0], mt[396]);
+        self.index = 0;
+    }
+
     fn next_u32(&mut self) -> u32 {
         if self.index >= 624 {
-            for k in 0..624 {
-                let y = (self.mt[k] & 0x8000_0000) | (self.mt[(k + 1) % 624] & 0x7fff_ffff);
-                let mut v = self.mt[(k + 397) % 624] ^ (y >> 1);
-                if y & 1 != 0 {
-                    v ^= 0x9908_b0df;
-                }
-                self.mt[k] = v;
+            self.twist();
+            // Tempered all at once (the same function of each word, in a loop the compiler vectorises).
+            for (out, &y) in self.out.iter_mut().zip(&self.mt) {
+                let y = y ^ (y >> 11);
+                let y = y ^ ((y << 7) & 0x9d2c_5680);
+                let y = y ^ ((y << 15) & 0xefc6_0000);
+                *out = y ^ (y >> 18);
             }
-            self.index = 0;
         }
-        let mut y = self.mt[self.index];
+        let y = self.out[self.index];
         self.index += 1;
-        y ^= y >> 11;
-        y ^= (y << 7) & 0x9d2c_5680;
-        y ^= (y << 15) & 0xefc6_0000;
-        y ^ (y >> 18)
+        y
     }
 
     /// `random.random()`: a float in [0, 1) from two 32-bit draws.
@@ -100,30 +117,41 @@ impl PyRandom {
     }
 }
 
-/// lm-eval's `perplexity` statistic: exp(−mean) of log-likelihoods (left-to-right sum).
-fn perplexity(xs: &[f64]) -> f64 {
-    (-(xs.iter().sum::<f64>() / xs.len() as f64)).exp()
-}
-
-/// The bootstrap standard error of lm-eval's `perplexity` over `lls` with `iters` resamples
-/// (chunks of min(1000, iters), chunk i seeded with i); None with fewer than two resamples.
+/// The bootstrap standard error of lm-eval's `perplexity` (exp(−mean) of the resample, its sum
+/// left to right) over `lls` with `iters` resamples (chunks of min(1000, iters), chunk i seeded
+/// with i); None with fewer than two resamples. The chunks run on the available cores, their
+/// statistics kept in chunk order, so the result is the same on any number of them.
 pub fn perplexity_stderr(lls: &[f64], iters: usize) -> Option<f64> {
     if lls.is_empty() {
         return None;
     }
     let chunk = iters.min(1000);
+    let chunks = iters / chunk.max(1);
     let n = lls.len() as f64;
-    let mut res = Vec::with_capacity(iters);
-    let mut sample = vec![0.0; lls.len()];
-    for i in 0..iters / chunk.max(1) {
+    let run = |i: usize| -> Vec<f64> {
         let mut rnd = PyRandom::new(i as u64);
-        for _ in 0..chunk {
-            for s in sample.iter_mut() {
-                *s = lls[(rnd.random() * n).floor() as usize];
-            }
-            res.push(perplexity(&sample));
-        }
-    }
+        (0..chunk)
+            .map(|_| {
+                // `xs[floor(random() * n)]`; the product is non-negative, so `as` truncation is floor.
+                let sum = (0..lls.len()).fold(0.0, |acc, _| acc + lls[(rnd.random() * n) as usize]);
+                (-(sum / n)).exp()
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .min(chunks.max(1));
+    let per = chunks.div_ceil(threads.max(1)).max(1);
+    let res: Vec<f64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..chunks)
+            .step_by(per)
+            .map(|first| s.spawn(move || (first..(first + per).min(chunks)).flat_map(run).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
     if res.len() < 2 {
         return None;
     }

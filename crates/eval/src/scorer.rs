@@ -5,14 +5,17 @@
 //!
 //! Requests are batched by length with right padding (causal attention makes padding after a
 //! sequence invisible to it), identical model inputs run once (MMLU's four answer letters share
-//! one pass), and only the scored positions go through the output layer.
+//! one pass), and only the scored positions go through the output layer. Requests whose inputs
+//! share their whole context (a multiple-choice document's choices) run as one packed row: the
+//! context once, then each continuation attending to the context and to itself only, at the
+//! positions it has on its own ([`inheritune_model::Packing`]), so each scores what it scores alone.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use inheritune_data::Tokenizer;
 use inheritune_model::tch::{self, Device, Kind, Tensor};
-use inheritune_model::{autocast, hf, CausalLm, DType, LoadOptions};
+use inheritune_model::{autocast, hf, CausalLm, DType, LoadOptions, Packing, Probe};
 
 use crate::error::{Error, Result};
 use crate::pystr;
@@ -37,6 +40,24 @@ pub struct Scorer {
 struct Window {
     input: Vec<u32>,
     targets: Vec<u32>,
+    /// How many leading tokens of `input` are the request's whole context, which other requests
+    /// may share (0: none, as for rolling windows and truncated requests).
+    context: usize,
+}
+
+/// The most logits one pass of the output layer computes (64M: 256 MB in f32), so that scoring
+/// many short continuations at once never holds a long rolling window's worth per request.
+const LOGITS_PER_PASS: usize = 64 << 20;
+
+/// One packed row: a shared context followed by the tails of the inputs that share it.
+struct PackedRow {
+    tokens: Vec<u32>,
+    positions: Vec<i64>,
+    /// 0 for the context, i + 1 for the i-th tail.
+    segments: Vec<u32>,
+    /// (unique input, row index where its tail starts).
+    members: Vec<(usize, usize)>,
+    context: usize,
 }
 
 fn special_token(dir: &Path, tokenizer: &Tokenizer, key: &str) -> Option<u32> {
@@ -150,6 +171,7 @@ impl Scorer {
         Ok(Window {
             input: full[start..full.len() - 1].to_vec(),
             targets: cont,
+            context: if start == 0 { ctx.len() } else { 0 },
         })
     }
 
@@ -171,6 +193,7 @@ impl Scorer {
             out.push(Window {
                 input,
                 targets: tokens[s..e].to_vec(),
+                context: 0,
             });
             s = e;
         }
@@ -214,24 +237,53 @@ impl Scorer {
         Ok(out)
     }
 
-    /// Scores windows: unique inputs batched longest first, right-padded.
+    /// Scores windows: unique inputs batched longest first, right-padded; inputs sharing their
+    /// context packed into rows.
     fn score(&self, windows: &[Window], progress: &mut dyn FnMut(usize)) -> Result<Vec<(f64, bool)>> {
         let mut unique: HashMap<&[u32], usize> = HashMap::new();
         let mut inputs: Vec<&[u32]> = Vec::new();
         let mut users: Vec<Vec<usize>> = Vec::new();
+        // The context every user of an input shares (the shortest, so that each user's scored
+        // rows, which start at its context's last token, lie in the context or the tail).
+        let mut context: Vec<usize> = Vec::new();
         for (i, w) in windows.iter().enumerate() {
             let id = *unique.entry(&w.input).or_insert_with(|| {
                 inputs.push(&w.input);
                 users.push(Vec::new());
+                context.push(w.context);
                 inputs.len() - 1
             });
             users[id].push(i);
+            context[id] = context[id].min(w.context);
         }
-        let mut order: Vec<usize> = (0..inputs.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].len()));
+        // Inputs by shared context; a context with one input runs alone.
+        // (In first-seen order, so that the batches, and so the last bits, do not vary run to run.)
+        let mut group_of: HashMap<&[u32], usize> = HashMap::new();
+        let mut groups: Vec<(&[u32], Vec<usize>)> = Vec::new();
+        let mut alone: Vec<usize> = Vec::new();
+        for (u, &c) in context.iter().enumerate() {
+            if c == 0 {
+                alone.push(u);
+            } else {
+                let ctx = &inputs[u][..c];
+                let g = *group_of.entry(ctx).or_insert_with(|| {
+                    groups.push((ctx, Vec::new()));
+                    groups.len() - 1
+                });
+                groups[g].1.push(u);
+            }
+        }
+        let mut rows: Vec<PackedRow> = Vec::new();
+        for (ctx, members) in groups {
+            if members.len() == 1 {
+                alone.extend(members);
+                continue;
+            }
+            rows.extend(self.pack(ctx, &members, &inputs));
+        }
         let mut out = vec![(0.0, false); windows.len()];
-        let device = self.model.device();
-        for chunk in order.chunks(self.batch_size) {
+        alone.sort_by_key(|&u| std::cmp::Reverse(inputs[u].len()));
+        for chunk in alone.chunks(self.batch_size) {
             let width = inputs[chunk[0]].len();
             let mut ids = vec![0i64; chunk.len() * width];
             for (b, &u) in chunk.iter().enumerate() {
@@ -241,28 +293,183 @@ impl Scorer {
             }
             let idx = Tensor::from_slice(&ids).view([chunk.len() as i64, width as i64]);
             self.model.check_input(&idx)?;
-            tch::no_grad(|| -> Result<()> {
-                let hidden = autocast(device, self.dtype, || self.model.hidden_unchecked(&idx))?;
-                for (b, &u) in chunk.iter().enumerate() {
-                    let len = inputs[u].len() as i64;
-                    for &w in &users[u] {
-                        let targets = &windows[w].targets;
-                        let k = targets.len() as i64;
-                        let rows = hidden.get(b as i64).narrow(0, len - k, k);
-                        let logits = autocast(device, self.dtype, || self.model.head(&rows))?;
-                        let logp = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
-                        let tgt = Tensor::from_slice(&targets.iter().map(|&t| t as i64).collect::<Vec<_>>())
-                            .to_device(device);
-                        let picked = logp.gather(1, &tgt.unsqueeze(1), false).squeeze_dim(1);
-                        let ll = picked.sum(Kind::Float).double_value(&[]);
-                        let greedy = logp.argmax(-1, false).eq_tensor(&tgt).all().int64_value(&[]) == 1;
-                        out[w] = (ll, greedy);
-                    }
+            let hidden =
+                tch::no_grad(|| autocast(self.model.device(), self.dtype, || self.model.hidden_unchecked(&idx)))?;
+            let mut jobs = Vec::new();
+            for (b, &u) in chunk.iter().enumerate() {
+                let len = inputs[u].len();
+                for &w in &users[u] {
+                    let k = windows[w].targets.len();
+                    jobs.push((w, (len - k..len).map(|p| (b * width + p) as i64).collect()));
                 }
-                Ok(())
-            })?;
+            }
+            self.score_rows(&hidden, &jobs, windows, &mut out)?;
             progress(chunk.iter().map(|&u| users[u].len()).sum());
         }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.tokens.len()));
+        for chunk in rows.chunks(self.batch_size) {
+            let hidden = self.packed_hidden(chunk)?;
+            let width = hidden.size()[1] as usize;
+            let mut jobs = Vec::new();
+            for (b, row) in chunk.iter().enumerate() {
+                for &(u, tail) in &row.members {
+                    let len = inputs[u].len();
+                    for &w in &users[u] {
+                        let k = windows[w].targets.len();
+                        // Input position p sits at row index p before the tail, tail + p - context in it.
+                        let at = (len - k..len).map(|p| {
+                            let i = if p < row.context { p } else { tail + p - row.context };
+                            (b * width + i) as i64
+                        });
+                        jobs.push((w, at.collect()));
+                    }
+                }
+            }
+            self.score_rows(&hidden, &jobs, windows, &mut out)?;
+            progress(
+                chunk
+                    .iter()
+                    .flat_map(|r| r.members.iter().map(|&(u, _)| users[u].len()))
+                    .sum(),
+            );
+        }
         Ok(out)
+    }
+
+    /// Packs the inputs `members` sharing `ctx` into rows of at most `max_length` tokens, the
+    /// context first in each.
+    fn pack(&self, ctx: &[u32], members: &[usize], inputs: &[&[u32]]) -> Vec<PackedRow> {
+        let c = ctx.len();
+        let fresh = || PackedRow {
+            tokens: ctx.to_vec(),
+            positions: (0..c as i64).collect(),
+            segments: vec![0; c],
+            members: Vec::new(),
+            context: c,
+        };
+        let mut rows = vec![fresh()];
+        for &u in members {
+            let tail = &inputs[u][c..];
+            if rows
+                .last()
+                .is_some_and(|r| !r.members.is_empty() && r.tokens.len() + tail.len() > self.max_length)
+            {
+                rows.push(fresh());
+            }
+            let Some(row) = rows.last_mut() else { continue };
+            let segment = row.members.len() as u32 + 1;
+            row.members.push((u, row.tokens.len()));
+            row.tokens.extend_from_slice(tail);
+            row.positions.extend((c..c + tail.len()).map(|p| p as i64));
+            row.segments.extend(std::iter::repeat_n(segment, tail.len()));
+        }
+        rows
+    }
+
+    /// Final hidden states `(B, W, d)` of packed rows, right-padded to the longest.
+    fn packed_hidden(&self, chunk: &[PackedRow]) -> Result<Tensor> {
+        let width = chunk.iter().map(|r| r.tokens.len()).max().unwrap_or(1);
+        let b = chunk.len();
+        let mut ids = vec![0i64; b * width];
+        let mut pos = vec![0i64; b * width];
+        let mut allowed = vec![false; b * width * width];
+        for (i, row) in chunk.iter().enumerate() {
+            // Padding is its own segment: it sees the context and itself, never a tail.
+            let seg = |t: usize| row.segments.get(t).copied().unwrap_or(u32::MAX);
+            for t in 0..width {
+                ids[i * width + t] = row.tokens.get(t).map_or(0, |&x| x as i64);
+                pos[i * width + t] = row.positions.get(t).copied().unwrap_or(0);
+                let sq = seg(t);
+                for k in 0..=t {
+                    let sk = seg(k);
+                    allowed[(i * width + t) * width + k] = sk == 0 || sk == sq;
+                }
+            }
+        }
+        let device = self.model.device();
+        let (b, w) = (b as i64, width as i64);
+        let idx = Tensor::from_slice(&ids).view([b, w]);
+        let packing = Packing {
+            positions: Tensor::from_slice(&pos).view([b, w]).to_device(device),
+            allowed: Tensor::from_slice(&allowed).view([b, 1, w, w]).to_device(device),
+        };
+        tch::no_grad(|| {
+            autocast(device, self.dtype, || {
+                self.model.probe(
+                    &idx,
+                    &mut Probe {
+                        packing: Some(&packing),
+                        ..Probe::default()
+                    },
+                )
+            })
+        })?
+        .map_err(Error::from)
+    }
+
+    /// Scores `jobs` (window, rows of `hidden` flattened to `(B·W, d)` that predict its targets)
+    /// into `out`: the output layer and the log-softmax over many jobs' rows at once (up to
+    /// [`LOGITS_PER_PASS`] logits, at least one job), then per window the f32 sum of its targets'
+    /// log-probabilities and whether each is the argmax.
+    fn score_rows(
+        &self,
+        hidden: &Tensor,
+        jobs: &[(usize, Vec<i64>)],
+        windows: &[Window],
+        out: &mut [(f64, bool)],
+    ) -> Result<()> {
+        let vocab = self.model.config().vocab_size().max(1) as usize;
+        let mut start = 0;
+        while start < jobs.len() {
+            let mut end = start + 1;
+            let mut rows = jobs[start].1.len();
+            while end < jobs.len() && (rows + jobs[end].1.len()) * vocab <= LOGITS_PER_PASS {
+                rows += jobs[end].1.len();
+                end += 1;
+            }
+            self.score_pass(hidden, &jobs[start..end], windows, out)?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn score_pass(
+        &self,
+        hidden: &Tensor,
+        jobs: &[(usize, Vec<i64>)],
+        windows: &[Window],
+        out: &mut [(f64, bool)],
+    ) -> Result<()> {
+        let device = self.model.device();
+        let at: Vec<i64> = jobs.iter().flat_map(|(_, rows)| rows.iter().copied()).collect();
+        let targets: Vec<i64> = jobs
+            .iter()
+            .flat_map(|&(w, _)| windows[w].targets.iter().map(|&t| t as i64))
+            .collect();
+        let (picked, greedy) = tch::no_grad(|| -> Result<(Tensor, Vec<bool>)> {
+            let d = hidden.size()[2];
+            let rows = hidden
+                .view([-1, d])
+                .index_select(0, &Tensor::from_slice(&at).to_device(device));
+            let logits = autocast(device, self.dtype, || self.model.head(&rows))?;
+            let logp = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
+            let tgt = Tensor::from_slice(&targets).to_device(device);
+            let picked = logp.gather(1, &tgt.unsqueeze(1), false).squeeze_dim(1);
+            let greedy = Vec::<bool>::try_from(logp.argmax(-1, false).eq_tensor(&tgt).to_device(Device::Cpu))
+                .map_err(inheritune_model::Error::from)?;
+            Ok((picked.to_device(Device::Cpu), greedy))
+        })?;
+        let mut offset = 0;
+        for (w, rows) in jobs {
+            let k = rows.len();
+            // The harness's `logits.sum()`: torch's f32 sum over the window's targets.
+            let ll = picked
+                .narrow(0, offset as i64, k as i64)
+                .sum(Kind::Float)
+                .double_value(&[]);
+            out[*w] = (ll, greedy[offset..offset + k].iter().all(|&g| g));
+            offset += k;
+        }
+        Ok(())
     }
 }

@@ -134,6 +134,9 @@ pub enum Error {
     /// A device or dtype request cannot be served here.
     #[error("{0}")]
     Unavailable(String),
+    /// A [`crate::Packing`] that does not fit its ids (shapes, kinds, device, positions).
+    #[error("packing: {0}")]
+    BadPacking(String),
     /// libtorch reported an error.
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),

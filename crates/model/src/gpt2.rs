@@ -17,7 +17,7 @@ use crate::config::{check_eps, check_positive, finish, ParamShape};
 use crate::config::{default_gelu_new, default_init_range, default_ln_eps, default_n_positions, default_true};
 
 use crate::error::Result;
-use crate::layers::{causal_attention, AttentionVisitor, LayerNorm, Linear, Probe};
+use crate::layers::{causal_attention, AttentionVisitor, LayerNorm, Linear, Packing, Probe};
 
 #[derive(Debug)]
 struct Attention {
@@ -83,8 +83,8 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, visit: Option<(usize, AttentionVisitor)>) -> Tensor {
-        let x = x + self.attn.forward(&self.ln_1.forward(x), visit);
+    fn forward(&self, x: &Tensor, packing: Option<&Packing>, visit: Option<(usize, AttentionVisitor)>) -> Tensor {
+        let x = x + self.attn.forward(&self.ln_1.forward(x), packing, visit);
         let h = self.ln_2.forward(&x);
         &x + self
             .mlp
@@ -94,12 +94,19 @@ impl Block {
 }
 
 impl Attention {
-    fn forward(&self, x: &Tensor, visit: Option<(usize, AttentionVisitor)>) -> Tensor {
+    fn forward(&self, x: &Tensor, packing: Option<&Packing>, visit: Option<(usize, AttentionVisitor)>) -> Tensor {
         let (b, t, d) = x.size3().unwrap_or((0, 0, 0));
         let hs = d / self.n_head;
         let qkv = self.c_attn.forward(x).split(d, 2); // 3 × (B, T, d)
         let heads = |z: &Tensor| z.view([b, t, self.n_head, hs]).transpose(1, 2); // (B, nh, T, hs)
-        let y = causal_attention(&heads(&qkv[0]), &heads(&qkv[1]), &heads(&qkv[2]), self.scale, visit);
+        let y = causal_attention(
+            &heads(&qkv[0]),
+            &heads(&qkv[1]),
+            &heads(&qkv[2]),
+            self.scale,
+            packing,
+            visit,
+        );
         self.c_proj.forward(&y.transpose(1, 2).contiguous().view([b, t, d]))
     }
 }
@@ -151,7 +158,10 @@ impl Gpt2 {
     /// As [`Gpt2::hidden`], reporting to or changing the pass as `probe` asks.
     pub fn hidden_probed(&self, idx: &Tensor, probe: &mut Probe) -> Tensor {
         let t = idx.size()[1];
-        let pos = Tensor::arange(t, (tch::Kind::Int64, idx.device()));
+        let pos = match probe.packing {
+            Some(p) => p.positions.shallow_clone(),
+            None => Tensor::arange(t, (tch::Kind::Int64, idx.device())),
+        };
         let mut x =
             Tensor::embedding(&self.wte, idx, -1, false, false) + Tensor::embedding(&self.wpe, &pos, -1, false, false); // (B, T, d)
         for (layer, block) in self.h.iter().enumerate() {
@@ -162,7 +172,7 @@ impl Gpt2 {
                 continue;
             }
             let visit = probe.attention.as_mut().map(|v| (layer, &mut **v as AttentionVisitor));
-            x = block.forward(&x, visit);
+            x = block.forward(&x, probe.packing, visit);
         }
         if let Some(r) = probe.residual.as_mut() {
             r(self.h.len(), &x);

@@ -52,6 +52,35 @@ pub struct Probe<'a> {
     pub residual: Option<ResidualVisitor<'a>>,
     /// A block replaced by the identity (its output is its input), for leave-one-out criteria.
     pub skip: Option<usize>,
+    /// Several sequences packed in each row (see [`Packing`]); `None`: one sequence per row.
+    pub packing: Option<&'a Packing>,
+}
+
+/// Several sequences in one row: each token's position id and the tokens it may attend to, so that
+/// continuations sharing a context run with it in one pass (a multiple-choice document's choices),
+/// each token computing exactly what it computes in its own unpacked sequence.
+#[derive(Debug)]
+pub struct Packing {
+    /// The position id of each token `(B, T)` (int64): its index in its own unpacked sequence.
+    pub positions: Tensor,
+    /// `allowed[b, 0, q, k]`: token q may attend to token k, `(B, 1, T, T)` bool. It includes
+    /// causality, and every row must allow at least one key (its own token).
+    pub allowed: Tensor,
+}
+
+impl Packing {
+    /// The masked-out keys `(B, 1, T, T)`, with a sliding window applied by position distance
+    /// (`q - window < k` in the unpacked sequence) where one is given.
+    fn hidden(&self, window: Option<i64>) -> Tensor {
+        let allowed = match window {
+            Some(w) => {
+                let distance = self.positions.unsqueeze(-1) - self.positions.unsqueeze(-2); // (B, T, T): q - k
+                self.allowed.logical_and(&distance.lt(w).unsqueeze(1))
+            }
+            None => self.allowed.shallow_clone(),
+        };
+        allowed.logical_not()
+    }
 }
 
 impl<'a> Probe<'a> {
@@ -202,35 +231,41 @@ pub fn causal_attention(
     k: &Tensor,
     v: &Tensor,
     scale: f64,
+    packing: Option<&Packing>,
     visit: Option<(usize, AttentionVisitor)>,
 ) -> Tensor {
-    attention(q, k, v, scale, AttentionMask::default(), visit)
+    attention(q, k, v, scale, AttentionMask::default(), packing, visit)
 }
 
 /// Attention core with a sliding window and soft-capping ([`AttentionMask`]), as the eager path
-/// of `transformers` computes it. Without a visitor, SDPA runs where it computes the same thing
-/// (no soft-capping); soft-capped attention always takes the explicit path.
+/// of `transformers` computes it, over packed rows where `packing` is given. Without a visitor,
+/// SDPA runs where it computes the same thing (no soft-capping); soft-capped attention always takes
+/// the explicit path.
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     scale: f64,
     mask: AttentionMask,
+    packing: Option<&Packing>,
     visit: Option<(usize, AttentionVisitor)>,
 ) -> Tensor {
     let (nh, nkv, t) = (q.size()[1], k.size()[1], q.size()[2]);
     let window = mask.window.filter(|w| *w < t);
-    let hidden = || {
-        let future = Tensor::ones([t, t], (Kind::Bool, q.device())).triu(1);
-        match window {
-            Some(w) => future.logical_or(&Tensor::ones([t, t], (Kind::Bool, q.device())).tril(-w)),
-            None => future,
+    let hidden = || match packing {
+        Some(p) => p.hidden(window),
+        None => {
+            let future = Tensor::ones([t, t], (Kind::Bool, q.device())).triu(1);
+            match window {
+                Some(w) => future.logical_or(&Tensor::ones([t, t], (Kind::Bool, q.device())).tril(-w)),
+                None => future,
+            }
         }
     };
     if visit.is_none() && mask.softcap.is_none() {
-        return match window {
-            None => Tensor::scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, true, scale, nh != nkv),
-            Some(_) => {
+        return match (window, packing) {
+            (None, None) => Tensor::scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, true, scale, nh != nkv),
+            _ => {
                 let allowed = hidden().logical_not();
                 Tensor::scaled_dot_product_attention(q, k, v, Some(allowed), 0.0, false, scale, nh != nkv)
             }

@@ -26,7 +26,7 @@ pub use config::{DecoderFamily, Gpt2Config, LlamaConfig, ModelConfig, ParamShape
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
 pub use hf::{LoadOptions, LoadReport};
-pub use layers::{AttentionVisitor, Probe, ResidualVisitor};
+pub use layers::{AttentionVisitor, Packing, Probe, ResidualVisitor};
 pub use lm::{check_device, CausalLm, DType};
 pub use params::{Family, Part, Role, Slot};
 pub use tch;

@@ -28,7 +28,7 @@ use crate::config::{check_eps, check_positive, finish, ParamShape};
 use crate::config::{default_init_range, default_max_positions, default_rms_eps, default_silu};
 
 use crate::error::Result;
-use crate::layers::{attention, AttentionMask, AttentionVisitor, Linear, Probe, RmsNorm};
+use crate::layers::{attention, AttentionMask, AttentionVisitor, Linear, Packing, Probe, RmsNorm};
 use crate::rope::{Rope, RopeScaling};
 
 /// The `model_type`s of the LLaMA family of decoders.
@@ -344,7 +344,13 @@ impl Layer {
         })
     }
 
-    fn forward(&self, x: &Tensor, tables: &RopeTables, visit: Option<(usize, AttentionVisitor)>) -> Tensor {
+    fn forward(
+        &self,
+        x: &Tensor,
+        tables: &RopeTables,
+        packing: Option<&Packing>,
+        visit: Option<(usize, AttentionVisitor)>,
+    ) -> Tensor {
         let (cos, sin) = if self.self_attn.local_rope {
             tables.local.as_ref().unwrap_or(&tables.global)
         } else {
@@ -352,7 +358,7 @@ impl Layer {
         };
         let h = self
             .self_attn
-            .forward(&self.input_layernorm.forward(x), cos, sin, visit);
+            .forward(&self.input_layernorm.forward(x), cos, sin, packing, visit);
         match &self.ffw_norms {
             None => {
                 let x = x + h; // not `+=`: in-place would break autograd
@@ -374,7 +380,14 @@ struct RopeTables {
 }
 
 impl Attention {
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, visit: Option<(usize, AttentionVisitor)>) -> Tensor {
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        packing: Option<&Packing>,
+        visit: Option<(usize, AttentionVisitor)>,
+    ) -> Tensor {
         let (b, t, _) = x.size3().unwrap_or((0, 0, 0));
         let (q, k, v) = match &self.proj {
             QkvProj::Separate { q, k, v } => (q.forward(x), k.forward(x), v.forward(x)),
@@ -408,7 +421,7 @@ impl Attention {
                 Tensor::cat(&[&rot * cos + rotate_half(&rot) * sin, pass], -1)
             }
         };
-        let y = attention(&rope(&q), &rope(&k), &v, self.scale, self.mask, visit); // (B, nh, T, hd)
+        let y = attention(&rope(&q), &rope(&k), &v, self.scale, self.mask, packing, visit); // (B, nh, T, hd)
         self.o_proj
             .forward(&y.transpose(1, 2).contiguous().view([b, t, self.n_head * self.head_dim]))
     }
@@ -472,9 +485,31 @@ impl Llama {
             x = &x * &normalizer;
         }
         let (device, kind) = (idx.device(), x.kind());
-        let tables = RopeTables {
-            global: self.config.rope().tables(t, device, kind),
-            local: self.config.rope_local().map(|r| r.tables(t, device, kind)),
+        let tables = match probe.packing {
+            None => RopeTables {
+                global: self.config.rope().tables(t, device, kind),
+                local: self.config.rope_local().map(|r| r.tables(t, device, kind)),
+            },
+            Some(p) => {
+                // Each token's rows of the tables of the longest unpacked sequence, `(B, 1, T, hd)`.
+                let len = p.positions.max().int64_value(&[]) + 1;
+                let at = |(cos, sin): (Tensor, Tensor)| {
+                    let pick = |z: Tensor| {
+                        let hd = z.size()[1];
+                        z.index_select(0, &p.positions.flatten(0, -1)).view([
+                            p.positions.size()[0],
+                            1,
+                            p.positions.size()[1],
+                            hd,
+                        ])
+                    };
+                    (pick(cos), pick(sin))
+                };
+                RopeTables {
+                    global: at(self.config.rope().tables(len, device, kind)),
+                    local: self.config.rope_local().map(|r| at(r.tables(len, device, kind))),
+                }
+            }
         };
         for (i, layer) in self.layers.iter().enumerate() {
             if let Some(r) = probe.residual.as_mut() {
@@ -484,7 +519,7 @@ impl Llama {
                 continue;
             }
             let visit = probe.attention.as_mut().map(|v| (i, &mut **v as AttentionVisitor));
-            x = layer.forward(&x, &tables, visit);
+            x = layer.forward(&x, &tables, probe.packing, visit);
         }
         if let Some(r) = probe.residual.as_mut() {
             r(self.layers.len(), &x);

@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::gpt2::Gpt2;
-use crate::layers::{AttentionVisitor, Probe};
+use crate::layers::{AttentionVisitor, Packing, Probe};
 use crate::llama::Llama;
 
 /// Floating-point formats for weights and compute.
@@ -183,6 +183,45 @@ impl CausalLm {
         Ok(())
     }
 
+    /// Checks a [`Packing`] against ids `(B, T)`: positions `(B, T)` int64 within the context,
+    /// `allowed` `(B, 1, T, T)` bool, on the model's device.
+    fn check_packing(&self, idx: &Tensor, p: &Packing) -> Result<()> {
+        let (b, t) = (idx.size()[0], idx.size()[1]);
+        let bad = |what: &str, shape: Vec<i64>, kind: Kind| {
+            Err(Error::BadPacking(format!(
+                "{what} must be {} on {:?}, got {shape:?} {kind:?} on {:?}",
+                if what == "positions" {
+                    format!("({b}, {t}) int64")
+                } else {
+                    format!("({b}, 1, {t}, {t}) bool")
+                },
+                self.device(),
+                if what == "positions" {
+                    p.positions.device()
+                } else {
+                    p.allowed.device()
+                }
+            )))
+        };
+        if p.positions.size() != [b, t] || p.positions.kind() != Kind::Int64 || p.positions.device() != self.device() {
+            return bad("positions", p.positions.size(), p.positions.kind());
+        }
+        if p.allowed.size() != [b, 1, t, t] || p.allowed.kind() != Kind::Bool || p.allowed.device() != self.device() {
+            return bad("allowed", p.allowed.size(), p.allowed.kind());
+        }
+        let (lo, hi) = (
+            p.positions.f_min()?.int64_value(&[]),
+            p.positions.f_max()?.int64_value(&[]),
+        );
+        let max = self.config.context_length();
+        if lo < 0 || hi >= max {
+            return Err(Error::BadPacking(format!(
+                "positions must be in 0..{max} (the context), got {lo}..={hi}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Logits `(B, T, V)` through the fast attention path.
     ///
     /// # Errors
@@ -276,6 +315,9 @@ impl CausalLm {
                 "cannot skip block {s} of a {}-block model",
                 self.config().n_layer()
             )));
+        }
+        if let Some(p) = probe.packing {
+            self.check_packing(idx, p)?;
         }
         let idx = idx.to_device(self.device());
         Ok(match &self.arch {
