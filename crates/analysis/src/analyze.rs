@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::depth::{ResidualAcc, Rule};
 use crate::error::{Error, Result};
-use crate::metrics::{approx_rank, column_mass, dominance};
+use crate::metrics::{approx_rank, metrics};
 
 /// Column ordering for m*(η) (METHOD.md §2.6 DECISION: sorted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -406,9 +406,10 @@ fn all_taus(settings: &Settings) -> Vec<f64> {
 fn reduce_layer(acc: &mut LayerAcc, probs: &Tensor, taus: &[f64], settings: &Settings) -> Result<()> {
     let a = probs.f_to_kind(Kind::Double)?; // (B, H, T, T)
     let (b, h) = (a.size()[0] as usize, a.size()[1] as usize);
-    let k = to_vec_i64(&approx_rank(&a, taus))?; // (B, H, ntau)
-    let m = to_vec_i64(&column_mass(&a, settings.eta, settings.mass_order == MassOrder::Sorted))?; // (B, H)
-    let d = to_vec_f64(&dominance(&a))?; // (B, H)
+    let all = metrics(&a, taus, settings.eta, settings.mass_order == MassOrder::Sorted);
+    let k = to_vec_i64(&all.rank)?; // (B, H, ntau)
+    let m = to_vec_i64(&all.mass)?; // (B, H)
+    let d = to_vec_f64(&all.dom)?; // (B, H)
     let nt = taus.len();
     for w in 0..b {
         for head in 0..h {

@@ -58,15 +58,54 @@ fn frobenius2(a: &Tensor) -> Tensor {
 /// whose share reaches τ (ties decided by `>=`, no epsilon).
 pub fn approx_rank(a: &Tensor, taus: &[f64]) -> Tensor {
     let a = a.to_kind(Kind::Double);
+    rank_given_total(&a, &frobenius2(&a).unsqueeze(-1), taus)
+}
+
+/// k* of f64 matrices `a` whose squared Frobenius norms `(..., 1)` are known.
+fn rank_given_total(a: &Tensor, total: &Tensor, taus: &[f64]) -> Tensor {
     // σ² are the eigenvalues of A·Aᵀ (METHOD.md §2.3 allows either route). tch passes linalg_svdvals a
     // driver string that libtorch accepts only on CUDA, and the legacy svd(compute_uv=false)
     // allocates zero-filled U and V, so the symmetric eigensolver is both available and faster.
     let gram = a.matmul(&a.transpose(-2, -1)); // (..., T, T)
     let s2 = eigvalsh(&gram).clamp_min(0.0).flip([-1]); // (..., T), descending
-    let total = frobenius2(&a).unsqueeze(-1); // (..., 1)
     let cum = s2.cumsum(-1, Kind::Double) / total;
     let per_tau: Vec<Tensor> = taus.iter().map(|&t| first_reaching(&cum, t)).collect();
     Tensor::stack(&per_tau, -1)
+}
+
+/// k*, m* and dom of the same matrices, as [`approx_rank`], [`column_mass`] and [`dominance`]
+/// give them one by one.
+pub struct Metrics {
+    /// k*(τ) for every τ, `(..., len(taus))` int64.
+    pub rank: Tensor,
+    /// m*(η), `(...)` int64.
+    pub mass: Tensor,
+    /// dom(A), `(...)` f64.
+    pub dom: Tensor,
+}
+
+/// k*, m* and dom of `(..., T, T)` attention matrices in one pass over their squared entries:
+/// the column masses c_j give the column shares (m*, dom) and ‖A‖_F² = Σ_j c_j (k*), where the
+/// functions one by one square every entry three times.
+pub fn metrics(a: &Tensor, taus: &[f64], eta: f64, sorted: bool) -> Metrics {
+    let a = a.to_kind(Kind::Double);
+    let c = a.square().sum_dim_intlist(-2, false, Kind::Double); // (..., T)
+    let total = c.sum_dim_intlist(-1, true, Kind::Double); // (..., 1)
+    let shares = &c / &total;
+    Metrics {
+        rank: rank_given_total(&a, &total, taus),
+        mass: mass_of_shares(&shares, eta, sorted),
+        dom: shares.amax(-1, false),
+    }
+}
+
+fn mass_of_shares(shares: &Tensor, eta: f64, sorted: bool) -> Tensor {
+    let ordered = if sorted {
+        shares.sort(-1, true).0
+    } else {
+        shares.shallow_clone()
+    };
+    first_reaching(&ordered.cumsum(-1, Kind::Double), eta)
 }
 
 /// Column-mass shares c_j / ‖A‖_F² with c_j = Σ_i A_ij², `(..., T)`.
@@ -79,9 +118,7 @@ pub fn column_shares(a: &Tensor) -> Tensor {
 /// m*(η) of METHOD.md §2.6: the fewest columns whose shares reach η; `sorted = false` gives the
 /// index-order variant (columns 0, 1, 2, … as printed in the paper's formula). `(..., T, T)` → `(...)`.
 pub fn column_mass(a: &Tensor, eta: f64, sorted: bool) -> Tensor {
-    let shares = column_shares(a);
-    let ordered = if sorted { shares.sort(-1, true).0 } else { shares };
-    first_reaching(&ordered.cumsum(-1, Kind::Double), eta)
+    mass_of_shares(&column_shares(a), eta, sorted)
 }
 
 /// dom(A) = max_j c_j / ‖A‖_F², `(..., T, T)` → `(...)` (f64).
@@ -142,6 +179,33 @@ mod tests {
         assert!((scalar(&(s.get(0) / s.sum(Kind::Double))) - 0.512).abs() < 5e-4);
         assert_eq!(scalar(&approx_rank(&identity(100), &[0.9])), 90.0);
         assert_eq!(scalar(&column_mass(&identity(100), 0.9, true)), 90.0);
+    }
+
+    /// The one-pass [`metrics`] gives what the functions give one by one, on causal softmax
+    /// attention from sharp to flat and on the hand-derived matrices.
+    #[test]
+    fn one_pass_equals_the_functions_one_by_one() {
+        inheritune_model::tch::manual_seed(7);
+        let t = 40;
+        let mask = Tensor::ones([t, t], (Kind::Bool, inheritune_model::tch::Device::Cpu)).triu(1);
+        let mut batch: Vec<Tensor> = [0.3, 2.0, 8.0]
+            .iter()
+            .map(|&sharp| {
+                (Tensor::randn([4, t, t], (Kind::Float, inheritune_model::tch::Device::Cpu)) * sharp)
+                    .masked_fill(&mask, f64::NEG_INFINITY)
+                    .softmax(-1, Kind::Double)
+            })
+            .collect();
+        batch.push(Tensor::stack(&[sink(t), uniform_causal(t), identity(t)], 0));
+        let a = Tensor::cat(&batch, 0).view([5, 3, t, t]);
+        let taus = [0.8, 0.9, 0.95];
+        for sorted in [true, false] {
+            let all = metrics(&a, &taus, 0.9, sorted);
+            assert!(all.rank.equal(&approx_rank(&a, &taus)));
+            assert!(all.mass.equal(&column_mass(&a, 0.9, sorted)));
+            let diff = (&all.dom - dominance(&a)).abs().max().double_value(&[]);
+            assert!(diff <= 1e-15, "dom differs by {diff}");
+        }
     }
 
     #[test]
