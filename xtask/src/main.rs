@@ -22,9 +22,12 @@ const USAGE: &str = "details:
   bench prepare   inheritune prepare vs Python tiktoken on ~50 MB of text, same threads
   bench analyze   attention metrics (k*, m*, dom) vs numpy on the same attention tensors;
                   with --model DIR|FILE.gguf: inheritune analyze vs transformers (eager) + numpy on
-                  100 windows of 100 tokens, whole processes, seconds and peak memory
+                  100 windows of 100 tokens, whole processes, seconds and peak memory;
+                  with --xl: inheritune analyze of a random GPT-2 XL (48 × 25 heads, written once
+                  under target/bench/load) on 100 windows of 100 tokens against the 60 s goal
   bench eval      inheritune eval vs lm-evaluation-harness 0.4.13 (hf backend), same model, docs,
-                  device (CPU), batch size and threads; prints examples/s of both and the ratio
+                  device (CPU), batch size and threads, in BENCH_ROUNDS (3) alternating rounds;
+                  prints the medians and spreads (examples/s) and the ratio
   bench train     training steps: inheritune bench train vs xtask/bench/torch_gpt_train.py
                   (CPU, f32, same shapes and threads, alternating runs; BENCH_SHAPE=L,H,D,B,T,
                   BENCH_STEPS, BENCH_ROUNDS, BENCH_THREADS override)
@@ -67,8 +70,13 @@ enum Task {
         which: Bench,
         /// `bench analyze` on a real checkpoint (a folder or a `.gguf`) against transformers' eager
         /// attention and numpy, on 100 windows of 100 tokens of the bundled State of the Union text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "xl")]
         model: Option<PathBuf>,
+        /// `bench analyze` of a random GPT-2 XL (48 layers × 25 heads) on 100 windows of 100
+        /// tokens: seconds and peak memory of the whole process against the 60 s goal
+        /// (BENCH_DTYPE=f32|bf16, f32 by default).
+        #[arg(long)]
+        xl: bool,
     },
 }
 
@@ -94,8 +102,9 @@ fn main() -> Result<()> {
         Task::Setup => setup::setup().map(|_| ()),
         Task::Reproduce { recipe, args } => reproduce::reproduce(&recipe, &args),
         Task::Test => gate::test(),
-        Task::Bench { which, model } => match which {
+        Task::Bench { which, model, xl } => match which {
             Bench::Prepare => bench::bench_prepare(),
+            Bench::Analyze if xl => bench::bench_analyze_xl(),
             Bench::Analyze => match model {
                 Some(model) => bench::bench_analyze_model(&model),
                 None => bench::bench_analyze(),

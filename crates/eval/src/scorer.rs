@@ -5,10 +5,11 @@
 //!
 //! Requests are batched by length with right padding (causal attention makes padding after a
 //! sequence invisible to it), identical model inputs run once (MMLU's four answer letters share
-//! one pass), and only the scored positions go through the output layer. Requests whose inputs
-//! share their whole context (a multiple-choice document's choices) run as one packed row: the
-//! context once, then each continuation attending to the context and to itself only, at the
-//! positions it has on its own ([`inheritune_model::Packing`]), so each scores what it scores alone.
+//! one pass), and only the scored positions go through the output layer. Inputs that share a
+//! prefix (a multiple-choice document's choices after their context, Winogrande's options before
+//! the blank, MMLU's five shots) run as one packed row: the prefix once, then each input's rest
+//! attending to the prefix and to itself only, at the positions it has on its own
+//! ([`inheritune_model::Packing`]), so each scores exactly what it scores alone.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -40,24 +41,51 @@ pub struct Scorer {
 struct Window {
     input: Vec<u32>,
     targets: Vec<u32>,
-    /// How many leading tokens of `input` are the request's whole context, which other requests
-    /// may share (0: none, as for rolling windows and truncated requests).
-    context: usize,
 }
 
 /// The most logits one pass of the output layer computes (64M: 256 MB in f32), so that scoring
 /// many short continuations at once never holds a long rolling window's worth per request.
 const LOGITS_PER_PASS: usize = 64 << 20;
 
-/// One packed row: a shared context followed by the tails of the inputs that share it.
+/// One packed row: a shared prefix followed by the tails of the inputs that share it.
 struct PackedRow {
     tokens: Vec<u32>,
     positions: Vec<i64>,
-    /// 0 for the context, i + 1 for the i-th tail.
+    /// 0 for the prefix, i + 1 for the i-th tail.
     segments: Vec<u32>,
     /// (unique input, row index where its tail starts).
     members: Vec<(usize, usize)>,
-    context: usize,
+    prefix: usize,
+}
+
+/// The shortest prefix worth sharing: below it, inputs run alone (every input of a BOS
+/// tokenizer shares one token).
+const MIN_SHARED: usize = 8;
+
+/// The length of the longest common prefix of `a` and `b`.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Groups inputs by a shared prefix: in sorted order, each input joins the group before it while
+/// the tokens saved, (members − 1) × prefix, do not fall; a group is (prefix length, members).
+fn prefix_groups(inputs: &[&[u32]]) -> Vec<(usize, Vec<usize>)> {
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    order.sort_by(|&a, &b| inputs[a].cmp(inputs[b]).then(a.cmp(&b)));
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for u in order {
+        if let Some((prefix, members)) = groups.last_mut() {
+            let shared = common_prefix(&inputs[members[0]][..*prefix], inputs[u]);
+            let m = members.len();
+            if shared >= MIN_SHARED && m * shared >= (m - 1) * *prefix {
+                *prefix = shared;
+                members.push(u);
+                continue;
+            }
+        }
+        groups.push((inputs[u].len(), vec![u]));
+    }
+    groups
 }
 
 fn special_token(dir: &Path, tokenizer: &Tokenizer, key: &str) -> Option<u32> {
@@ -171,7 +199,6 @@ impl Scorer {
         Ok(Window {
             input: full[start..full.len() - 1].to_vec(),
             targets: cont,
-            context: if start == 0 { ctx.len() } else { 0 },
         })
     }
 
@@ -193,7 +220,6 @@ impl Scorer {
             out.push(Window {
                 input,
                 targets: tokens[s..e].to_vec(),
-                context: 0,
             });
             s = e;
         }
@@ -237,49 +263,30 @@ impl Scorer {
         Ok(out)
     }
 
-    /// Scores windows: unique inputs batched longest first, right-padded; inputs sharing their
-    /// context packed into rows.
+    /// Scores windows: unique inputs batched longest first, right-padded; inputs sharing a
+    /// prefix packed into rows.
     fn score(&self, windows: &[Window], progress: &mut dyn FnMut(usize)) -> Result<Vec<(f64, bool)>> {
         let mut unique: HashMap<&[u32], usize> = HashMap::new();
         let mut inputs: Vec<&[u32]> = Vec::new();
         let mut users: Vec<Vec<usize>> = Vec::new();
-        // The context every user of an input shares (the shortest, so that each user's scored
-        // rows, which start at its context's last token, lie in the context or the tail).
-        let mut context: Vec<usize> = Vec::new();
         for (i, w) in windows.iter().enumerate() {
             let id = *unique.entry(&w.input).or_insert_with(|| {
                 inputs.push(&w.input);
                 users.push(Vec::new());
-                context.push(w.context);
                 inputs.len() - 1
             });
             users[id].push(i);
-            context[id] = context[id].min(w.context);
         }
-        // Inputs by shared context; a context with one input runs alone.
-        // (In first-seen order, so that the batches, and so the last bits, do not vary run to run.)
-        let mut group_of: HashMap<&[u32], usize> = HashMap::new();
-        let mut groups: Vec<(&[u32], Vec<usize>)> = Vec::new();
+        // A position in the prefix is the same token with the same past in every member, so any
+        // member's scored rows lie in the prefix or in its own tail.
         let mut alone: Vec<usize> = Vec::new();
-        for (u, &c) in context.iter().enumerate() {
-            if c == 0 {
-                alone.push(u);
-            } else {
-                let ctx = &inputs[u][..c];
-                let g = *group_of.entry(ctx).or_insert_with(|| {
-                    groups.push((ctx, Vec::new()));
-                    groups.len() - 1
-                });
-                groups[g].1.push(u);
-            }
-        }
         let mut rows: Vec<PackedRow> = Vec::new();
-        for (ctx, members) in groups {
+        for (prefix, members) in prefix_groups(&inputs) {
             if members.len() == 1 {
                 alone.extend(members);
-                continue;
+            } else {
+                rows.extend(self.pack(&inputs[members[0]][..prefix], &members, &inputs));
             }
-            rows.extend(self.pack(ctx, &members, &inputs));
         }
         let mut out = vec![(0.0, false); windows.len()];
         alone.sort_by_key(|&u| std::cmp::Reverse(inputs[u].len()));
@@ -316,9 +323,9 @@ impl Scorer {
                     let len = inputs[u].len();
                     for &w in &users[u] {
                         let k = windows[w].targets.len();
-                        // Input position p sits at row index p before the tail, tail + p - context in it.
+                        // Input position p sits at row index p in the prefix, tail + p - prefix after it.
                         let at = (len - k..len).map(|p| {
-                            let i = if p < row.context { p } else { tail + p - row.context };
+                            let i = if p < row.prefix { p } else { tail + p - row.prefix };
                             (b * width + i) as i64
                         });
                         jobs.push((w, at.collect()));
@@ -336,16 +343,16 @@ impl Scorer {
         Ok(out)
     }
 
-    /// Packs the inputs `members` sharing `ctx` into rows of at most `max_length` tokens, the
-    /// context first in each.
-    fn pack(&self, ctx: &[u32], members: &[usize], inputs: &[&[u32]]) -> Vec<PackedRow> {
-        let c = ctx.len();
+    /// Packs the inputs `members` sharing `prefix` into rows of at most `max_length` tokens, the
+    /// prefix first in each.
+    fn pack(&self, prefix: &[u32], members: &[usize], inputs: &[&[u32]]) -> Vec<PackedRow> {
+        let c = prefix.len();
         let fresh = || PackedRow {
-            tokens: ctx.to_vec(),
+            tokens: prefix.to_vec(),
             positions: (0..c as i64).collect(),
             segments: vec![0; c],
             members: Vec::new(),
-            context: c,
+            prefix: c,
         };
         let mut rows = vec![fresh()];
         for &u in members {
@@ -374,7 +381,7 @@ impl Scorer {
         let mut pos = vec![0i64; b * width];
         let mut allowed = vec![false; b * width * width];
         for (i, row) in chunk.iter().enumerate() {
-            // Padding is its own segment: it sees the context and itself, never a tail.
+            // Padding is its own segment: it sees the prefix and itself, never a tail.
             let seg = |t: usize| row.segments.get(t).copied().unwrap_or(u32::MAX);
             for t in 0..width {
                 ids[i * width + t] = row.tokens.get(t).map_or(0, |&x| x as i64);
@@ -471,5 +478,35 @@ impl Scorer {
             offset += k;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_groups;
+
+    #[test]
+    fn inputs_group_by_a_shared_prefix_while_it_saves_tokens() {
+        let a: Vec<u32> = (1..=20).collect();
+        let b: Vec<u32> = (1..=12).chain([50, 51]).collect();
+        let c: Vec<u32> = (1..=12).chain([60]).collect();
+        let d: Vec<u32> = vec![7, 8, 9];
+        let e: Vec<u32> = (1..=5).chain([99]).collect();
+        let inputs: Vec<&[u32]> = vec![&d, &c, &a, &e, &b];
+        // Sorted: a, b, c (12 shared), e (5 shared: too few), d (none).
+        assert_eq!(
+            prefix_groups(&inputs),
+            vec![(12, vec![2, 4, 1]), (6, vec![3]), (3, vec![0])]
+        );
+        // Three inputs sharing 100 tokens keep them rather than take a fourth sharing 30
+        // (3 × 30 < 2 × 100); two sharing 100 do take a third sharing 60 (2 × 60 ≥ 100).
+        let long = |tail: u32, shared: u32| -> Vec<u32> { (0..shared).chain(1000 + tail..1003 + tail).collect() };
+        let (p, q, r, s) = (long(0, 100), long(10, 100), long(20, 100), long(30, 30));
+        assert_eq!(
+            prefix_groups(&[&p, &q, &r, &s]),
+            vec![(100, vec![0, 1, 2]), (33, vec![3])]
+        );
+        let t = long(40, 60);
+        assert_eq!(prefix_groups(&[&p, &q, &t]), vec![(60, vec![0, 1, 2])]);
     }
 }

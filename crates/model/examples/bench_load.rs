@@ -1,17 +1,19 @@
 //! Writes a random checkpoint of a real model's shape for `cargo xtask bench load`, streaming
 //! one tensor at a time so that writing it needs little memory.
 //!
-//! `cargo run --release -p inheritune-model --example bench_load -- make DIR [llama-3.2-3b|llama-3.2-1b|tiny]`
-//! writes `DIR/config.json` and `DIR/model.safetensors` (bf16, N(0, 0.02) weights, unit norms).
+//! `cargo run --release -p inheritune-model --example bench_load -- make DIR [llama-3.2-3b|llama-3.2-1b|tiny|gpt2-xl]`
+//! writes `DIR/config.json` and `DIR/model.safetensors` (bf16, N(0, 0.02) weights, unit norms,
+//! zero biases).
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use inheritune_model::tch::{self, Device, Kind, Tensor};
-use inheritune_model::{hf, DType, DecoderFamily, LlamaConfig, ModelConfig};
+use inheritune_model::{hf, DType, DecoderFamily, Gpt2Config, LlamaConfig, ModelConfig};
 
-/// Llama-3.2-3B's shape (config.json of meta-llama/Llama-3.2-3B), or smaller siblings.
-fn config(name: &str) -> anyhow::Result<LlamaConfig> {
+/// Llama-3.2-3B's shape (config.json of meta-llama/Llama-3.2-3B), smaller siblings, or the
+/// paper's GPT-2 XL (48 layers × 25 heads × 1600).
+fn config(name: &str) -> anyhow::Result<ModelConfig> {
     let base = LlamaConfig {
         family: DecoderFamily::Llama,
         vocab_size: 128256,
@@ -31,7 +33,8 @@ fn config(name: &str) -> anyhow::Result<LlamaConfig> {
         tie_word_embeddings: true,
         ..LlamaConfig::open_llama_3b()
     };
-    Ok(match name {
+    Ok(ModelConfig::Llama(match name {
+        "gpt2-xl" => return Ok(ModelConfig::Gpt2(Gpt2Config::xl())),
         "llama-3.2-3b" => base,
         "llama-3.2-1b" => LlamaConfig {
             hidden_size: 2048,
@@ -50,19 +53,18 @@ fn config(name: &str) -> anyhow::Result<LlamaConfig> {
             head_dim: Some(16),
             ..base
         },
-        other => anyhow::bail!("unknown shape {other:?} (llama-3.2-3b, llama-3.2-1b, tiny)"),
-    })
+        other => anyhow::bail!("unknown shape {other:?} (llama-3.2-3b, llama-3.2-1b, tiny, gpt2-xl)"),
+    }))
 }
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some("make"), Some(dir)) = (args.first().map(String::as_str), args.get(1)) else {
-        anyhow::bail!("usage: bench_load make DIR [llama-3.2-3b|llama-3.2-1b|tiny]");
+        anyhow::bail!("usage: bench_load make DIR [llama-3.2-3b|llama-3.2-1b|tiny|gpt2-xl]");
     };
-    let c = config(args.get(2).map_or("llama-3.2-3b", String::as_str))?;
+    let model_config = config(args.get(2).map_or("llama-3.2-3b", String::as_str))?;
     let dir = PathBuf::from(dir);
     std::fs::create_dir_all(&dir)?;
-    let model_config = ModelConfig::Llama(c);
     model_config.validate()?;
     let shapes = model_config.parameter_shapes();
     let mut header = serde_json::Map::new();
@@ -86,8 +88,11 @@ fn main() -> anyhow::Result<()> {
     out.write_all(text.as_bytes())?;
     tch::manual_seed(0);
     for p in &shapes {
-        let t = if p.name.ends_with("norm.weight") {
+        let norm = ["norm.weight", "ln_1.weight", "ln_2.weight", "ln_f.weight"];
+        let t = if norm.iter().any(|n| p.name.ends_with(n)) {
             Tensor::ones(p.shape.as_slice(), (Kind::BFloat16, Device::Cpu))
+        } else if p.name.ends_with(".bias") {
+            Tensor::zeros(p.shape.as_slice(), (Kind::BFloat16, Device::Cpu))
         } else {
             (Tensor::randn(p.shape.as_slice(), (Kind::Float, Device::Cpu)) * 0.02).to_kind(Kind::BFloat16)
         };
