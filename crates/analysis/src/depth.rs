@@ -62,7 +62,8 @@ impl ResidualAcc {
         } else if let Some(prev) = &self.prev {
             self.cos_sum[l - 1] += cosine(prev, &x)?.f_sum(Kind::Double)?.f_double_value(&[])?;
         }
-        self.last[l].push(x.f_select(1, -1)?);
+        // A copy: the view would keep the whole `(B, T, d)` state of every layer alive.
+        self.last[l].push(x.f_select(1, -1)?.copy());
         self.prev = (l < self.n_layer).then_some(x);
         Ok(())
     }

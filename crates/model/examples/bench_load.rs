@@ -66,7 +66,14 @@ fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(dir);
     std::fs::create_dir_all(&dir)?;
     model_config.validate()?;
-    let shapes = model_config.parameter_shapes();
+    // GPT-2's projections are `Conv1D`s, stored (in, out) in Hugging Face checkpoints.
+    let conv1d = ["attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"];
+    let mut shapes = model_config.parameter_shapes();
+    if matches!(model_config, ModelConfig::Gpt2(_)) {
+        for p in shapes.iter_mut().filter(|p| conv1d.iter().any(|c| p.name.ends_with(c))) {
+            p.shape.reverse();
+        }
+    }
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
     let mut offset = 0u64;
