@@ -651,18 +651,12 @@ fn peak_rss(cmd: &mut Command, what: &str) -> Result<(f64, f64)> {
     Ok((seconds, usage.ru_maxrss as f64 * 1024.0 / 1e9))
 }
 
-/// `cargo xtask bench load`: peak memory of `inheritune perplexity` and `analyze` in bf16 on a
-/// random checkpoint of Llama-3.2-3B's shape (BENCH_SHAPE=llama-3.2-1b or tiny for smaller),
-/// against the size of its bf16 weights; the ratio is what says how large a model fits.
-pub fn bench_load() -> Result<()> {
+/// `target/bench/load/<shape>`: a random bf16 checkpoint of a real model's shape
+/// (`crates/model/examples/bench_load.rs`), written once.
+fn random_checkpoint(shape: &str) -> Result<PathBuf> {
     let root = workspace_root();
-    let shape = std::env::var("BENCH_SHAPE").unwrap_or_else(|_| "llama-3.2-3b".into());
-    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
-    let binary = build_release()?;
-    let dir = root.join("target").join("bench").join("load");
-    let model = dir.join(&shape);
-    let weights = model.join("model.safetensors");
-    if !weights.exists() || !model.join("config.json").exists() {
+    let model = root.join("target").join("bench").join("load").join(shape);
+    if !model.join("model.safetensors").exists() || !model.join("config.json").exists() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         run(
             Command::new(&cargo)
@@ -679,10 +673,24 @@ pub fn bench_load() -> Result<()> {
                     "make",
                 ])
                 .arg(&model)
-                .arg(&shape),
+                .arg(shape),
             "writing the random checkpoint",
         )?;
     }
+    Ok(model)
+}
+
+/// `cargo xtask bench load`: peak memory of `inheritune perplexity` and `analyze` in bf16 on a
+/// random checkpoint of Llama-3.2-3B's shape (BENCH_SHAPE=llama-3.2-1b or tiny for smaller),
+/// against the size of its bf16 weights; the ratio is what says how large a model fits.
+pub fn bench_load() -> Result<()> {
+    let root = workspace_root();
+    let shape = std::env::var("BENCH_SHAPE").unwrap_or_else(|_| "llama-3.2-3b".into());
+    let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
+    let binary = build_release()?;
+    let dir = root.join("target").join("bench").join("load");
+    let model = random_checkpoint(&shape)?;
+    let weights = model.join("model.safetensors");
     let size = std::fs::metadata(&weights)
         .with_context(|| format!("reading {}", weights.display()))?
         .len() as f64
@@ -746,28 +754,7 @@ pub fn bench_analyze_xl() -> Result<()> {
     let dtype = std::env::var("BENCH_DTYPE").unwrap_or_else(|_| "f32".into());
     let binary = build_release()?;
     let dir = root.join("target").join("bench").join("load");
-    let model = dir.join("gpt2-xl");
-    if !model.join("model.safetensors").exists() || !model.join("config.json").exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        run(
-            Command::new(&cargo)
-                .current_dir(&root)
-                .args([
-                    "run",
-                    "--release",
-                    "-q",
-                    "-p",
-                    "inheritune-model",
-                    "--example",
-                    "bench_load",
-                    "--",
-                    "make",
-                ])
-                .arg(&model)
-                .arg("gpt2-xl"),
-            "writing the random GPT-2 XL checkpoint",
-        )?;
-    }
+    let model = random_checkpoint("gpt2-xl")?;
     let windows = dir.join("windows-xl.json");
     let ids: Vec<Vec<u32>> = (0..100u32)
         .map(|w| (0..100u32).map(|i| (w * 7919 + i * 104_729) % 50_257).collect())

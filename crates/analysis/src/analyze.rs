@@ -403,7 +403,20 @@ fn all_taus(settings: &Settings) -> Vec<f64> {
     taus
 }
 
+/// Matrices per metrics pass: bounds a layer's f64 copies, Gram products and LAPACK workspaces
+/// (about 48 MB each at 100 tokens) whatever the number of windows in the forward batch.
+const MATRICES_PER_PASS: usize = 600;
+
 fn reduce_layer(acc: &mut LayerAcc, probs: &Tensor, taus: &[f64], settings: &Settings) -> Result<()> {
+    let heads = probs.size().get(1).copied().unwrap_or(1).max(1) as usize;
+    let windows = (MATRICES_PER_PASS / heads).max(1) as i64;
+    for part in probs.f_split(windows, 0)? {
+        reduce_windows(acc, &part, taus, settings)?;
+    }
+    Ok(())
+}
+
+fn reduce_windows(acc: &mut LayerAcc, probs: &Tensor, taus: &[f64], settings: &Settings) -> Result<()> {
     let a = probs.f_to_kind(Kind::Double)?; // (B, H, T, T)
     let (b, h) = (a.size()[0] as usize, a.size()[1] as usize);
     let all = metrics(&a, taus, settings.eta, settings.mass_order == MassOrder::Sorted);

@@ -67,7 +67,12 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     model_config.validate()?;
     // GPT-2's projections are `Conv1D`s, stored (in, out) in Hugging Face checkpoints.
-    let conv1d = ["attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"];
+    let conv1d = [
+        "attn.c_attn.weight",
+        "attn.c_proj.weight",
+        "mlp.c_fc.weight",
+        "mlp.c_proj.weight",
+    ];
     let mut shapes = model_config.parameter_shapes();
     if matches!(model_config, ModelConfig::Gpt2(_)) {
         for p in shapes.iter_mut().filter(|p| conv1d.iter().any(|c| p.name.ends_with(c))) {

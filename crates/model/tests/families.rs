@@ -5,24 +5,10 @@
 
 mod common;
 
-use common::{check_attention, check_logits, fixture, max_abs_diff, reference};
+use common::{check_attention, check_logits, fixture, max_abs_diff, reference, FAMILIES};
 use inheritune_model::hf::{self, LoadOptions};
 use inheritune_model::tch::Tensor;
 use inheritune_model::{DType, ModelConfig};
-
-/// Every family fixture with the `model_type` its config must parse to.
-const FAMILIES: [(&str, &str); 10] = [
-    ("fam_llama3", "llama"),
-    ("fam_llama_yarn", "llama"),
-    ("fam_llama_linear", "llama"),
-    ("fam_llama_dynamic", "llama"),
-    ("fam_mistral", "mistral"),
-    ("fam_qwen2", "qwen2"),
-    ("fam_qwen3", "qwen3"),
-    ("fam_gemma2", "gemma2"),
-    ("fam_gemma3", "gemma3_text"),
-    ("fam_phi3", "phi3"),
-];
 
 #[test]
 fn every_family_loads_cleanly_and_matches_transformers_logits() -> anyhow::Result<()> {

@@ -6,23 +6,10 @@
 
 mod common;
 
-use common::{fixture, max_abs_diff, reference, FIXTURES};
+use common::{fixture, max_abs_diff, reference, FAMILIES, FIXTURES};
 use inheritune_model::hf::{self, LoadOptions};
 use inheritune_model::tch::{Kind, Tensor};
 use inheritune_model::{Packing, Probe};
-
-const FAMILIES: [&str; 10] = [
-    "fam_llama3",
-    "fam_llama_yarn",
-    "fam_llama_linear",
-    "fam_llama_dynamic",
-    "fam_mistral",
-    "fam_qwen2",
-    "fam_qwen3",
-    "fam_gemma2",
-    "fam_gemma3",
-    "fam_phi3",
-];
 
 /// One row: `s[..c]` (segment 0), `s[c..]` (1), `s[c..c + 2]` (2), then `u` alone (3).
 /// Returns ids, the packing, and for each packed token (row of the reference, position).
@@ -63,7 +50,7 @@ fn pack(s: &[i64], u: &[i64], u_row: i64) -> (Tensor, Packing, Vec<(i64, i64)>) 
 
 #[test]
 fn packed_rows_give_every_token_its_unpacked_logits() -> anyhow::Result<()> {
-    for name in FIXTURES.iter().chain(FAMILIES.iter()) {
+    for name in FIXTURES.iter().copied().chain(FAMILIES.iter().map(|f| f.0)) {
         let (model, _) = hf::load(&fixture(name), &LoadOptions::default())?;
         let r = reference(name)?;
         let ids = &r["input_ids"];

@@ -38,6 +38,21 @@ pub const FIXTURES: [&str; 5] = [
     "llama_mqa_untied",
 ];
 
+/// Every decoder-family fixture (`fixtures/make_families.py`) with the `model_type` its config
+/// must parse to.
+pub const FAMILIES: [(&str, &str); 10] = [
+    ("fam_llama3", "llama"),
+    ("fam_llama_yarn", "llama"),
+    ("fam_llama_linear", "llama"),
+    ("fam_llama_dynamic", "llama"),
+    ("fam_mistral", "mistral"),
+    ("fam_qwen2", "qwen2"),
+    ("fam_qwen3", "qwen3"),
+    ("fam_gemma2", "gemma2"),
+    ("fam_gemma3", "gemma3_text"),
+    ("fam_phi3", "phi3"),
+];
+
 /// Loads fixture `name` (the load report must be clean) and checks its logits against
 /// transformers' within 1e-4; returns the model.
 pub fn check_logits(name: &str) -> anyhow::Result<inheritune_model::CausalLm> {
