@@ -651,6 +651,39 @@ fn peak_rss(cmd: &mut Command, what: &str) -> Result<(f64, f64)> {
     Ok((seconds, usage.ru_maxrss as f64 * 1024.0 / 1e9))
 }
 
+/// `inheritune analyze` of `model` on `n` synthetic windows of `t` token ids below `vocab`
+/// (`target/bench/load/windows<tag>.json`), in `dtype`, whole process: seconds and peak RSS (GB).
+fn analyze_synthetic(
+    binary: &Path,
+    model: &Path,
+    (n, t, vocab): (u32, u32, u32),
+    dtype: &str,
+    threads: &str,
+    tag: &str,
+) -> Result<(f64, f64)> {
+    let dir = workspace_root().join("target").join("bench").join("load");
+    let windows = dir.join(format!("windows{tag}.json"));
+    let ids: Vec<Vec<u32>> = (0..n)
+        .map(|w| (0..t).map(|i| (w * 7919 + i * 104_729) % vocab).collect())
+        .collect();
+    std::fs::write(&windows, serde_json::to_string(&ids)?)?;
+    let out = dir.join(format!("analysis{tag}"));
+    let _ = std::fs::remove_dir_all(&out);
+    peak_rss(
+        Command::new(binary)
+            .arg("analyze")
+            .arg("--model")
+            .arg(model)
+            .arg("--windows")
+            .arg(&windows)
+            .arg("--out")
+            .arg(&out)
+            .args(["--dtype", dtype])
+            .env("OMP_NUM_THREADS", threads),
+        "inheritune analyze",
+    )
+}
+
 /// `target/bench/load/<shape>`: a random bf16 checkpoint of a real model's shape
 /// (`crates/model/examples/bench_load.rs`), written once.
 fn random_checkpoint(shape: &str) -> Result<PathBuf> {
@@ -701,13 +734,6 @@ pub fn bench_load() -> Result<()> {
         "Madam Speaker, Madam Vice President, our First Lady and Second Gentleman, members of Congress and the Cabinet, \
          justices of the Supreme Court, my fellow Americans: last year COVID-19 kept us apart; this year we are finally together again.",
     )?;
-    let windows = dir.join("windows.json");
-    let ids: Vec<Vec<u32>> = (0..2u32)
-        .map(|w| (0..32u32).map(|i| (w * 7919 + i * 104729) % 50000).collect())
-        .collect();
-    std::fs::write(&windows, serde_json::to_string(&ids)?)?;
-    let out = dir.join("analysis");
-    let _ = std::fs::remove_dir_all(&out);
     let (p_secs, p_rss) = peak_rss(
         Command::new(&binary)
             .arg("perplexity")
@@ -719,19 +745,7 @@ pub fn bench_load() -> Result<()> {
             .env("OMP_NUM_THREADS", &threads),
         "inheritune perplexity",
     )?;
-    let (a_secs, a_rss) = peak_rss(
-        Command::new(&binary)
-            .arg("analyze")
-            .arg("--model")
-            .arg(&model)
-            .arg("--windows")
-            .arg(&windows)
-            .arg("--out")
-            .arg(&out)
-            .args(["--dtype", "bf16"])
-            .env("OMP_NUM_THREADS", &threads),
-        "inheritune analyze",
-    )?;
+    let (a_secs, a_rss) = analyze_synthetic(&binary, &model, (2, 32, 50_000), "bf16", &threads, "")?;
     println!("{shape}: {size:.2} GB of bf16 weights, {threads} threads, CPU");
     for (verb, secs, rss) in [("perplexity", p_secs, p_rss), ("analyze", a_secs, a_rss)] {
         println!(
@@ -749,32 +763,11 @@ pub fn bench_load() -> Result<()> {
 /// `BENCH_DTYPE` (f32 by default), whole process: seconds and peak resident memory, recorded
 /// against the goal of 60 s (there is no other implementation to run beside it).
 pub fn bench_analyze_xl() -> Result<()> {
-    let root = workspace_root();
     let threads = std::env::var("BENCH_THREADS").unwrap_or_else(|_| "2".into());
     let dtype = std::env::var("BENCH_DTYPE").unwrap_or_else(|_| "f32".into());
     let binary = build_release()?;
-    let dir = root.join("target").join("bench").join("load");
     let model = random_checkpoint("gpt2-xl")?;
-    let windows = dir.join("windows-xl.json");
-    let ids: Vec<Vec<u32>> = (0..100u32)
-        .map(|w| (0..100u32).map(|i| (w * 7919 + i * 104_729) % 50_257).collect())
-        .collect();
-    std::fs::write(&windows, serde_json::to_string(&ids)?)?;
-    let out = dir.join("analysis-xl");
-    let _ = std::fs::remove_dir_all(&out);
-    let (secs, rss) = peak_rss(
-        Command::new(&binary)
-            .arg("analyze")
-            .arg("--model")
-            .arg(&model)
-            .arg("--windows")
-            .arg(&windows)
-            .arg("--out")
-            .arg(&out)
-            .args(["--dtype", &dtype])
-            .env("OMP_NUM_THREADS", &threads),
-        "inheritune analyze",
-    )?;
+    let (secs, rss) = analyze_synthetic(&binary, &model, (100, 100, 50_257), &dtype, &threads, "-xl")?;
     println!(
         "random GPT-2 XL (48 × 25 heads), 100 windows × 100 tokens, {dtype}, {threads} threads, CPU, whole process:"
     );

@@ -2,8 +2,8 @@
 //! one tensor at a time so that writing it needs little memory.
 //!
 //! `cargo run --release -p inheritune-model --example bench_load -- make DIR [llama-3.2-3b|llama-3.2-1b|tiny|gpt2-xl]`
-//! writes `DIR/config.json` and `DIR/model.safetensors` (bf16, N(0, 0.02) weights, unit norms,
-//! zero biases).
+//! writes `DIR/config.json`, `DIR/model.safetensors` (bf16, N(0, 0.02) weights, unit norms,
+//! zero biases) and GPT-2's `DIR/tokenizer.json`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -117,6 +117,8 @@ fn main() -> anyhow::Result<()> {
     drop(out);
     std::fs::rename(&tmp, dir.join("model.safetensors"))?;
     hf::write_config(&model_config, DType::Bf16, &dir)?;
+    // GPT-2's tokenizer (ids below 50257 fit every shape's vocabulary), so text-taking verbs run.
+    inheritune_data::Tokenizer::gpt2()?.save(&dir.join("tokenizer.json"))?;
     println!(
         "{}: {} parameters, {:.2} GB of bf16 weights",
         dir.display(),
