@@ -103,7 +103,7 @@ pub fn tasks(args: &TasksArgs) -> Result<()> {
     }
     let device = args.device.checked()?;
     let dtype = DType::from(args.dtype);
-    keep_freed_memory();
+    crate::malloc::keep_freed_memory();
     let scorer = Scorer::load(model, device, dtype, args.batch_size)?;
     let bar = inheritune_fs::Progress::new("{msg:>24} {bar:40} {pos}/{len} requests eta {eta}", "requests");
     let began = std::time::Instant::now();
@@ -216,16 +216,4 @@ pub fn loss_report(a: &LossArgs) -> Result<inheritune_train::val::LossReport> {
         tokens,
     };
     Ok(report)
-}
-
-/// Scoring allocates and frees logits of tens of MB per batch: glibc would hand each back to the
-/// kernel and fault it in again (page faults, `malloc_consolidate`, about 3 % of a CPU `eval`).
-/// For this short-lived command freed memory stays in the heap for the next batch instead.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `mallopt` only changes the allocator's thresholds (it takes the allocator's lock).
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
 }

@@ -11,6 +11,7 @@ mod convert;
 mod download;
 mod eval;
 mod launch;
+mod malloc;
 mod perplexity;
 mod prepare;
 mod recipe;
