@@ -379,26 +379,29 @@ impl Scorer {
         let b = chunk.len();
         let mut ids = vec![0i64; b * width];
         let mut pos = vec![0i64; b * width];
-        let mut allowed = vec![false; b * width * width];
+        // Padding is its own segment (-1): it sees the prefix and itself, never a tail.
+        let mut seg = vec![-1i64; b * width];
         for (i, row) in chunk.iter().enumerate() {
-            // Padding is its own segment: it sees the prefix and itself, never a tail.
-            let seg = |t: usize| row.segments.get(t).copied().unwrap_or(u32::MAX);
-            for t in 0..width {
-                ids[i * width + t] = row.tokens.get(t).map_or(0, |&x| x as i64);
-                pos[i * width + t] = row.positions.get(t).copied().unwrap_or(0);
-                let sq = seg(t);
-                for k in 0..=t {
-                    let sk = seg(k);
-                    allowed[(i * width + t) * width + k] = sk == 0 || sk == sq;
-                }
+            for (t, ((&tok, &p), &sg)) in row.tokens.iter().zip(&row.positions).zip(&row.segments).enumerate() {
+                ids[i * width + t] = i64::from(tok);
+                pos[i * width + t] = p;
+                seg[i * width + t] = i64::from(sg);
             }
         }
         let device = self.model.device();
         let (b, w) = (b as i64, width as i64);
         let idx = Tensor::from_slice(&ids).view([b, w]);
+        // Token q sees token k <= q of the prefix (segment 0) or of its own segment.
+        let seg = Tensor::from_slice(&seg).view([b, w]).to_device(device);
+        let same = seg.unsqueeze(2).eq_tensor(&seg.unsqueeze(1)); // (B, q, k)
+        let causal = Tensor::ones([w, w], (Kind::Bool, device)).tril(0);
+        let allowed = same
+            .logical_or(&seg.unsqueeze(1).eq(0))
+            .logical_and(&causal)
+            .unsqueeze(1);
         let packing = Packing {
             positions: Tensor::from_slice(&pos).view([b, w]).to_device(device),
-            allowed: Tensor::from_slice(&allowed).view([b, 1, w, w]).to_device(device),
+            allowed,
         };
         tch::no_grad(|| {
             autocast(device, self.dtype, || {

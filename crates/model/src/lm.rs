@@ -209,6 +209,11 @@ impl CausalLm {
         if p.allowed.size() != [b, 1, t, t] || p.allowed.kind() != Kind::Bool || p.allowed.device() != self.device() {
             return bad("allowed", p.allowed.size(), p.allowed.kind());
         }
+        if p.allowed.f_diagonal(0, -2, -1)?.f_all()?.int64_value(&[]) == 0 {
+            return Err(Error::BadPacking(
+                "allowed must let every token attend to itself (its diagonal is all true)".to_string(),
+            ));
+        }
         let (lo, hi) = (
             p.positions.f_min()?.int64_value(&[]),
             p.positions.f_max()?.int64_value(&[]),

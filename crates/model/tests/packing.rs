@@ -130,6 +130,11 @@ fn a_packing_that_does_not_fit_is_an_error() -> anyhow::Result<()> {
             allowed.to_kind(Kind::Float),
             "allowed must be (1, 1, 3, 3) bool",
         ),
+        (
+            Tensor::from_slice(&[0i64, 1, 2]).view([1, 3]),
+            allowed.triu(1),
+            "attend to itself",
+        ),
     ] {
         let packing = Packing { positions, allowed };
         let err = model
